@@ -1,0 +1,529 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class HandlerKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HANDLER_KIND_UNSPECIFIED: _ClassVar[HandlerKind]
+    SERVICE: _ClassVar[HandlerKind]
+    EXCLUSIVE: _ClassVar[HandlerKind]
+    SHARED: _ClassVar[HandlerKind]
+    WORKFLOW_RUN: _ClassVar[HandlerKind]
+    WORKFLOW_SHARED: _ClassVar[HandlerKind]
+
+class Priority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NORMAL: _ClassVar[Priority]
+    HIGH: _ClassVar[Priority]
+    LOW: _ClassVar[Priority]
+
+class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATUS_UNSPECIFIED: _ClassVar[Status]
+    PENDING: _ClassVar[Status]
+    INBOXED: _ClassVar[Status]
+    SCHEDULED: _ClassVar[Status]
+    RUNNING: _ClassVar[Status]
+    SUSPENDED: _ClassVar[Status]
+    BACKING_OFF: _ClassVar[Status]
+    PAUSED: _ClassVar[Status]
+    COMPLETED: _ClassVar[Status]
+    KILLED: _ClassVar[Status]
+    CANCELLED: _ClassVar[Status]
+HANDLER_KIND_UNSPECIFIED: HandlerKind
+SERVICE: HandlerKind
+EXCLUSIVE: HandlerKind
+SHARED: HandlerKind
+WORKFLOW_RUN: HandlerKind
+WORKFLOW_SHARED: HandlerKind
+NORMAL: Priority
+HIGH: Priority
+LOW: Priority
+STATUS_UNSPECIFIED: Status
+PENDING: Status
+INBOXED: Status
+SCHEDULED: Status
+RUNNING: Status
+SUSPENDED: Status
+BACKING_OFF: Status
+PAUSED: Status
+COMPLETED: Status
+KILLED: Status
+CANCELLED: Status
+
+class Failure(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class Void(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Target(_message.Message):
+    __slots__ = ("service", "handler", "key")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    handler: str
+    key: str
+    def __init__(self, service: _Optional[str] = ..., handler: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class Caller(_message.Message):
+    __slots__ = ("invocation_id", "entry_index")
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_INDEX_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    entry_index: int
+    def __init__(self, invocation_id: _Optional[str] = ..., entry_index: _Optional[int] = ...) -> None: ...
+
+class RunEntry(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SleepEntry(_message.Message):
+    __slots__ = ("wake_at_ms",)
+    WAKE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    wake_at_ms: int
+    def __init__(self, wake_at_ms: _Optional[int] = ...) -> None: ...
+
+class CallEntry(_message.Message):
+    __slots__ = ("target", "input", "invocation_id")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    target: Target
+    input: bytes
+    invocation_id: str
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., input: _Optional[bytes] = ..., invocation_id: _Optional[str] = ...) -> None: ...
+
+class SendEntry(_message.Message):
+    __slots__ = ("target", "input", "invocation_id", "execute_at_ms")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    EXECUTE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    target: Target
+    input: bytes
+    invocation_id: str
+    execute_at_ms: int
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., input: _Optional[bytes] = ..., invocation_id: _Optional[str] = ..., execute_at_ms: _Optional[int] = ...) -> None: ...
+
+class GetStateEntry(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetStateEntry(_message.Message):
+    __slots__ = ("value",)
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    value: bytes
+    def __init__(self, value: _Optional[bytes] = ...) -> None: ...
+
+class ClearStateEntry(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClearAllStateEntry(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStateKeysEntry(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AwakeableEntry(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PromiseGetEntry(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PromisePeekEntry(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PromiseCompleteEntry(_message.Message):
+    __slots__ = ("value", "failure")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    value: bytes
+    failure: Failure
+    def __init__(self, value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ...) -> None: ...
+
+class CombinatorEntry(_message.Message):
+    __slots__ = ("completed",)
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    completed: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, completed: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class OutputEntry(_message.Message):
+    __slots__ = ("value", "failure")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    value: bytes
+    failure: Failure
+    def __init__(self, value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ...) -> None: ...
+
+class MeterEntry(_message.Message):
+    __slots__ = ("counters",)
+    class CountersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    counters: _containers.ScalarMap[str, float]
+    def __init__(self, counters: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class JournalEntry(_message.Message):
+    __slots__ = ("name", "appended_at_ms", "run", "sleep", "call", "send", "get_state", "set_state", "clear_state", "clear_all_state", "get_state_keys", "awakeable", "promise_get", "promise_peek", "promise_complete", "combinator", "output", "meter", "value", "failure", "void", "usage")
+    class UsageEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    APPENDED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    SLEEP_FIELD_NUMBER: _ClassVar[int]
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    SEND_FIELD_NUMBER: _ClassVar[int]
+    GET_STATE_FIELD_NUMBER: _ClassVar[int]
+    SET_STATE_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_STATE_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_ALL_STATE_FIELD_NUMBER: _ClassVar[int]
+    GET_STATE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    AWAKEABLE_FIELD_NUMBER: _ClassVar[int]
+    PROMISE_GET_FIELD_NUMBER: _ClassVar[int]
+    PROMISE_PEEK_FIELD_NUMBER: _ClassVar[int]
+    PROMISE_COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    COMBINATOR_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    VOID_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    appended_at_ms: int
+    run: RunEntry
+    sleep: SleepEntry
+    call: CallEntry
+    send: SendEntry
+    get_state: GetStateEntry
+    set_state: SetStateEntry
+    clear_state: ClearStateEntry
+    clear_all_state: ClearAllStateEntry
+    get_state_keys: GetStateKeysEntry
+    awakeable: AwakeableEntry
+    promise_get: PromiseGetEntry
+    promise_peek: PromisePeekEntry
+    promise_complete: PromiseCompleteEntry
+    combinator: CombinatorEntry
+    output: OutputEntry
+    meter: MeterEntry
+    value: bytes
+    failure: Failure
+    void: Void
+    usage: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., appended_at_ms: _Optional[int] = ..., run: _Optional[_Union[RunEntry, _Mapping]] = ..., sleep: _Optional[_Union[SleepEntry, _Mapping]] = ..., call: _Optional[_Union[CallEntry, _Mapping]] = ..., send: _Optional[_Union[SendEntry, _Mapping]] = ..., get_state: _Optional[_Union[GetStateEntry, _Mapping]] = ..., set_state: _Optional[_Union[SetStateEntry, _Mapping]] = ..., clear_state: _Optional[_Union[ClearStateEntry, _Mapping]] = ..., clear_all_state: _Optional[_Union[ClearAllStateEntry, _Mapping]] = ..., get_state_keys: _Optional[_Union[GetStateKeysEntry, _Mapping]] = ..., awakeable: _Optional[_Union[AwakeableEntry, _Mapping]] = ..., promise_get: _Optional[_Union[PromiseGetEntry, _Mapping]] = ..., promise_peek: _Optional[_Union[PromisePeekEntry, _Mapping]] = ..., promise_complete: _Optional[_Union[PromiseCompleteEntry, _Mapping]] = ..., combinator: _Optional[_Union[CombinatorEntry, _Mapping]] = ..., output: _Optional[_Union[OutputEntry, _Mapping]] = ..., meter: _Optional[_Union[MeterEntry, _Mapping]] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., void: _Optional[_Union[Void, _Mapping]] = ..., usage: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class Header(_message.Message):
+    __slots__ = ("leader_epoch", "producer", "sequence", "timestamp_ms")
+    LEADER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    leader_epoch: int
+    producer: str
+    sequence: int
+    timestamp_ms: int
+    def __init__(self, leader_epoch: _Optional[int] = ..., producer: _Optional[str] = ..., sequence: _Optional[int] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+
+class Invoke(_message.Message):
+    __slots__ = ("invocation_id", "target", "handler_kind", "input", "idempotency_key", "execute_at_ms", "caller", "tenant", "priority", "headers")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_KIND_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    EXECUTE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    target: Target
+    handler_kind: HandlerKind
+    input: bytes
+    idempotency_key: str
+    execute_at_ms: int
+    caller: Caller
+    tenant: str
+    priority: Priority
+    headers: _containers.ScalarMap[str, str]
+    def __init__(self, invocation_id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., handler_kind: _Optional[_Union[HandlerKind, str]] = ..., input: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., execute_at_ms: _Optional[int] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., tenant: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class AppendEntry(_message.Message):
+    __slots__ = ("invocation_id", "index", "entry")
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    index: int
+    entry: JournalEntry
+    def __init__(self, invocation_id: _Optional[str] = ..., index: _Optional[int] = ..., entry: _Optional[_Union[JournalEntry, _Mapping]] = ...) -> None: ...
+
+class Completion(_message.Message):
+    __slots__ = ("invocation_id", "entry_index", "value", "failure", "void")
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_INDEX_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    VOID_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    entry_index: int
+    value: bytes
+    failure: Failure
+    void: Void
+    def __init__(self, invocation_id: _Optional[str] = ..., entry_index: _Optional[int] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., void: _Optional[_Union[Void, _Mapping]] = ...) -> None: ...
+
+class End(_message.Message):
+    __slots__ = ("invocation_id",)
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
+
+class Suspend(_message.Message):
+    __slots__ = ("invocation_id", "waiting_on")
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    WAITING_ON_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    waiting_on: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, invocation_id: _Optional[str] = ..., waiting_on: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class AttemptFailed(_message.Message):
+    __slots__ = ("invocation_id", "failure", "retry_at_ms", "pause")
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    failure: Failure
+    retry_at_ms: int
+    pause: bool
+    def __init__(self, invocation_id: _Optional[str] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry_at_ms: _Optional[int] = ..., pause: _Optional[bool] = ...) -> None: ...
+
+class TimerFired(_message.Message):
+    __slots__ = ("timer_key",)
+    TIMER_KEY_FIELD_NUMBER: _ClassVar[int]
+    timer_key: str
+    def __init__(self, timer_key: _Optional[str] = ...) -> None: ...
+
+class Cancel(_message.Message):
+    __slots__ = ("invocation_id",)
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
+
+class Kill(_message.Message):
+    __slots__ = ("invocation_id",)
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
+
+class Purge(_message.Message):
+    __slots__ = ("invocation_id",)
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
+
+class Pause(_message.Message):
+    __slots__ = ("invocation_id",)
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
+
+class Resume(_message.Message):
+    __slots__ = ("invocation_id",)
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
+
+class ResolvePromise(_message.Message):
+    __slots__ = ("workflow", "key", "name", "value", "failure")
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    workflow: str
+    key: str
+    name: str
+    value: bytes
+    failure: Failure
+    def __init__(self, workflow: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ...) -> None: ...
+
+class AnnounceLeader(_message.Message):
+    __slots__ = ("epoch", "node")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    node: str
+    def __init__(self, epoch: _Optional[int] = ..., node: _Optional[str] = ...) -> None: ...
+
+class OutboxTruncate(_message.Message):
+    __slots__ = ("up_to",)
+    UP_TO_FIELD_NUMBER: _ClassVar[int]
+    up_to: int
+    def __init__(self, up_to: _Optional[int] = ...) -> None: ...
+
+class Envelope(_message.Message):
+    __slots__ = ("header", "invoke", "append_entry", "completion", "end", "suspend", "attempt_failed", "timer_fired", "cancel", "kill", "purge", "pause", "resume", "resolve_promise", "announce_leader", "outbox_truncate")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    INVOKE_FIELD_NUMBER: _ClassVar[int]
+    APPEND_ENTRY_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SUSPEND_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FAILED_FIELD_NUMBER: _ClassVar[int]
+    TIMER_FIRED_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    KILL_FIELD_NUMBER: _ClassVar[int]
+    PURGE_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_PROMISE_FIELD_NUMBER: _ClassVar[int]
+    ANNOUNCE_LEADER_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_TRUNCATE_FIELD_NUMBER: _ClassVar[int]
+    header: Header
+    invoke: Invoke
+    append_entry: AppendEntry
+    completion: Completion
+    end: End
+    suspend: Suspend
+    attempt_failed: AttemptFailed
+    timer_fired: TimerFired
+    cancel: Cancel
+    kill: Kill
+    purge: Purge
+    pause: Pause
+    resume: Resume
+    resolve_promise: ResolvePromise
+    announce_leader: AnnounceLeader
+    outbox_truncate: OutboxTruncate
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., invoke: _Optional[_Union[Invoke, _Mapping]] = ..., append_entry: _Optional[_Union[AppendEntry, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., suspend: _Optional[_Union[Suspend, _Mapping]] = ..., attempt_failed: _Optional[_Union[AttemptFailed, _Mapping]] = ..., timer_fired: _Optional[_Union[TimerFired, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., kill: _Optional[_Union[Kill, _Mapping]] = ..., purge: _Optional[_Union[Purge, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., resolve_promise: _Optional[_Union[ResolvePromise, _Mapping]] = ..., announce_leader: _Optional[_Union[AnnounceLeader, _Mapping]] = ..., outbox_truncate: _Optional[_Union[OutboxTruncate, _Mapping]] = ...) -> None: ...
+
+class InvocationStatus(_message.Message):
+    __slots__ = ("invocation_id", "target", "handler_kind", "status", "tenant", "priority", "input", "idempotency_key", "caller", "created_at_ms", "modified_at_ms", "execute_at_ms", "attempts", "journal_length", "waiting_on", "last_failure", "value", "failure", "completed_at_ms", "retry_at_ms", "cancel_requested", "headers", "inbox_seq")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_KIND_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    WAITING_ON_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    INBOX_SEQ_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    target: Target
+    handler_kind: HandlerKind
+    status: Status
+    tenant: str
+    priority: Priority
+    input: bytes
+    idempotency_key: str
+    caller: Caller
+    created_at_ms: int
+    modified_at_ms: int
+    execute_at_ms: int
+    attempts: int
+    journal_length: int
+    waiting_on: _containers.RepeatedScalarFieldContainer[int]
+    last_failure: Failure
+    value: bytes
+    failure: Failure
+    completed_at_ms: int
+    retry_at_ms: int
+    cancel_requested: bool
+    headers: _containers.ScalarMap[str, str]
+    inbox_seq: int
+    def __init__(self, invocation_id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., handler_kind: _Optional[_Union[HandlerKind, str]] = ..., status: _Optional[_Union[Status, str]] = ..., tenant: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., input: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., created_at_ms: _Optional[int] = ..., modified_at_ms: _Optional[int] = ..., execute_at_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., journal_length: _Optional[int] = ..., waiting_on: _Optional[_Iterable[int]] = ..., last_failure: _Optional[_Union[Failure, _Mapping]] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., completed_at_ms: _Optional[int] = ..., retry_at_ms: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., inbox_seq: _Optional[int] = ...) -> None: ...
+
+class Timer(_message.Message):
+    __slots__ = ("wake_at_ms", "invocation_id", "complete_sleep", "start", "retry", "purge")
+    WAKE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_SLEEP_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    PURGE_FIELD_NUMBER: _ClassVar[int]
+    wake_at_ms: int
+    invocation_id: str
+    complete_sleep: int
+    start: Void
+    retry: Void
+    purge: Void
+    def __init__(self, wake_at_ms: _Optional[int] = ..., invocation_id: _Optional[str] = ..., complete_sleep: _Optional[int] = ..., start: _Optional[_Union[Void, _Mapping]] = ..., retry: _Optional[_Union[Void, _Mapping]] = ..., purge: _Optional[_Union[Void, _Mapping]] = ...) -> None: ...
+
+class Promise(_message.Message):
+    __slots__ = ("value", "failure", "waiters")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    WAITERS_FIELD_NUMBER: _ClassVar[int]
+    value: bytes
+    failure: Failure
+    waiters: _containers.RepeatedCompositeFieldContainer[Caller]
+    def __init__(self, value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., waiters: _Optional[_Iterable[_Union[Caller, _Mapping]]] = ...) -> None: ...
+
+class OutboxMessage(_message.Message):
+    __slots__ = ("sequence", "partition", "envelope")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    partition: int
+    envelope: Envelope
+    def __init__(self, sequence: _Optional[int] = ..., partition: _Optional[int] = ..., envelope: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
