@@ -1,0 +1,83 @@
+"""Invocation and awakeable ids: part of the wire contract shared by runtime, SDK and clients.
+
+An invocation id embeds its 64-bit partition key, so any node routes by id alone, and 128 bits
+that are random (or, for derived ids, a hash of something unguessable) so ids cannot be guessed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+
+INVOCATION_PREFIX = "inv_"
+AWAKEABLE_PREFIX = "awk_"
+_ID_BYTES = 24  # 8 partition key + 16 unguessable
+
+
+class InvalidId(ValueError):
+    """An id that was not made by this module (wrong prefix, length or alphabet)."""
+
+
+def stable_hash64(text: str) -> int:
+    """The partition key of an object key, workflow id or idempotency key: stable across processes."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def _encode(prefix: str, raw: bytes) -> str:
+    return prefix + base64.b32encode(raw).decode().rstrip("=").lower()
+
+
+def _decode(prefix: str, text: str, size: int) -> bytes:
+    if not isinstance(text, str) or not text.startswith(prefix):
+        raise InvalidId(f"not an id of the form {prefix}…: {text!r}")
+    body = text[len(prefix) :].upper()
+    body += "=" * (-len(body) % 8)
+    try:
+        raw = base64.b32decode(body)
+    except (ValueError, base64.binascii.Error) as exc:  # type: ignore[attr-defined]
+        raise InvalidId(f"malformed id {text!r}") from exc
+    if len(raw) != size:
+        raise InvalidId(f"malformed id {text!r}: wrong length")
+    return raw
+
+
+def new_invocation_id(partition_key: int | None = None) -> str:
+    """A fresh id; unkeyed invocations get a random partition key."""
+    raw = os.urandom(_ID_BYTES)
+    if partition_key is not None:
+        raw = partition_key.to_bytes(8, "big") + raw[8:]
+    return _encode(INVOCATION_PREFIX, raw)
+
+
+def derived_invocation_id(partition_key: int | None, *parts: str) -> str:
+    """A deterministic id from parts that include something unguessable (a parent id, a tenant's key)."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=_ID_BYTES).digest()
+    if partition_key is not None:
+        digest = partition_key.to_bytes(8, "big") + digest[8:]
+    return _encode(INVOCATION_PREFIX, digest)
+
+
+def partition_key_of(invocation_id: str) -> int:
+    return int.from_bytes(_decode(INVOCATION_PREFIX, invocation_id, _ID_BYTES)[:8], "big")
+
+
+def partition_of(invocation_id: str, partitions: int) -> int:
+    return partition_key_of(invocation_id) % partitions
+
+
+def call_invocation_id(caller_id: str, entry_index: int, target_key: str) -> str:
+    """The callee's id for a call or send journaled at caller's entry_index (same on every replay)."""
+    pkey = stable_hash64(target_key) if target_key else None
+    return derived_invocation_id(pkey, caller_id, str(entry_index))
+
+
+def awakeable_id(invocation_id: str, entry_index: int) -> str:
+    raw = _decode(INVOCATION_PREFIX, invocation_id, _ID_BYTES) + entry_index.to_bytes(4, "big")
+    return _encode(AWAKEABLE_PREFIX, raw)
+
+
+def parse_awakeable_id(awakeable: str) -> tuple[str, int]:
+    """(invocation id, entry index) of an awakeable id."""
+    raw = _decode(AWAKEABLE_PREFIX, awakeable, _ID_BYTES + 4)
+    return _encode(INVOCATION_PREFIX, raw[:_ID_BYTES]), int.from_bytes(raw[_ID_BYTES:], "big")
