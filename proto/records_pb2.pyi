@@ -97,26 +97,30 @@ class SleepEntry(_message.Message):
     def __init__(self, wake_at_ms: _Optional[int] = ...) -> None: ...
 
 class CallEntry(_message.Message):
-    __slots__ = ("target", "input", "invocation_id")
+    __slots__ = ("target", "input", "invocation_id", "handler_kind")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_KIND_FIELD_NUMBER: _ClassVar[int]
     target: Target
     input: bytes
     invocation_id: str
-    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., input: _Optional[bytes] = ..., invocation_id: _Optional[str] = ...) -> None: ...
+    handler_kind: HandlerKind
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., input: _Optional[bytes] = ..., invocation_id: _Optional[str] = ..., handler_kind: _Optional[_Union[HandlerKind, str]] = ...) -> None: ...
 
 class SendEntry(_message.Message):
-    __slots__ = ("target", "input", "invocation_id", "execute_at_ms")
+    __slots__ = ("target", "input", "invocation_id", "execute_at_ms", "handler_kind")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     EXECUTE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_KIND_FIELD_NUMBER: _ClassVar[int]
     target: Target
     input: bytes
     invocation_id: str
     execute_at_ms: int
-    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., input: _Optional[bytes] = ..., invocation_id: _Optional[str] = ..., execute_at_ms: _Optional[int] = ...) -> None: ...
+    handler_kind: HandlerKind
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., input: _Optional[bytes] = ..., invocation_id: _Optional[str] = ..., execute_at_ms: _Optional[int] = ..., handler_kind: _Optional[_Union[HandlerKind, str]] = ...) -> None: ...
 
 class GetStateEntry(_message.Message):
     __slots__ = ()
