@@ -1,0 +1,196 @@
+"""PartitionProcessor: follows one partition's log, applies it to the store, and leads it.
+
+Restarting is opening the store, reading its applied LSN and replaying the log from there. Once
+caught up, the processor announces itself leader with a new epoch through the log; when that
+record applies, it re-derives what is still owed (invocations that were running, due timers,
+undelivered outbox rows) and from then on carries out the effects of every record it applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from endure.proto import records_pb2 as pb
+from endure.runtime.log import LogRecord, VirtualLog
+from endure.runtime.partition import keys
+from endure.runtime.partition.effects import ArmTimer, DeliverOutbox, Effect, StartInvocation
+from endure.runtime.partition.shuffle import Shuffle
+from endure.runtime.partition.state_machine import StateMachine
+from endure.runtime.partition.store import PartitionStore
+from endure.runtime.timers import TimerService, now_ms
+
+log = logging.getLogger("endure.partition")
+
+
+class EffectSink(Protocol):
+    """Who carries out the leader's effects: the invoker and the ingress's waiting clients."""
+
+    def on_effects(self, partition: int, effects: Sequence[Effect]) -> None: ...
+
+    def on_leadership(self, partition: int, leading: bool) -> None: ...
+
+
+class NotLeader(Exception):
+    """An append that only the partition's leader may make was asked of a follower."""
+
+
+class PartitionProcessor:
+    def __init__(
+        self,
+        partition: int,
+        virtual_log: VirtualLog,
+        store: PartitionStore,
+        state_machine: StateMachine,
+        sink: EffectSink,
+        peer_log: Callable[[int], VirtualLog],
+        node: str = "node-0",
+    ) -> None:
+        self.partition = partition
+        self.log = virtual_log
+        self.store = store
+        self.state_machine = state_machine
+        self._sink = sink
+        self._peer_log = peer_log
+        self._node = node
+        self.applied_lsn = store.applied_lsn()
+        self.epoch = 0  # the leader epoch this processor holds; 0 = not (yet) leader
+        self._announced = 0
+        self._applied_waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.timers = TimerService(store, self._fire_timers)
+        self.shuffle = Shuffle(partition, store, self._deliver, self.append)
+        self.records_applied = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"partition-{self.partition}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.timers.stop()
+        await self.shuffle.stop()
+        if self.epoch:
+            self.epoch = 0
+            self._sink.on_leadership(self.partition, False)
+        for waiters in self._applied_waiters.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.cancel()
+        self._applied_waiters.clear()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.epoch != 0
+
+    async def wait_applied(self, lsn: int) -> None:
+        """Return once every record up to lsn is applied to the store."""
+        if self.applied_lsn >= lsn:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.setdefault(lsn, []).append(fut)
+        await fut
+
+    # ------------------------------------------------------------------ appends
+
+    async def append(self, envelopes: Sequence[pb.Envelope], wait: bool = True) -> range:
+        """Append records as this partition's leader: stamped with its epoch, fenced if it is stale."""
+        if not self.epoch:
+            raise NotLeader(f"partition {self.partition} is not led by this node")
+        ts = now_ms()
+        payloads = []
+        for env in envelopes:
+            env.header.leader_epoch = self.epoch
+            if not env.header.timestamp_ms:
+                env.header.timestamp_ms = ts
+            payloads.append(env.SerializeToString())
+        return await self.log.append(payloads, wait=wait)
+
+    async def _deliver(self, target: int, envelopes: Sequence[pb.Envelope]) -> None:
+        await self._peer_log(target).append([e.SerializeToString() for e in envelopes])
+
+    async def _fire_timers(self, timer_keys: list[str]) -> None:
+        await self.append([pb.Envelope(timer_fired=pb.TimerFired(timer_key=k)) for k in timer_keys])
+
+    # ------------------------------------------------------------------ the apply loop
+
+    async def _run(self) -> None:
+        catch_up_to = self.log.tail() - 1  # the last record that existed when we started
+        if self.applied_lsn >= catch_up_to:
+            await self._announce()
+        async for batch in self.log.reader(self.applied_lsn + 1):
+            self._apply_batch(batch)
+            if not self._announced and self.applied_lsn >= catch_up_to:
+                await self._announce()
+
+    async def _announce(self) -> None:
+        self._announced = self.store.leader_epoch() + 1
+        env = pb.Envelope(
+            header=pb.Header(timestamp_ms=now_ms()),
+            announce_leader=pb.AnnounceLeader(epoch=self._announced, node=self._node),
+        )
+        await self.log.append([env.SerializeToString()])
+
+    def _apply_batch(self, batch: list[LogRecord]) -> None:
+        tx = self.store.transaction()
+        effects: list[Effect] = []
+        became_leader = False
+        env = pb.Envelope()
+        for record in batch:
+            env.Clear()
+            try:
+                env.ParseFromString(record.payload)
+            except Exception:  # a corrupt payload must not stop the partition
+                self.state_machine._reject(f"LSN {record.lsn}: undecodable record")
+                continue
+            self.state_machine.apply(tx, env, effects)
+            if env.HasField("announce_leader") and env.announce_leader.epoch == self._announced:
+                became_leader = True
+                effects.clear()  # everything owed is re-derived from the store below
+        last = batch[-1].lsn
+        tx.commit(last)
+        self.applied_lsn = last
+        self.records_applied += len(batch)
+        if became_leader:
+            self._become_leader()
+        elif self.epoch:
+            self._run_effects(effects)
+        for lsn in [k for k in self._applied_waiters if k <= last]:
+            for fut in self._applied_waiters.pop(lsn):
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _run_effects(self, effects: list[Effect]) -> None:
+        rest = []
+        for effect in effects:
+            if isinstance(effect, ArmTimer):
+                self.timers.arm(effect.key, effect.wake_at_ms)
+            elif isinstance(effect, DeliverOutbox):
+                self.shuffle.enqueue(effect.message)
+            else:
+                rest.append(effect)
+        if rest:
+            self._sink.on_effects(self.partition, rest)
+
+    def _become_leader(self) -> None:
+        self.epoch = self._announced
+        log.info("partition %d: leader with epoch %d at LSN %d", self.partition, self.epoch, self.applied_lsn)
+        self._sink.on_leadership(self.partition, True)
+        owed: list[Effect] = []
+        for _, raw in self.store.scan(keys.STATUS):
+            status = pb.InvocationStatus()
+            status.ParseFromString(raw)
+            if status.status == pb.RUNNING:
+                owed.append(StartInvocation(status.invocation_id, status.tenant, status.priority))
+        self.timers.start()
+        self.shuffle.start()
+        if owed:
+            self._sink.on_effects(self.partition, owed)

@@ -1,0 +1,182 @@
+"""PartitionStore: one partition's state in RocksDB, written only through transactions.
+
+A transaction collects the changes of one or more applied records in memory (reads see them),
+then commits them together with the new applied LSN in one write batch, so the store never holds
+state that its applied LSN does not account for. Store writes are not synced: the log is the
+durable source and a lost tail of store writes is replayed from the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import rocksdict
+from google.protobuf.message import Message
+
+from endure.proto import records_pb2 as pb
+from endure.runtime.partition import keys
+
+M = TypeVar("M", bound=Message)
+_DELETED = object()
+
+
+class PartitionStore:
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        opts = rocksdict.Options(raw_mode=True)
+        opts.create_if_missing(True)
+        self._db = rocksdict.Rdict(str(path), options=opts)
+        self._write_opts = rocksdict.WriteOptions()
+        self._write_opts.sync = False
+        self.path = path
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -------------------------------------------------------------- reads outside a transaction
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._db.get(key)
+        return None if value is None else bytes(value)
+
+    def get_proto(self, key: bytes, cls: type[M]) -> M | None:
+        raw = self.get(key)
+        if raw is None:
+            return None
+        msg = cls()
+        msg.ParseFromString(raw)
+        return msg
+
+    def scan(self, prefix: bytes, start: bytes | None = None, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Rows whose key starts with prefix, from start (inclusive) in key order."""
+        it = self._db.iter()
+        it.seek(start if start is not None else prefix)
+        n = 0
+        while it.valid():
+            key = bytes(it.key())
+            if not key.startswith(prefix):
+                break
+            yield key, bytes(it.value())
+            n += 1
+            if limit is not None and n >= limit:
+                break
+            it.next()
+
+    def applied_lsn(self) -> int:
+        raw = self.get(keys.APPLIED_LSN)
+        return keys.read_u64(raw) if raw else 0
+
+    def leader_epoch(self) -> int:
+        raw = self.get(keys.LEADER_EPOCH)
+        return keys.read_u64(raw) if raw else 0
+
+    def status(self, invocation_id: str) -> pb.InvocationStatus | None:
+        return self.get_proto(keys.status(invocation_id), pb.InvocationStatus)
+
+    def journal(self, invocation_id: str) -> list[pb.JournalEntry]:
+        out = []
+        for _, raw in self.scan(keys.journal_prefix(invocation_id)):
+            entry = pb.JournalEntry()
+            entry.ParseFromString(raw)
+            out.append(entry)
+        return out
+
+    def object_state(self, service: str, key: str) -> list[tuple[str, bytes]]:
+        prefix = keys.object_prefix(keys.STATE, service, key)
+        return [(keys.state_name(k, prefix), v) for k, v in self.scan(prefix)]
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every row in key order: what determinism tests compare."""
+        for key, value in self._db.items():
+            yield bytes(key), bytes(value)
+
+    def transaction(self) -> Transaction:
+        return Transaction(self)
+
+    def _write(self, batch: rocksdict.WriteBatch) -> None:
+        self._db.write(batch, write_opt=self._write_opts)
+
+
+class Transaction:
+    """Buffered changes over the store; reads see the buffer first."""
+
+    def __init__(self, store: PartitionStore) -> None:
+        self._store = store
+        self._changes: dict[bytes, object] = {}
+        self._undo: list[tuple[bytes, object]] = []  # (key, buffered value before the change or None)
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._changes.get(key)
+        if value is _DELETED:
+            return None
+        if value is not None:
+            return value  # type: ignore[return-value]
+        return self._store.get(key)
+
+    def get_proto(self, key: bytes, cls: type[M]) -> M | None:
+        raw = self.get(key)
+        if raw is None:
+            return None
+        msg = cls()
+        msg.ParseFromString(raw)
+        return msg
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._undo.append((key, self._changes.get(key)))
+        self._changes[key] = value
+
+    def put_proto(self, key: bytes, msg: Message) -> None:
+        self.put(key, msg.SerializeToString(deterministic=True))
+
+    def delete(self, key: bytes) -> None:
+        self._undo.append((key, self._changes.get(key)))
+        self._changes[key] = _DELETED
+
+    def checkpoint(self) -> int:
+        return len(self._undo)
+
+    def rollback(self, checkpoint: int) -> None:
+        """Undo every change since checkpoint (a rejected record leaves nothing behind)."""
+        while len(self._undo) > checkpoint:
+            key, previous = self._undo.pop()
+            if previous is None:
+                self._changes.pop(key, None)
+            else:
+                self._changes[key] = previous
+
+    def scan_keys(self, prefix: bytes) -> list[bytes]:
+        """Keys under prefix, buffer included, in order (for small tables: one object's state, an inbox)."""
+        found = {k for k, _ in self._store.scan(prefix)}
+        for k, v in self._changes.items():
+            if k.startswith(prefix):
+                if v is _DELETED:
+                    found.discard(k)
+                else:
+                    found.add(k)
+        return sorted(found)
+
+    def first_key(self, prefix: bytes) -> bytes | None:
+        """The smallest live key under prefix, reading the store only up to its first live row."""
+        best = None
+        for key, _ in self._store.scan(prefix):
+            if self._changes.get(key) is not _DELETED:
+                best = key
+                break
+        for key, value in self._changes.items():
+            if value is not _DELETED and key.startswith(prefix) and (best is None or key < best):
+                best = key
+        return best
+
+    def commit(self, applied_lsn: int) -> None:
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in self._changes.items():
+            if value is _DELETED:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(keys.APPLIED_LSN, keys.u64(applied_lsn))
+        self._store._write(batch)
+        self._changes.clear()
+        self._undo.clear()
