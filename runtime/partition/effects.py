@@ -17,6 +17,7 @@ class StartInvocation:
     """Run (or resume) the invocation on a worker; the invoker reads journal and state from the store."""
 
     invocation_id: str
+    service: str
     tenant: str
     priority: int
 

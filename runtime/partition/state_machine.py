@@ -139,7 +139,7 @@ class StateMachine:
         status.status = pb.RUNNING
         status.waiting_on[:] = []
         self._save(tx, status, now)
-        effects.append(StartInvocation(status.invocation_id, status.tenant, status.priority))
+        effects.append(StartInvocation(status.invocation_id, status.target.service, status.tenant, status.priority))
 
     @staticmethod
     def _entry(tx: Transaction, invocation_id: str, index: int) -> pb.JournalEntry | None:
