@@ -1,0 +1,563 @@
+"""RocksDB-backed loglets with group commit: the embedded default log storage of a node.
+
+One `LocalLogletStore` owns one RocksDB database holding every loglet (every segment of
+every partition) of the node. Keys are big-endian so that one loglet's records are one
+sequential key range:
+
+    b"R" + loglet_id (8 bytes) + lsn (8 bytes)  ->  payload
+    b"M" + loglet_id (8 bytes)                  ->  sealed (1) | seal tail (8) | trim point (8)
+
+Group commit. Appenders never touch RocksDB. An append takes its LSNs in memory, puts its
+records on the store's queue and awaits the future of the batch it landed in. A single
+writer task takes *everything* queued, writes it as one WriteBatch with sync=True in a
+dedicated thread (RocksDB releases the GIL while it writes and fsyncs, so the event loop
+keeps running), and resolves the batch's one future after the sync returned. While that
+write is in flight, new appends pile up for the next batch, so batches grow with load and
+there is no timer anywhere on the hot path. The queue is bounded: appenders wait for room
+(backpressure) or get LogFull.
+
+Seal and trim go through the same writer, so they are ordered with appends: everything
+appended before a seal is in the same or an earlier batch, and the seal flag, its tail and
+the trim point are written atomically with (and as one WriteBatch as) the records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+
+from .loglet import (
+    BeyondTailError,
+    LogClosedError,
+    LogError,
+    LogFull,
+    LogletFailedError,
+    LogRecord,
+    SealedError,
+    TrimmedError,
+)
+
+__all__ = ["LocalLoglet", "LocalLogletStore", "LogCorruptionError", "log_db_options"]
+
+_RECORD = b"R"
+_META = b"M"
+_META_FMT = struct.Struct(">BQQ")
+_MAX_U64 = (1 << 64) - 1
+
+
+class LogCorruptionError(LogError):
+    """The on-disk state contradicts an invariant (a gap, or a seal tail that does not match)."""
+
+
+def log_db_options() -> Options:
+    """RocksDB options for the log database (also used by the benchmark's raw baseline).
+
+    Records are small and written once, read mostly once, and deleted by range: a big
+    memtable keeps recent records in memory for readers that lag a little.
+    """
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    opts.set_write_buffer_size(64 * 1024 * 1024)
+    opts.set_max_write_buffer_number(4)
+    opts.set_max_background_jobs(2)
+    return opts
+
+
+class _BatchFuture(asyncio.Future[None]):
+    """The one future shared by every appender of a group-commit batch.
+
+    Cancelling one waiting appender must not cancel the batch for the others; refusing
+    cancel() makes asyncio defer that task's CancelledError until the batch is durable,
+    which is also the honest answer: the record is on its way to disk either way.
+    """
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        return False
+
+
+class _MetaWrite:
+    """A seal/trim state change, written in the writer's batch and applied after the sync."""
+
+    __slots__ = ("loglet", "value", "delete_to", "seal")
+
+    def __init__(self, loglet: LocalLoglet, *, seal: bool, delete_to: int | None) -> None:
+        self.loglet = loglet
+        self.seal = seal
+        self.delete_to = delete_to
+        # Encoded now, from the loglet's requested state: requests are monotonic (a seal is
+        # never undone, the trim point only grows), so the last write in a batch wins safely.
+        self.value = _META_FMT.pack(int(loglet._sealed), loglet._seal_tail, loglet._trim_point)
+
+    def write(self, wb: WriteBatch) -> None:
+        lg = self.loglet
+        if self.delete_to is not None:
+            wb.delete_range(lg._prefix + bytes(8), lg._prefix + self.delete_to.to_bytes(8, "big"))
+        wb.put(lg._meta_key, self.value)
+
+    def committed(self) -> None:
+        lg = self.loglet
+        if self.seal:
+            lg._seal_durable = True
+            lg._wake_tail_waiters()
+
+
+class LocalLoglet:
+    """One loglet (one segment's storage) inside a LocalLogletStore. Create via store.loglet()."""
+
+    __slots__ = (
+        "_store",
+        "_id",
+        "_prefix",
+        "_meta_key",
+        "_base",
+        "_assigned",
+        "_tail",
+        "_sealed",
+        "_seal_durable",
+        "_seal_tail",
+        "_seal_future",
+        "_trim_point",
+        "_cache",
+        "_cache_base",
+        "_tail_waiters",
+    )
+
+    def __init__(
+        self,
+        store: LocalLogletStore,
+        loglet_id: int,
+        base_lsn: int,
+        *,
+        tail: int,
+        sealed: bool,
+        trim_point: int,
+    ) -> None:
+        self._store = store
+        self._id = loglet_id
+        self._prefix = _RECORD + loglet_id.to_bytes(8, "big")
+        self._meta_key = _META + loglet_id.to_bytes(8, "big")
+        self._base = base_lsn
+        self._assigned = tail
+        self._tail = tail
+        self._sealed = sealed
+        self._seal_durable = sealed
+        self._seal_tail = tail if sealed else 0
+        self._seal_future: asyncio.Future[None] | None = None
+        self._trim_point = trim_point
+        # Most recent committed payloads, so tailing readers are served from memory.
+        # Invariant: _cache_base + len(_cache) == _tail.
+        self._cache: list[bytes] = []
+        self._cache_base = tail
+        self._tail_waiters: list[asyncio.Future[None]] = []
+
+    # -- identity -------------------------------------------------------------------------
+
+    @property
+    def loglet_id(self) -> int:
+        return self._id
+
+    @property
+    def kind(self) -> str:
+        return "local"
+
+    @property
+    def base_lsn(self) -> int:
+        return self._base
+
+    @property
+    def sealed(self) -> bool:
+        return self._sealed
+
+    def __repr__(self) -> str:
+        state = f"sealed@{self._seal_tail}" if self._sealed else "open"
+        return f"LocalLoglet(id={self._id:#x}, base={self._base}, tail={self._tail}, {state})"
+
+    # -- append ---------------------------------------------------------------------------
+
+    async def append(self, payloads: Sequence[bytes], *, wait: bool = True) -> range:
+        """Durably append `payloads`; returns their contiguous LSNs after the fsync."""
+        n = len(payloads)
+        for p in payloads:
+            if type(p) is not bytes:
+                raise TypeError(f"log payloads must be bytes, got {type(p).__name__}")
+        store = self._store
+        if self._sealed:
+            raise SealedError(self._id, self._seal_tail)
+        if store._state is not None or store._closing:
+            raise store._state or LogClosedError(f"the log store at {store.path} is closing")
+        if n == 0:
+            return range(self._assigned, self._assigned)
+        if store._inflight and store._inflight + n > store._max_pending:
+            if not wait:
+                raise LogFull(store._inflight, store._max_pending)
+            await store._wait_for_room(n)
+            if self._sealed:
+                raise SealedError(self._id, self._seal_tail)
+        first = self._assigned
+        self._assigned = first + n
+        store._records.append((self, first, payloads))
+        store._inflight += n
+        fut = store._open_batch
+        if fut is None:
+            fut = store._start_batch()
+        await fut
+        return range(first, first + n)
+
+    # -- read -----------------------------------------------------------------------------
+
+    def tail(self) -> int:
+        return self._tail
+
+    def trim_point(self) -> int:
+        return self._trim_point
+
+    async def find_tail(self) -> tuple[int, bool]:
+        """For a local loglet the in-memory state is authoritative: it changes only after syncs."""
+        return self._tail, self._seal_durable
+
+    def check_readable(self, from_lsn: int, to_lsn: int, limit: int) -> None:
+        """Raise the specific error for a bad read range (shared with the virtual log)."""
+        if limit < 1:
+            raise ValueError(f"read limit must be >= 1, got {limit}")
+        if from_lsn > to_lsn:
+            raise ValueError(f"read range is backwards: from_lsn {from_lsn} > to_lsn {to_lsn}")
+        if from_lsn <= self._trim_point:
+            raise TrimmedError(from_lsn, self._trim_point)
+        if to_lsn > self._tail:
+            raise BeyondTailError(to_lsn, self._tail)
+        if from_lsn < self._base:
+            raise ValueError(f"LSN {from_lsn} is below the base LSN {self._base} of loglet {self._id:#x}")
+
+    async def read(self, from_lsn: int, to_lsn: int, limit: int = 1000) -> list[LogRecord]:
+        """Committed records in [from_lsn, to_lsn), at most `limit`; recent ones from memory."""
+        self.check_readable(from_lsn, to_lsn, limit)
+        return self.read_committed(from_lsn, min(to_lsn, from_lsn + limit))
+
+    def read_committed(self, from_lsn: int, end: int) -> list[LogRecord]:
+        """Records [from_lsn, end) of an already validated range (no await: a consistent cut)."""
+        if from_lsn >= end:
+            return []
+        cache_base = self._cache_base
+        if from_lsn >= cache_base:
+            cache = self._cache
+            return list(map(LogRecord, range(from_lsn, end), cache[from_lsn - cache_base : end - cache_base]))
+        return self._store._read_range(self, from_lsn, end)
+
+    async def wait_for_tail(self, lsn: int) -> int:
+        """Wake on commit (no polling): return the tail once it is > lsn or the seal is durable."""
+        while self._tail <= lsn and not self._seal_durable:
+            store = self._store
+            if store._state is not None:
+                raise store._state
+            fut: asyncio.Future[None] = store._get_loop().create_future()
+            self._tail_waiters.append(fut)
+            try:
+                await fut
+            finally:
+                if not fut.done():
+                    fut.cancel()
+        return self._tail
+
+    def _wake_tail_waiters(self, exc: BaseException | None = None) -> None:
+        waiters = self._tail_waiters
+        if waiters:
+            self._tail_waiters = []
+            for w in waiters:
+                if not w.done():
+                    if exc is None:
+                        w.set_result(None)
+                    else:
+                        w.set_exception(exc)
+
+    def _committed(self, first: int, payloads: Sequence[bytes]) -> None:
+        """Called by the writer, in LSN order, after the batch holding these records synced."""
+        self._tail = first + len(payloads)
+        cache = self._cache
+        cache.extend(payloads)
+        if len(cache) > self._store._cache_high:
+            drop = len(cache) - self._store._cache_records
+            del cache[:drop]
+            self._cache_base += drop
+        if self._tail_waiters:
+            self._wake_tail_waiters()
+
+    # -- seal / trim ----------------------------------------------------------------------
+
+    async def seal(self) -> int:
+        """Seal idempotently; returns the final tail once the seal is on disk.
+
+        New appends are refused at once; appends queued before the seal are in the same or
+        an earlier write batch, so the final tail is known right now.
+        """
+        if self._seal_durable:
+            return self._seal_tail
+        if self._seal_future is None:
+            store = self._store
+            if store._state is not None:
+                raise store._state
+            self._sealed = True
+            self._seal_tail = self._assigned
+            self._seal_future = store._enqueue_control(_MetaWrite(self, seal=True, delete_to=None))
+        await self._seal_future
+        return self._seal_tail
+
+    async def trim(self, up_to_lsn: int) -> None:
+        """Delete records <= up_to_lsn (clamped to the committed tail) and persist the trim point."""
+        up_to = min(up_to_lsn, self._tail - 1)
+        if up_to <= self._trim_point:
+            return
+        store = self._store
+        if store._state is not None:
+            raise store._state
+        self._trim_point = up_to
+        k = up_to + 1 - self._cache_base
+        if k > 0:
+            del self._cache[:k]
+            self._cache_base += k
+        await store._enqueue_control(_MetaWrite(self, seal=False, delete_to=up_to + 1))
+
+
+class LocalLogletStore:
+    """One RocksDB database holding all loglets of a node, with one group-commit writer."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        max_pending_records: int = 65536,
+        cache_records: int = 1024,
+        options: Options | None = None,
+    ) -> None:
+        if max_pending_records < 1:
+            raise ValueError("max_pending_records must be >= 1")
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(self.path), options or log_db_options())
+        self._sync = WriteOptions()
+        self._sync.sync = True
+        self._max_pending = max_pending_records
+        self._cache_records = max(0, cache_records)
+        self._cache_high = max(1, 2 * self._cache_records)
+        self._loglets: dict[int, LocalLoglet] = {}
+        # Writer state, all touched only from the event loop thread.
+        self._records: list[tuple[LocalLoglet, int, Sequence[bytes]]] = []
+        self._controls: list[_MetaWrite] = []
+        self._open_batch: _BatchFuture | None = None
+        self._inflight = 0
+        self._room_waiters: list[asyncio.Future[None]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="endure-log-writer")
+        self._state: LogError | None = None  # set once closed or failed: every call raises it
+        self._closing = False  # close() started: the writer drains the queue, then stops
+        self._db_closed = False
+        # Counters for the admin view and the benchmark.
+        self.batches_written = 0
+        self.records_written = 0
+
+    # -- loglets --------------------------------------------------------------------------
+
+    def loglet(self, loglet_id: int, base_lsn: int) -> LocalLoglet:
+        """The loglet with this id, opened (tail recovered from the last key) on first use."""
+        lg = self._loglets.get(loglet_id)
+        if lg is not None:
+            if lg._base != base_lsn:
+                raise LogCorruptionError(
+                    f"loglet {loglet_id:#x} is open with base LSN {lg._base}, asked for {base_lsn}"
+                )
+            return lg
+        if self._state is not None:
+            raise self._state
+        if not 0 <= loglet_id <= _MAX_U64 or base_lsn < 1:
+            raise ValueError(f"bad loglet id {loglet_id} or base LSN {base_lsn}")
+        prefix = _RECORD + loglet_id.to_bytes(8, "big")
+        meta = self._db.get(_META + loglet_id.to_bytes(8, "big"))
+        sealed, seal_tail, trim_point = _META_FMT.unpack(meta) if meta is not None else (0, 0, 0)
+        it = self._db.iter()
+        it.seek_for_prev(prefix + _MAX_U64.to_bytes(8, "big"))
+        tail = base_lsn
+        if it.valid():
+            key = it.key()
+            if key[:9] == prefix:
+                tail = int.from_bytes(key[9:17], "big") + 1
+        del it
+        tail = max(tail, trim_point + 1)
+        if sealed:
+            if tail > seal_tail:
+                raise LogCorruptionError(
+                    f"loglet {loglet_id:#x} holds records up to LSN {tail - 1} beyond its seal tail {seal_tail}"
+                )
+            tail = seal_tail
+        lg = LocalLoglet(self, loglet_id, base_lsn, tail=tail, sealed=bool(sealed), trim_point=trim_point)
+        self._loglets[loglet_id] = lg
+        return lg
+
+    def _read_range(self, lg: LocalLoglet, from_lsn: int, end: int) -> list[LogRecord]:
+        """Sequential range read with one iterator (records of one loglet are adjacent keys)."""
+        if self._db_closed:
+            raise LogClosedError(f"the log store at {self.path} is closed")
+        prefix = lg._prefix
+        ro = ReadOptions()
+        ro.set_iterate_upper_bound(prefix + end.to_bytes(8, "big"))
+        it = self._db.iter(ro)
+        it.seek(prefix + from_lsn.to_bytes(8, "big"))
+        out: list[LogRecord] = []
+        expect = from_lsn
+        while it.valid():
+            lsn = int.from_bytes(it.key()[9:17], "big")
+            if lsn != expect:
+                break
+            out.append(LogRecord(lsn, it.value()))
+            expect += 1
+            it.next()
+        del it
+        if expect != end:
+            if from_lsn <= lg._trim_point:  # trimmed while we looked: say so, not "corrupt"
+                raise TrimmedError(from_lsn, lg._trim_point)
+            raise LogCorruptionError(
+                f"loglet {lg._id:#x}: expected records [{from_lsn}, {end}) but LSN {expect} is missing"
+            )
+        return out
+
+    # -- the group-commit writer ----------------------------------------------------------
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    def _start_batch(self) -> _BatchFuture:
+        """Open a new batch (the first record since the last write was taken) and kick the writer."""
+        loop = self._get_loop()
+        fut = self._open_batch = _BatchFuture(loop=loop)
+        if self._writer is None:
+            self._writer = loop.create_task(self._run_writer(), name=f"log-writer:{self.path}")
+        wake = self._wakeup
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+        return fut
+
+    def _enqueue_control(self, op: _MetaWrite) -> _BatchFuture:
+        self._controls.append(op)
+        return self._open_batch or self._start_batch()
+
+    async def _wait_for_room(self, n: int) -> None:
+        loop = self._get_loop()
+        while self._inflight and self._inflight + n > self._max_pending:
+            if self._state is not None:
+                raise self._state
+            fut: asyncio.Future[None] = loop.create_future()
+            self._room_waiters.append(fut)
+            await fut
+        if self._state is not None:
+            raise self._state
+
+    async def _run_writer(self) -> None:
+        loop = self._get_loop()
+        batch: _BatchFuture | None = None
+        try:
+            while True:
+                if not self._records and not self._controls:
+                    if self._closing:
+                        return
+                    self._wakeup = loop.create_future()
+                    await self._wakeup
+                    self._wakeup = None
+                    continue
+                records, self._records = self._records, []
+                controls, self._controls = self._controls, []
+                batch, self._open_batch = self._open_batch, None
+                await loop.run_in_executor(self._executor, self._write, records, controls)
+                n = 0
+                for lg, first, payloads in records:
+                    lg._committed(first, payloads)
+                    n += len(payloads)
+                for op in controls:
+                    op.committed()
+                self._inflight -= n
+                self.batches_written += 1
+                self.records_written += n
+                if self._room_waiters:
+                    waiters, self._room_waiters = self._room_waiters, []
+                    for w in waiters:
+                        if not w.done():
+                            w.set_result(None)
+                assert batch is not None
+                batch.set_result(None)
+                batch = None
+        except BaseException as exc:
+            # A failed or interrupted synced write leaves the durable state unknown: refuse
+            # all further work so no LSN is handed out twice or skipped; reopen recovers.
+            if isinstance(exc, asyncio.CancelledError):
+                err: LogError = LogClosedError("the log writer was cancelled; reopen the log")
+            else:
+                err = LogletFailedError(f"log write failed, reopen the log to recover: {exc!r}")
+                err.__cause__ = exc
+            self._fail(err, batch)
+            if not isinstance(exc, Exception):
+                raise
+
+    def _write(self, records: list[tuple[LocalLoglet, int, Sequence[bytes]]], controls: list[_MetaWrite]) -> None:
+        """Runs in the writer thread: one WriteBatch, one synced write."""
+        wb = WriteBatch(raw_mode=True)
+        put = wb.put
+        for lg, first, payloads in records:
+            prefix = lg._prefix
+            if len(payloads) == 1:
+                put(prefix + first.to_bytes(8, "big"), payloads[0])
+            else:
+                for lsn, p in enumerate(payloads, first):
+                    put(prefix + lsn.to_bytes(8, "big"), p)
+        for op in controls:
+            op.write(wb)
+        self._db.write(wb, self._sync)
+
+    def _fail(self, err: LogError, batch: asyncio.Future[None] | None) -> None:
+        if self._state is None or isinstance(err, LogletFailedError):
+            self._state = err
+        for fut in (batch, self._open_batch):
+            if fut is not None and not fut.done():
+                fut.set_exception(err)
+        self._open_batch = None
+        self._records = []
+        self._controls = []
+        for w in self._room_waiters:
+            if not w.done():
+                w.set_exception(err)
+        self._room_waiters = []
+        for lg in self._loglets.values():
+            lg._wake_tail_waiters(err)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def pending_records(self) -> int:
+        """Records accepted but not yet durable (queued or being written)."""
+        return self._inflight
+
+    async def close(self) -> None:
+        """Finish everything already accepted, then sync and close the database. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        writer = self._writer
+        if writer is not None and not writer.done():
+            wake = self._wakeup
+            if wake is not None and not wake.done():
+                wake.set_result(None)
+            await asyncio.wait([writer])  # drains the queue; never raises, even if it was cancelled
+        if self._state is None:
+            self._state = LogClosedError(f"the log store at {self.path} is closed")
+        self._fail(self._state, None)
+        self._executor.shutdown(wait=True)
+        self._db_closed = True
+        self._db.flush_wal(True)
+        self._db.close()
