@@ -1,1 +1,1 @@
-"""endure.runtime.invoker."""
+"""The invoker: runs invocations on worker processes over their gRPC streams."""

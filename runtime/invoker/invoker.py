@@ -1,0 +1,358 @@
+"""Invoker: starts runnable invocations on workers and turns what workers send into log records.
+
+It is the leader's hand: effects of applied records come in (start, complete, cancel, abort);
+journal entries, suspensions, ends and failures from workers go out as appends to the partition's
+log, and a worker hears that an entry is durable (AckFrame) only after its append was synced.
+At most one attempt of an invocation runs at a time: every attempt has a fresh number, frames of
+any other attempt are dropped, and an attempt that replaces a lost or aborted one is queued only
+once the old worker's in-flight appends are applied, so the new attempt sees a complete journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from endure.proto import records_pb2 as pb
+from endure.proto import worker_pb2 as wpb
+from endure.runtime.invoker.registry import ServiceRegistry
+from endure.runtime.invoker.scheduler import FairQueue, Runnable
+from endure.runtime.invoker.session import SessionOverflow, WorkerSession
+from endure.runtime.partition.effects import (
+    AbortAttempt,
+    CancelAttempt,
+    CompleteEntry,
+    Effect,
+    StartInvocation,
+)
+from endure.runtime.partition.processor import PartitionProcessor
+
+log = logging.getLogger("endure.invoker")
+
+_DEFAULT_RETRY = wpb.RetryPolicy(initial_interval_ms=100, factor=2.0, max_interval_ms=10_000)
+
+
+@dataclass(slots=True)
+class InvokerConfig:
+    eager_state_bytes: int = 1 << 20  # object state sent with a start; beyond it, gets are lazy
+    max_queued: int = 200_000  # runnable invocations waiting for a worker slot, node-wide
+    lost_worker_backoff_s: float = 0.2  # first delay before retrying attempts of a lost worker
+
+
+@dataclass(slots=True)
+class Attempt:
+    runnable: Runnable
+    number: int
+    session: WorkerSession | None  # None while waiting for the previous attempt's appends to apply
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Invoker:
+    def __init__(self, registry: ServiceRegistry, processors: Mapping[int, PartitionProcessor],
+                 config: InvokerConfig | None = None) -> None:
+        self.registry = registry
+        self.processors = processors
+        self.config = config or InvokerConfig()
+        self.sessions: dict[str, WorkerSession] = {}
+        self._queues: dict[str, FairQueue] = {}
+        self._queued: set[str] = set()
+        self._active: dict[str, Attempt] = {}
+        self._lost: dict[str, int] = {}  # invocation -> attempts lost with their worker, for backoff
+        self._numbers = itertools.count(1)
+        self._tasks: set[asyncio.Task[object]] = set()
+        self.stats = {"started": 0, "ended": 0, "suspended": 0, "failed": 0, "lost": 0}
+
+    # ------------------------------------------------------------------ views
+
+    def queued(self) -> int:
+        return len(self._queued)
+
+    def running(self) -> int:
+        return len(self._active)
+
+    def is_active(self, invocation_id: str) -> bool:
+        return invocation_id in self._active
+
+    # ------------------------------------------------------------------ effects from the partitions
+
+    def on_effects(self, partition: int, effects: Sequence[Effect]) -> None:
+        touched: set[str] = set()
+        for effect in effects:
+            if isinstance(effect, StartInvocation):
+                if self._enqueue(Runnable(partition, effect.invocation_id, effect.service, effect.tenant,
+                                          effect.priority)):
+                    touched.add(effect.service)
+            elif isinstance(effect, CompleteEntry):
+                attempt = self._active.get(effect.invocation_id)
+                if attempt is not None and attempt.session is not None:
+                    frame = wpb.CompleteFrame(invocation_id=effect.invocation_id, attempt=attempt.number,
+                                              index=effect.index)
+                    which = effect.entry.WhichOneof("result")
+                    if which == "value":
+                        frame.value = effect.entry.value
+                    elif which == "failure":
+                        frame.failure.CopyFrom(effect.entry.failure)
+                    else:
+                        frame.void.SetInParent()
+                    self._send(attempt.session, wpb.RuntimeFrame(complete=frame))
+            elif isinstance(effect, CancelAttempt):
+                attempt = self._active.get(effect.invocation_id)
+                if attempt is not None and attempt.session is not None:
+                    self._send(attempt.session, wpb.RuntimeFrame(
+                        cancel=wpb.CancelFrame(invocation_id=effect.invocation_id, attempt=attempt.number)))
+            elif isinstance(effect, AbortAttempt):
+                attempt = self._active.get(effect.invocation_id)
+                if attempt is not None:
+                    session = attempt.session
+                    self._end_attempt(attempt, abort_reason=effect.reason)
+                    if effect.restart and session is not None:
+                        self._spawn(self._restart_after(attempt.runnable, session, 0.0))
+        for service in touched:
+            self._dispatch(service)
+
+    def on_leadership(self, partition: int, leading: bool) -> None:
+        if leading:
+            return
+        for queue in self._queues.values():
+            for item in queue.remove_partition(partition):
+                self._queued.discard(item.invocation_id)
+        for attempt in [a for a in self._active.values() if a.runnable.partition == partition]:
+            self._end_attempt(attempt, abort_reason="partition leadership lost")
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _enqueue(self, item: Runnable) -> bool:
+        inv = item.invocation_id
+        if inv in self._active or inv in self._queued:
+            return False
+        queue = self._queues.get(item.service)
+        if queue is None:
+            queue = self._queues[item.service] = FairQueue()
+        queue.push(item)
+        self._queued.add(inv)
+        return True
+
+    def _dispatch(self, service: str) -> None:
+        queue = self._queues.get(service)
+        while queue:
+            session = self._pick_worker(service)
+            if session is None:
+                return
+            item = queue.pop()
+            if item is None:
+                return
+            self._queued.discard(item.invocation_id)
+            self._begin(item, session)
+
+    def _pick_worker(self, service: str) -> WorkerSession | None:
+        best = None
+        for session in self.sessions.values():
+            if service in session.services and session.free_slots > 0:
+                if best is None or session.active * best.concurrency < best.active * session.concurrency:
+                    best = session
+        return best
+
+    def _begin(self, item: Runnable, session: WorkerSession) -> None:
+        attempt = Attempt(item, next(self._numbers), session)
+        session.active += 1
+        self._active[item.invocation_id] = attempt
+        self._send_start(attempt)
+
+    async def _restart_after(self, item: Runnable, old: WorkerSession, delay: float) -> None:
+        """Queue item again once the old worker's in-flight appends are applied, after delay."""
+        results = await asyncio.gather(*list(old.inflight), return_exceptions=True)
+        last = max((r[-1] for r in results if isinstance(r, range) and len(r)), default=0)
+        processor = self.processors[item.partition]
+        await processor.wait_applied(last)
+        if delay:
+            await asyncio.sleep(delay)
+        if processor.is_leader and self._enqueue(item):
+            self._dispatch(item.service)
+
+    def _send_start(self, attempt: Attempt) -> None:
+        """Read the journal and state as applied right now and send them (no await: a consistent view)."""
+        item = attempt.runnable
+        session = attempt.session
+        assert session is not None
+        store = self.processors[item.partition].store
+        status = store.status(item.invocation_id)
+        if status is None or status.status != pb.RUNNING:
+            self._end_attempt(attempt)  # killed, paused or purged meanwhile
+            self._dispatch(item.service)
+            return
+        start = wpb.StartFrame(
+            invocation_id=item.invocation_id,
+            attempt=attempt.number,
+            target=status.target,
+            handler_kind=status.handler_kind,
+            input=status.input,
+            tenant=status.tenant,
+            cancelled=status.cancel_requested,
+            state_complete=True,
+        )
+        start.headers.update(status.headers)
+        start.journal.extend(store.journal(item.invocation_id))
+        if status.handler_kind != pb.SERVICE:
+            budget = self.config.eager_state_bytes
+            for name, value in store.object_state(status.target.service, status.target.key):
+                budget -= len(name) + len(value)
+                if budget < 0:
+                    start.state_complete = False
+                    break
+                start.state.add(key=name, value=value)
+        self.stats["started"] += 1
+        session.started += 1
+        self._send(session, wpb.RuntimeFrame(start=start))
+
+    def _end_attempt(self, attempt: Attempt, abort_reason: str | None = None) -> None:
+        """Forget the attempt and free its worker slot (telling the worker to drop it, if asked)."""
+        inv = attempt.runnable.invocation_id
+        if self._active.get(inv) is attempt:
+            del self._active[inv]
+        session = attempt.session
+        if session is not None:
+            session.active -= 1
+            attempt.session = None
+            if abort_reason is not None:
+                self._send(session, wpb.RuntimeFrame(
+                    abort=wpb.AbortFrame(invocation_id=inv, attempt=attempt.number, reason=abort_reason)))
+            for service in session.services:
+                self._dispatch(service)
+
+    def _send(self, session: WorkerSession, frame: wpb.RuntimeFrame) -> None:
+        try:
+            session.send(frame)
+        except SessionOverflow:
+            log.warning("dropping worker %s: it does not read its stream", session.name)
+            self.remove_session(session)
+
+    def _spawn(self, coro: object) -> asyncio.Task[object]:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("invoker task failed", exc_info=task.exception())
+
+    # ------------------------------------------------------------------ workers
+
+    def add_session(self, session: WorkerSession) -> None:
+        self.sessions[session.id] = session
+        log.info("worker %s connected (%s, concurrency %d)", session.name, session.deployment_id,
+                 session.concurrency)
+        for service in session.services:
+            self._dispatch(service)
+
+    def remove_session(self, session: WorkerSession) -> None:
+        if self.sessions.pop(session.id, None) is None:
+            return
+        session.close()
+        lost = [a for a in self._active.values() if a.session is session]
+        log.info("worker %s gone with %d attempts in flight", session.name, len(lost))
+        for attempt in lost:
+            self._end_attempt(attempt)
+            inv = attempt.runnable.invocation_id
+            tries = self._lost.get(inv, 0) + 1
+            if len(self._lost) < self.config.max_queued:
+                self._lost[inv] = tries
+            delay = min(self.config.lost_worker_backoff_s * 2 ** (tries - 1), 10.0) * random.uniform(0.8, 1.2)
+            self.stats["lost"] += 1
+            self._spawn(self._restart_after(attempt.runnable, session, delay))
+
+    def drain_session(self, session: WorkerSession) -> None:
+        """The worker is shutting down: start nothing more on it."""
+        session.draining = True
+
+    # ------------------------------------------------------------------ frames from workers
+
+    def on_frames(self, session: WorkerSession, frames: Sequence[wpb.WorkerFrame]) -> None:
+        """Turn a worker's frames into log appends, one batch per partition, in the frames' order."""
+        batches: dict[int, list[pb.Envelope]] = {}
+        acks: dict[int, list[wpb.AckFrame]] = {}
+        for frame in frames:
+            kind = frame.WhichOneof("frame")
+            body = getattr(frame, kind) if kind else None
+            if kind is None or kind == "register":
+                continue
+            attempt = self._active.get(body.invocation_id)
+            if attempt is None or attempt.number != body.attempt or attempt.session is not session:
+                continue  # a stale attempt: fenced
+            partition = attempt.runnable.partition
+            envs = batches.setdefault(partition, [])
+            inv = body.invocation_id
+            if kind == "entry":
+                envs.append(self._entry_record(body))
+                acks.setdefault(partition, []).append(
+                    wpb.AckFrame(invocation_id=inv, attempt=body.attempt, index=body.index))
+            elif kind == "end":
+                envs.append(pb.Envelope(end=pb.End(invocation_id=inv)))
+                self.stats["ended"] += 1
+                self._lost.pop(inv, None)
+                self._end_attempt(attempt)
+            elif kind == "suspend":
+                envs.append(pb.Envelope(suspend=pb.Suspend(invocation_id=inv, waiting_on=body.waiting_on)))
+                self.stats["suspended"] += 1
+                self._end_attempt(attempt)
+            elif kind == "fail":
+                envs.append(pb.Envelope(attempt_failed=self._failure_record(attempt, body)))
+                self.stats["failed"] += 1
+                self._end_attempt(attempt)
+        for partition, envs in batches.items():
+            if envs:
+                task = self._spawn(self._append(session, partition, envs, acks.get(partition, [])))
+                session.inflight.add(task)
+                task.add_done_callback(session.inflight.discard)
+
+    async def _append(self, session: WorkerSession, partition: int, envs: list[pb.Envelope],
+                      acks: list[wpb.AckFrame]) -> range:
+        # No await before the log append: appends reach the log in the order of the frames.
+        lsns = await self.processors[partition].append(envs)
+        for ack in acks:
+            attempt = self._active.get(ack.invocation_id)
+            if attempt is not None and attempt.number == ack.attempt and attempt.session is session:
+                self._send(session, wpb.RuntimeFrame(ack=ack))
+        return lsns
+
+    def _entry_record(self, frame: wpb.EntryFrame) -> pb.Envelope:
+        entry = frame.entry
+        for field_name in ("call", "send"):
+            if entry.HasField(field_name):
+                call = getattr(entry, field_name)
+                info = self.registry.handler(call.target.service, call.target.handler)
+                call.handler_kind = info.kind if info is not None else pb.HANDLER_KIND_UNSPECIFIED
+                if info is not None and info.keyed and not call.target.key:
+                    call.handler_kind = pb.HANDLER_KIND_UNSPECIFIED  # a keyed handler needs a key
+        return pb.Envelope(append_entry=pb.AppendEntry(invocation_id=frame.invocation_id, index=frame.index,
+                                                        entry=entry))
+
+    def _failure_record(self, attempt: Attempt, frame: wpb.FailFrame) -> pb.AttemptFailed:
+        record = pb.AttemptFailed(invocation_id=frame.invocation_id, failure=frame.failure)
+        if frame.journal_mismatch:
+            record.pause = True
+            return record
+        item = attempt.runnable
+        status = self.processors[item.partition].store.status(item.invocation_id)
+        info = self.registry.handler(status.target.service, status.target.handler) if status else None
+        policy = info.retry if info is not None and info.retry.initial_interval_ms else _DEFAULT_RETRY
+        failures = (status.attempts if status else 0) + 1
+        now_ms = int(time.time() * 1000)
+        exhausted = bool(policy.max_attempts and failures >= policy.max_attempts)
+        if status is not None and policy.max_duration_ms:
+            exhausted |= now_ms - status.created_at_ms >= policy.max_duration_ms
+        if exhausted:
+            record.pause = policy.pause_on_exhaustion
+            record.retry_at_ms = 0
+            return record
+        delay = policy.initial_interval_ms * (policy.factor or 2.0) ** (failures - 1)
+        if policy.max_interval_ms:
+            delay = min(delay, policy.max_interval_ms)
+        record.retry_at_ms = now_ms + max(1, int(delay * random.uniform(0.75, 1.25)))
+        return record
