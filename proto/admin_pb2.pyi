@@ -1,0 +1,147 @@
+from endure.proto import records_pb2 as _records_pb2
+from endure.proto import worker_pb2 as _worker_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListServicesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WorkerInfo(_message.Message):
+    __slots__ = ("worker_id", "name", "deployment_id", "deployment_version", "concurrency", "active")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    name: str
+    deployment_id: str
+    deployment_version: str
+    concurrency: int
+    active: int
+    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., deployment_id: _Optional[str] = ..., deployment_version: _Optional[str] = ..., concurrency: _Optional[int] = ..., active: _Optional[int] = ...) -> None: ...
+
+class ServiceInfo(_message.Message):
+    __slots__ = ("definition", "deployment_id", "deployment_version", "workers")
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    definition: _worker_pb2.ServiceDef
+    deployment_id: str
+    deployment_version: str
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
+    def __init__(self, definition: _Optional[_Union[_worker_pb2.ServiceDef, _Mapping]] = ..., deployment_id: _Optional[str] = ..., deployment_version: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ...) -> None: ...
+
+class ListServicesResponse(_message.Message):
+    __slots__ = ("services",)
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedCompositeFieldContainer[ServiceInfo]
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceInfo, _Mapping]]] = ...) -> None: ...
+
+class ListInvocationsRequest(_message.Message):
+    __slots__ = ("service", "status", "key", "tenant", "created_after_ms", "created_before_ms", "page_size", "page_token")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    status: _records_pb2.Status
+    key: str
+    tenant: str
+    created_after_ms: int
+    created_before_ms: int
+    page_size: int
+    page_token: str
+    def __init__(self, service: _Optional[str] = ..., status: _Optional[_Union[_records_pb2.Status, str]] = ..., key: _Optional[str] = ..., tenant: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class InvocationSummary(_message.Message):
+    __slots__ = ("status", "partition", "on_worker")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    ON_WORKER_FIELD_NUMBER: _ClassVar[int]
+    status: _records_pb2.InvocationStatus
+    partition: int
+    on_worker: bool
+    def __init__(self, status: _Optional[_Union[_records_pb2.InvocationStatus, _Mapping]] = ..., partition: _Optional[int] = ..., on_worker: _Optional[bool] = ...) -> None: ...
+
+class ListInvocationsResponse(_message.Message):
+    __slots__ = ("invocations", "next_page_token")
+    INVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    invocations: _containers.RepeatedCompositeFieldContainer[InvocationSummary]
+    next_page_token: str
+    def __init__(self, invocations: _Optional[_Iterable[_Union[InvocationSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class InvocationRef(_message.Message):
+    __slots__ = ("invocation_id",)
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
+
+class InvocationDescription(_message.Message):
+    __slots__ = ("status", "journal", "partition", "on_worker")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    ON_WORKER_FIELD_NUMBER: _ClassVar[int]
+    status: _records_pb2.InvocationStatus
+    journal: _containers.RepeatedCompositeFieldContainer[_records_pb2.JournalEntry]
+    partition: int
+    on_worker: bool
+    def __init__(self, status: _Optional[_Union[_records_pb2.InvocationStatus, _Mapping]] = ..., journal: _Optional[_Iterable[_Union[_records_pb2.JournalEntry, _Mapping]]] = ..., partition: _Optional[int] = ..., on_worker: _Optional[bool] = ...) -> None: ...
+
+class Done(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPartitionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("base_lsn", "loglet", "sealed")
+    BASE_LSN_FIELD_NUMBER: _ClassVar[int]
+    LOGLET_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
+    base_lsn: int
+    loglet: str
+    sealed: bool
+    def __init__(self, base_lsn: _Optional[int] = ..., loglet: _Optional[str] = ..., sealed: _Optional[bool] = ...) -> None: ...
+
+class PartitionInfo(_message.Message):
+    __slots__ = ("partition", "leader_epoch", "leader", "applied_lsn", "log_tail", "trim_point", "segments", "timers_in_memory")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    LEADER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_LSN_FIELD_NUMBER: _ClassVar[int]
+    LOG_TAIL_FIELD_NUMBER: _ClassVar[int]
+    TRIM_POINT_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    TIMERS_IN_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    leader_epoch: int
+    leader: bool
+    applied_lsn: int
+    log_tail: int
+    trim_point: int
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    timers_in_memory: int
+    def __init__(self, partition: _Optional[int] = ..., leader_epoch: _Optional[int] = ..., leader: _Optional[bool] = ..., applied_lsn: _Optional[int] = ..., log_tail: _Optional[int] = ..., trim_point: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., timers_in_memory: _Optional[int] = ...) -> None: ...
+
+class ListPartitionsResponse(_message.Message):
+    __slots__ = ("partitions",)
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    partitions: _containers.RepeatedCompositeFieldContainer[PartitionInfo]
+    def __init__(self, partitions: _Optional[_Iterable[_Union[PartitionInfo, _Mapping]]] = ...) -> None: ...
