@@ -1,0 +1,41 @@
+"""The outcome of one sandbox run; journaled as a step result, so it must round-trip JSON."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from endure.sandbox.limits import ErrorKind, LimitKind
+
+
+class SandboxResult(BaseModel):
+    """Exit status, capped output, returned files, metering and the limit hit (if any)."""
+
+    # bytes travel as base64 in JSON (journal, pool pipe) and stay raw bytes in Python.
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    files: dict[str, bytes] = Field(default_factory=dict)
+    files_truncated: bool = False
+    fuel_used: int = 0
+    wall_ms: float = 0.0
+    peak_memory_bytes: int = 0
+    limit_hit: LimitKind | None = None
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the guest exited 0 without hitting a limit or an error."""
+        return self.exit_code == 0 and self.limit_hit is None and self.error is None
+
+    def usage(self) -> dict[str, float]:
+        """Metering figures for the invocation's bill."""
+        return {
+            "sandbox.fuel": float(self.fuel_used),
+            "sandbox.wall_ms": float(self.wall_ms),
+            "sandbox.peak_memory_bytes": float(self.peak_memory_bytes),
+        }

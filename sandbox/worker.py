@@ -1,0 +1,81 @@
+"""A pool process: reads run requests from its stdin, answers on its stdout, one run at a time.
+
+Frames are a 4-byte big-endian length and a JSON body. The process holds one Runner (engine,
+module cache, a parked Python interpreter). If a guest or wasmtime takes the process down, only
+this process dies; the pool notices EOF and replaces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import sys
+import traceback
+from typing import Any, BinaryIO
+
+
+def read_frame(f: BinaryIO) -> dict[str, Any] | None:
+    hdr = f.read(4)
+    if len(hdr) < 4:
+        return None
+    (n,) = struct.unpack(">I", hdr)
+    body = f.read(n)
+    if len(body) < n:
+        return None
+    return json.loads(body)
+
+
+def write_frame(f: BinaryIO, body: bytes) -> None:
+    f.write(struct.pack(">I", len(body)) + body)
+    f.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="endure.sandbox.worker")
+    ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--no-prestart", action="store_true")
+    opts = ap.parse_args(argv)
+    # Our protocol owns the real stdout; anything else printing to fd 1 goes to stderr.
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+
+    from endure.sandbox.runner import Runner, decode_request
+
+    runner = Runner(cache_dir=opts.cache_dir, prestart=not opts.no_prestart)
+    try:
+        while True:
+            msg = read_frame(proto_in)
+            if msg is None:
+                break
+            rid = msg.get("id")
+            op = msg.get("op")
+            try:
+                if op == "warm":
+                    runner.warm()
+                    write_frame(proto_out, json.dumps({"id": rid, "ok": True, "cache": runner.cache.stats}).encode())
+                elif op == "run":
+                    req = decode_request(msg)
+                    res = runner.run(req)
+                    body = b'{"id":%s,"ok":true,"result":%s}' % (json.dumps(rid).encode(), res.model_dump_json().encode())
+                    write_frame(proto_out, body)
+                elif op == "crash":  # test hook: simulate wasmtime taking the process down
+                    os.abort()
+                else:
+                    write_frame(proto_out, json.dumps({"id": rid, "ok": False, "error": f"unknown op {op!r}"}).encode())
+            except Exception as e:
+                err = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"
+                write_frame(proto_out, json.dumps({"id": rid, "ok": False, "error": err}).encode())
+    finally:
+        runner.close()
+        sys.stderr.flush()
+        os._exit(0)  # skip interpreter teardown while wasmtime threads may still run
+
+
+if __name__ == "__main__":
+    main()
