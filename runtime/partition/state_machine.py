@@ -372,11 +372,11 @@ class StateMachine:
         entry = self._entry(tx, rec.invocation_id, rec.entry_index)
         if entry is None:
             raise Rejected(f"{rec.invocation_id} has no entry {rec.entry_index}")
-        if entry.WhichOneof("result") is not None:
-            return  # already completed: a duplicate (an awakeable resolved twice, a re-fired timer)
         if entry.WhichOneof("kind") not in ("sleep", "call", "awakeable", "promise_get", "get_state"):
             raise Rejected(f"{rec.invocation_id}[{rec.entry_index}] is a {entry.WhichOneof('kind')} entry, "
                            "which takes no completion")
+        if entry.WhichOneof("result") is not None:
+            return  # already completed: a duplicate (an awakeable resolved twice, a re-fired timer)
         _copy_outcome(rec, entry)
         tx.put_proto(keys.journal(rec.invocation_id, rec.entry_index), entry)
         if status.status == pb.RUNNING:
