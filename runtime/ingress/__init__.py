@@ -1,1 +1,1 @@
-"""endure.runtime.ingress."""
+"""The client-facing gRPC ingress: validates requests and appends them to the partitions' logs."""

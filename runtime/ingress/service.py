@@ -1,0 +1,334 @@
+"""The Ingress gRPC service: checks each request completely, then appends it to the right log.
+
+Nothing is appended for a request that fails validation, so a bad request leaves no trace. An
+accepted invocation is acknowledged only after its record is durable. A client's deadline ends
+its wait, never the invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+
+import grpc
+
+from endure.proto import ids
+from endure.proto import ingress_pb2 as ipb
+from endure.proto import ingress_pb2_grpc as ipb_grpc
+from endure.proto import records_pb2 as pb
+from endure.runtime.ingress.waiters import CompletionWaiters, TooManyWaiters
+from endure.runtime.invoker.registry import HandlerInfo, ServiceRegistry
+from endure.runtime.log import LogFull
+from endure.runtime.partition.processor import PartitionProcessor
+from endure.runtime.partition.state_machine import FINAL
+
+log = logging.getLogger("endure.ingress")
+
+
+
+class RequestError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class IngressService(ipb_grpc.IngressServicer):
+    def __init__(self, registry: ServiceRegistry, processors: Mapping[int, PartitionProcessor],
+                 waiters: CompletionWaiters, max_payload_bytes: int, max_json_depth: int = 64) -> None:
+        self._registry = registry
+        self._processors = processors
+        self._partitions = len(processors)
+        self._waiters = waiters
+        self._max_payload = max_payload_bytes
+        self._max_depth = max_json_depth
+
+    # ------------------------------------------------------------------ validation
+
+    def tenant(self, context: grpc.aio.ServicerContext) -> str:
+        return "default"
+
+    def _json(self, raw: bytes, what: str) -> object:
+        if len(raw) > self._max_payload:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"{what} is {len(raw)} bytes; the limit is {self._max_payload} bytes")
+        if not raw:
+            return None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{what} is not valid UTF-8: {exc}") from exc
+        if _nesting(text) > self._max_depth:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"{what} nests deeper than {self._max_depth} levels")
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{what} is not valid JSON: {exc}") from exc
+
+    def _handler(self, target: pb.Target) -> HandlerInfo:
+        if not target.service or not target.handler:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the target needs a service and a handler")
+        info = self._registry.handler(target.service, target.handler)
+        if info is None:
+            if self._registry.has_service(target.service):
+                raise RequestError(grpc.StatusCode.NOT_FOUND,
+                                   f"service {target.service!r} has no handler {target.handler!r}")
+            raise RequestError(grpc.StatusCode.NOT_FOUND, f"no service {target.service!r} is registered; "
+                               "start a worker that serves it")
+        if info.keyed and not target.key:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"{target.service}/{target.handler} is keyed: give the object or workflow key")
+        if not info.keyed and target.key:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"{target.service}/{target.handler} belongs to a service, which takes no key "
+                               f"(got {target.key!r})")
+        return info
+
+    def _invoke(self, request: ipb.CallRequest, tenant: str, *, workflow_run: bool | None,
+                execute_at_ms: int = 0) -> tuple[pb.Invoke, int]:
+        info = self._handler(request.target)
+        value = self._json(request.input, "the input")
+        problem = info.validate_input(value)
+        if problem:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        if workflow_run is True and info.kind != pb.WORKFLOW_RUN:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"{request.target.service}/{request.target.handler} is not a workflow's main handler")
+        if len(request.idempotency_key) > 256:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "idempotency keys are at most 256 characters")
+        t = request.target
+        pkey = ids.stable_hash64(t.key) if t.key else None
+        if info.kind == pb.WORKFLOW_RUN:
+            inv = ids.derived_invocation_id(pkey, "workflow", tenant, t.service, t.key)
+        elif request.idempotency_key:
+            if pkey is None:
+                pkey = ids.stable_hash64(request.idempotency_key)
+            inv = ids.derived_invocation_id(pkey, "idempotency", tenant, t.service, t.handler, t.key,
+                                            request.idempotency_key)
+        else:
+            inv = ids.new_invocation_id(pkey)
+        record = pb.Invoke(invocation_id=inv, target=t, handler_kind=info.kind, input=request.input,
+                           idempotency_key=request.idempotency_key, tenant=tenant,
+                           priority=request.priority, execute_at_ms=execute_at_ms)
+        record.headers.update(request.headers)
+        return record, ids.partition_of(inv, self._partitions)
+
+    async def _append(self, partition: int, env: pb.Envelope) -> None:
+        env.header.timestamp_ms = int(time.time() * 1000)
+        try:
+            await self._processors[partition].log.append([env.SerializeToString()], wait=False)
+        except LogFull as exc:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"the log's append queue is full ({exc}); retry with backoff") from exc
+
+    def _locate(self, invocation_id: str, tenant: str) -> tuple[int, pb.InvocationStatus]:
+        try:
+            partition = ids.partition_of(invocation_id, self._partitions)
+        except ids.InvalidId as exc:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        status = self._processors[partition].store.status(invocation_id)
+        if status is None or status.tenant != tenant:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, f"no invocation {invocation_id}")
+        return partition, status
+
+    async def _wait(self, invocation_id: str, partition: int, tenant: str, fresh: bool) -> ipb.Output:
+        """Wait for the invocation's end. Registered before any read, so no completion slips by."""
+        try:
+            fut = self._waiters.register(invocation_id)
+        except TooManyWaiters as exc:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
+        try:
+            if not fresh:
+                status = self._processors[partition].store.status(invocation_id)
+                if status is None or status.tenant != tenant:
+                    raise RequestError(grpc.StatusCode.NOT_FOUND, f"no invocation {invocation_id}")
+                if status.status in FINAL:
+                    return _output(status)
+            return _output(await fut)
+        finally:
+            self._waiters.unregister(invocation_id, fut)
+
+    # ------------------------------------------------------------------ RPCs
+
+    async def _guard(self, context: grpc.aio.ServicerContext, coro: object) -> object:
+        try:
+            return await coro  # type: ignore[misc]
+        except RequestError as exc:
+            await context.abort(exc.code, str(exc))
+
+    async def Call(self, request: ipb.CallRequest, context: grpc.aio.ServicerContext) -> ipb.Output:  # noqa: N802
+        return await self._guard(context, self._call(request, context))  # type: ignore[return-value]
+
+    async def _call(self, request: ipb.CallRequest, context: grpc.aio.ServicerContext) -> ipb.Output:
+        tenant = self.tenant(context)
+        record, partition = self._invoke(request, tenant, workflow_run=None)
+        inv = record.invocation_id
+        try:
+            fut = self._waiters.register(inv)
+        except TooManyWaiters as exc:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
+        try:
+            await self._append(partition, pb.Envelope(invoke=record))
+            return _output(await fut)
+        finally:
+            self._waiters.unregister(inv, fut)
+
+    async def Send(self, request: ipb.SendRequest, context: grpc.aio.ServicerContext) -> ipb.SendResponse:  # noqa: N802
+        return await self._guard(context, self._send(request, context, workflow_run=None))  # type: ignore[return-value]
+
+    async def Submit(self, request: ipb.CallRequest, context: grpc.aio.ServicerContext) -> ipb.SendResponse:  # noqa: N802
+        return await self._guard(context, self._send(ipb.SendRequest(call=request), context,  # type: ignore[return-value]
+                                                     workflow_run=True))
+
+    async def _send(self, request: ipb.SendRequest, context: grpc.aio.ServicerContext,
+                    workflow_run: bool | None) -> ipb.SendResponse:
+        delay = request.delay_ms
+        if delay > 365 * 24 * 3600 * 1000:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "a delay is at most one year")
+        execute_at = int(time.time() * 1000) + delay if delay else 0
+        record, partition = self._invoke(request.call, self.tenant(context), workflow_run=workflow_run,
+                                         execute_at_ms=execute_at)
+        await self._append(partition, pb.Envelope(invoke=record))
+        return ipb.SendResponse(invocation_id=record.invocation_id)
+
+    def _attach_target(self, request: ipb.AttachRequest, tenant: str) -> str:
+        which = request.WhichOneof("ref")
+        if which == "invocation_id":
+            return request.invocation_id
+        if which == "idempotency":
+            ref = request.idempotency
+            info = self._handler(ref.target)
+            t = ref.target
+            pkey = ids.stable_hash64(t.key) if t.key else ids.stable_hash64(ref.idempotency_key)
+            if info.kind == pb.WORKFLOW_RUN:
+                return ids.derived_invocation_id(pkey, "workflow", tenant, t.service, t.key)
+            return ids.derived_invocation_id(pkey, "idempotency", tenant, t.service, t.handler, t.key,
+                                             ref.idempotency_key)
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "give an invocation id or an idempotency key")
+
+    async def Attach(self, request: ipb.AttachRequest, context: grpc.aio.ServicerContext) -> ipb.Output:  # noqa: N802
+        async def attach() -> ipb.Output:
+            tenant = self.tenant(context)
+            inv = self._attach_target(request, tenant)
+            partition, _ = self._locate(inv, tenant)
+            return await self._wait(inv, partition, tenant, fresh=False)
+
+        return await self._guard(context, attach())  # type: ignore[return-value]
+
+    async def GetOutput(self, request: ipb.AttachRequest,  # noqa: N802
+                        context: grpc.aio.ServicerContext) -> ipb.GetOutputResponse:
+        async def get() -> ipb.GetOutputResponse:
+            tenant = self.tenant(context)
+            _, status = self._locate(self._attach_target(request, tenant), tenant)
+            if status.status in FINAL:
+                return ipb.GetOutputResponse(ready=True, output=_output(status), status=status.status)
+            return ipb.GetOutputResponse(ready=False, status=status.status)
+
+        return await self._guard(context, get())  # type: ignore[return-value]
+
+    async def _complete_awakeable(self, awakeable: str, context: grpc.aio.ServicerContext,
+                                  completion: pb.Completion) -> ipb.Ack:
+        try:
+            inv, index = ids.parse_awakeable_id(awakeable)
+        except ids.InvalidId as exc:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        partition, status = self._locate(inv, self.tenant(context))
+        if status.status in FINAL:
+            raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"the invocation waiting on {awakeable} has already finished")
+        completion.invocation_id = inv
+        completion.entry_index = index
+        await self._append(partition, pb.Envelope(completion=completion))
+        return ipb.Ack()
+
+    async def ResolveAwakeable(self, request: ipb.ResolveAwakeableRequest,  # noqa: N802
+                               context: grpc.aio.ServicerContext) -> ipb.Ack:
+        async def resolve() -> ipb.Ack:
+            self._json(request.value, "the awakeable's value")
+            return await self._complete_awakeable(request.awakeable_id, context,
+                                                  pb.Completion(value=request.value or b"null"))
+
+        return await self._guard(context, resolve())  # type: ignore[return-value]
+
+    async def RejectAwakeable(self, request: ipb.RejectAwakeableRequest,  # noqa: N802
+                              context: grpc.aio.ServicerContext) -> ipb.Ack:
+        failure = pb.Failure(code=request.code or 500, message=request.reason or "rejected")
+        return await self._guard(context, self._complete_awakeable(  # type: ignore[return-value]
+            request.awakeable_id, context, pb.Completion(failure=failure)))
+
+    async def ResolvePromise(self, request: ipb.ResolvePromiseRequest,  # noqa: N802
+                             context: grpc.aio.ServicerContext) -> ipb.Ack:
+        async def resolve() -> ipb.Ack:
+            info = self._handler(pb.Target(service=request.workflow, handler=self._main_handler(request.workflow),
+                                           key=request.key))
+            if info.kind != pb.WORKFLOW_RUN:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{request.workflow!r} is not a workflow")
+            if not request.name:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the promise needs a name")
+            record = pb.ResolvePromise(workflow=request.workflow, key=request.key, name=request.name)
+            if request.WhichOneof("outcome") == "failure":
+                record.failure.CopyFrom(request.failure)
+            else:
+                self._json(request.value, "the promise's value")
+                record.value = request.value or b"null"
+            partition = ids.stable_hash64(request.key) % self._partitions
+            await self._append(partition, pb.Envelope(resolve_promise=record))
+            return ipb.Ack()
+
+        return await self._guard(context, resolve())  # type: ignore[return-value]
+
+    def _main_handler(self, workflow: str) -> str:
+        for name, _kind, _dep, handlers in self._registry.services():
+            if name == workflow:
+                for h in handlers:
+                    if h.kind == pb.WORKFLOW_RUN:
+                        return h.name
+        raise RequestError(grpc.StatusCode.NOT_FOUND, f"no workflow {workflow!r} is registered")
+
+    async def _operator(self, request: ipb.InvocationRequest, context: grpc.aio.ServicerContext,
+                        env: pb.Envelope) -> ipb.Ack:
+        partition, _ = self._locate(request.invocation_id, self.tenant(context))
+        getattr(env, env.WhichOneof("body")).invocation_id = request.invocation_id
+        await self._append(partition, env)
+        return ipb.Ack()
+
+    async def Cancel(self, request: ipb.InvocationRequest, context: grpc.aio.ServicerContext) -> ipb.Ack:  # noqa: N802
+        return await self._guard(context, self._operator(request, context,  # type: ignore[return-value]
+                                                         pb.Envelope(cancel=pb.Cancel())))
+
+    async def Kill(self, request: ipb.InvocationRequest, context: grpc.aio.ServicerContext) -> ipb.Ack:  # noqa: N802
+        return await self._guard(context, self._operator(request, context,  # type: ignore[return-value]
+                                                         pb.Envelope(kill=pb.Kill())))
+
+
+def _output(status: pb.InvocationStatus) -> ipb.Output:
+    out = ipb.Output(invocation_id=status.invocation_id)
+    if status.WhichOneof("output") == "value":
+        out.value = status.value
+    else:
+        out.failure.CopyFrom(status.failure)
+    return out
+
+
+def _nesting(text: str) -> int:
+    """Deepest bracket nesting outside strings: refuse hostile JSON before the parser recurses."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
