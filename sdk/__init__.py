@@ -1,1 +1,64 @@
-"""endure.sdk."""
+"""endure.sdk: write durable handlers (services, virtual objects, workflows) and serve them.
+
+`run_worker` / `Worker` are loaded lazily so `python -m endure.sdk.worker` does not import the
+worker module twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from endure.sdk.context import (
+    CallFuture,
+    Context,
+    DurableFuture,
+    DurablePromise,
+    ObjectContext,
+    ObjectSharedContext,
+    WorkflowContext,
+    WorkflowSharedContext,
+)
+from endure.sdk.definitions import App, HandlerDefinition, Service, VirtualObject, Workflow
+from endure.sdk.errors import (
+    CancelledError,
+    JournalMismatchError,
+    RegistrationError,
+    SerdeError,
+    TerminalError,
+)
+from endure.sdk.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from endure.sdk.worker import Worker, run_worker
+
+__all__ = [
+    "App",
+    "CallFuture",
+    "CancelledError",
+    "Context",
+    "DurableFuture",
+    "DurablePromise",
+    "HandlerDefinition",
+    "JournalMismatchError",
+    "ObjectContext",
+    "ObjectSharedContext",
+    "RegistrationError",
+    "RetryPolicy",
+    "SerdeError",
+    "Service",
+    "TerminalError",
+    "VirtualObject",
+    "Worker",
+    "Workflow",
+    "WorkflowContext",
+    "WorkflowSharedContext",
+    "run_worker",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Worker", "run_worker"):
+        from endure.sdk import worker
+
+        return getattr(worker, name)
+    raise AttributeError(f"module 'endure.sdk' has no attribute {name!r}")

@@ -1,0 +1,600 @@
+"""What a handler sees: `Context` and its keyed / workflow variants, durable futures, promises.
+
+Every operation that creates a journal entry takes the next journal index *when it is called*
+(not when awaited), so the order of operations, not the timing of awaits, defines the journal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random as _random
+import time
+import uuid as _uuid
+from collections.abc import Awaitable, Callable, Generator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from endure.proto import ids, records_pb2
+from endure.sdk.definitions import handler_definition
+from endure.sdk.errors import CancelledError, TerminalError
+from endure.sdk.invocation import ACK, COMPLETION
+from endure.sdk.retry import RetryPolicy
+from endure.sdk.serde import ANY, Serde, serde_for
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from endure.sandbox import SandboxResult  # noqa: F401
+    from endure.sdk.invocation import Invocation
+
+T = TypeVar("T")
+
+JournalEntry = records_pb2.JournalEntry
+_LIST_STR: Serde[Any] = serde_for(list[str])
+
+
+class DurableFuture(Generic[T]):
+    """The result of a journaled operation. Await it, or pass it to `ctx.gather` / `ctx.select`."""
+
+    __slots__ = ("_inv", "index", "_fut", "_serde", "_kind")
+
+    def __init__(
+        self, inv: Invocation, index: int, fut: asyncio.Future[Any], serde: Serde[Any] | None, kind: int
+    ) -> None:
+        self._inv = inv
+        self.index = index
+        self._fut = fut
+        self._serde = serde
+        self._kind = kind
+
+    def done(self) -> bool:
+        return self._fut.done()
+
+    def _decode(self, raw: Any) -> T:
+        if raw is None:
+            return None  # type: ignore[return-value]
+        if type(raw) is bytes:
+            serde = self._serde
+            return raw if serde is None else serde.loads(raw)  # type: ignore[return-value]
+        if isinstance(raw, records_pb2.Failure):
+            raise _failure_error(raw)
+        return raw  # type: ignore[no-any-return]
+
+    def __await__(self) -> Generator[Any, None, T]:
+        raw = yield from self._inv.await_future(self)
+        return self._decode(raw)
+
+
+class CallFuture(DurableFuture[T]):
+    """A call's future; knows the callee's invocation id."""
+
+    __slots__ = ("invocation_id",)
+
+    def __init__(
+        self, inv: Invocation, index: int, fut: asyncio.Future[Any], serde: Serde[Any], invocation_id: str
+    ) -> None:
+        super().__init__(inv, index, fut, serde, COMPLETION)
+        self.invocation_id = invocation_id
+
+
+class DurablePromise(Generic[T]):
+    """A workflow's named durable promise: resolved once, awaited by any of its handlers."""
+
+    __slots__ = ("_ctx", "name", "_serde")
+
+    def __init__(self, ctx: Context, name: str, serde: Serde[Any]) -> None:
+        self._ctx = ctx
+        self.name = name
+        self._serde = serde
+
+    def get(self) -> DurableFuture[T]:
+        """Wait until the promise is resolved (its value) or rejected (TerminalError)."""
+        inv = self._ctx._inv
+        i, rec = inv.begin("promise_get", self.name)
+        if rec is None:
+            inv.emit(i, JournalEntry(name=self.name, promise_get=records_pb2.PromiseGetEntry()))
+        return DurableFuture(inv, i, inv.completion(i, rec), self._serde, COMPLETION)
+
+    def peek(self) -> DurableFuture[T | None]:
+        """The value if resolved, None if not yet; raises TerminalError if rejected."""
+        inv = self._ctx._inv
+        i, rec = inv.begin("promise_peek", self.name)
+        if rec is None:
+            inv.emit(i, JournalEntry(name=self.name, promise_peek=records_pb2.PromisePeekEntry()))
+        return DurableFuture(inv, i, inv.completion(i, rec), self._serde, COMPLETION)
+
+    def resolve(self, value: T) -> DurableFuture[None]:
+        """Resolve; raises TerminalError(409) if the promise was already completed."""
+        data = _dumps(self._serde, value, f"promise {self.name!r}")
+        return self._complete(records_pb2.PromiseCompleteEntry(value=data))
+
+    def reject(self, message: str, code: int = 500) -> DurableFuture[None]:
+        """Reject: whoever awaits `get()` gets TerminalError(message, code)."""
+        failure = records_pb2.Failure(code=code, message=message)
+        return self._complete(records_pb2.PromiseCompleteEntry(failure=failure))
+
+    def _complete(self, body: records_pb2.PromiseCompleteEntry) -> DurableFuture[None]:
+        inv = self._ctx._inv
+        i, rec = inv.begin("promise_complete", self.name)
+        if rec is None:
+            inv.emit(i, JournalEntry(name=self.name, promise_complete=body))
+        return DurableFuture(inv, i, inv.completion(i, rec), None, COMPLETION)
+
+
+def _failure_error(failure: records_pb2.Failure) -> TerminalError:
+    if failure.code == 409 and failure.message == "cancelled":
+        return CancelledError()
+    return TerminalError(failure.message, failure.code or 500)
+
+
+def _dumps(serde: Serde[Any], value: Any, what: str) -> bytes:
+    try:
+        return serde.dumps(value)
+    except Exception as exc:
+        raise TerminalError(f"{what}: {exc}", 500) from exc
+
+
+_return_serdes: dict[Any, Serde[Any]] = {}
+
+
+def _return_serde(fn: Callable[..., Any]) -> Serde[Any]:
+    """The Serde of a step function's return annotation (cached per function)."""
+    try:
+        found = _return_serdes.get(fn)
+    except TypeError:
+        return ANY
+    if found is None:
+        hint: Any = Any
+        try:
+            import typing
+
+            hint = typing.get_type_hints(fn).get("return", Any)
+        except Exception:
+            hint = Any
+        origin = getattr(hint, "__origin__", None)
+        if origin is not None and getattr(origin, "__name__", "") in ("Awaitable", "Coroutine"):
+            hint = Any
+        found = serde_for(hint)
+        if len(_return_serdes) < 10_000:
+            _return_serdes[fn] = found
+    return found
+
+
+def _ms(delta: timedelta | float) -> int:
+    if isinstance(delta, timedelta):
+        return int(delta.total_seconds() * 1000)
+    return int(delta * 1000)
+
+
+class Context:
+    """The context of a Service handler (and the base of all others)."""
+
+    __slots__ = ("_inv", "_random", "_sandbox")
+
+    def __init__(self, inv: Invocation) -> None:
+        self._inv = inv
+        self._random: _random.Random | None = None
+        self._sandbox: Any = None
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def invocation_id(self) -> str:
+        return self._inv.id
+
+    @property
+    def attempt(self) -> int:
+        return self._inv.attempt
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._inv.headers
+
+    # ------------------------------------------------------------------ steps
+
+    def run(
+        self,
+        name: str,
+        fn: Callable[..., T] | Callable[..., Awaitable[T]],
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        type_hint: Any = None,
+    ) -> DurableFuture[T]:
+        """A journaled side effect. fn (sync: in a thread; async: on the loop) runs once; its
+        result (or TerminalError) is durable before the await returns, and replays never rerun it.
+
+        Without `retry`, an exception fails the attempt (the runtime retries the invocation);
+        with it, fn is retried in-process and, once exhausted, the failure is journaled as terminal.
+        """
+        inv = self._inv
+        serde = serde_for(type_hint) if type_hint is not None else _return_serde(fn)
+        i, rec = inv.begin("run", name)
+        if rec is not None:
+            return DurableFuture(inv, i, inv.completion(i, rec), serde, COMPLETION)
+        if inv.cancel_pending:
+            # Journal the cancellation as this step's failure: a replay raises at the same place.
+            inv.cancel_pending = False
+            failure = records_pb2.Failure(code=409, message="cancelled")
+            fut = inv.emit_and_ack(
+                i, JournalEntry(name=name, run=records_pb2.RunEntry(), failure=failure), failure
+            )
+            return DurableFuture(inv, i, fut, serde, ACK)
+        return DurableFuture(inv, i, inv.start_run(i, name, fn, args, retry, serde), serde, ACK)
+
+    def sleep(self, duration: timedelta | float, name: str = "") -> DurableFuture[None]:
+        """A durable timer (seconds or timedelta); survives worker restarts and suspension."""
+        inv = self._inv
+        i, rec = inv.begin("sleep", name)
+        if rec is None:
+            wake = int(time.time() * 1000) + _ms(duration)
+            inv.emit(i, JournalEntry(name=name, sleep=records_pb2.SleepEntry(wake_at_ms=wake)))
+        return DurableFuture(inv, i, inv.completion(i, rec), None, COMPLETION)
+
+    # ------------------------------------------------------------------ calls
+
+    @overload
+    def call(
+        self, target: Callable[..., Awaitable[T]], arg: Any = None, /, *, key: str | None = None
+    ) -> CallFuture[T]: ...
+
+    @overload
+    def call(
+        self, target: str, handler: str, arg: Any = None, /, *, key: str | None = None, type_hint: Any = None
+    ) -> CallFuture[Any]: ...
+
+    def call(self, target: Any, *args: Any, key: str | None = None, type_hint: Any = None) -> CallFuture[Any]:
+        """Call another handler and await its result: `ctx.call(add, Pair(...))` (typed) or
+        `ctx.call("tools", "add", {...}, key=None)`. The callee's terminal failure raises here."""
+        service, handler, data, out = self._target(target, args, key, type_hint)
+        inv = self._inv
+        name = f"{service}/{handler}"
+        i, rec = inv.begin("call", name)
+        callee = ids.call_invocation_id(inv.id, i, key or "")
+        if rec is None:
+            entry = JournalEntry(name=name)
+            c = entry.call
+            c.target.service = service
+            c.target.handler = handler
+            if key:
+                c.target.key = key
+            c.input = data
+            c.invocation_id = callee
+            inv.emit(i, entry)
+        return CallFuture(inv, i, inv.completion(i, rec), out, callee)
+
+    def send(
+        self,
+        target: Any,
+        *args: Any,
+        key: str | None = None,
+        delay: timedelta | float | None = None,
+    ) -> str:
+        """Start another handler without waiting (optionally after `delay`); returns its
+        invocation id."""
+        service, handler, data, _ = self._target(target, args, key, None)
+        inv = self._inv
+        name = f"{service}/{handler}"
+        i, rec = inv.begin("send", name)
+        callee = ids.call_invocation_id(inv.id, i, key or "")
+        if rec is None:
+            entry = JournalEntry(name=name)
+            s = entry.send
+            s.target.service = service
+            s.target.handler = handler
+            if key:
+                s.target.key = key
+            s.input = data
+            s.invocation_id = callee
+            if delay:
+                s.execute_at_ms = int(time.time() * 1000) + _ms(delay)
+            inv.emit(i, entry)
+        return callee
+
+    def _target(
+        self, target: Any, args: tuple[Any, ...], key: str | None, type_hint: Any
+    ) -> tuple[str, str, bytes, Serde[Any]]:
+        defn = handler_definition(target) if callable(target) else None
+        if defn is not None:
+            if len(args) > 1:
+                raise TypeError("typed call takes (handler_fn, arg)")
+            arg = args[0] if args else None
+            if defn.keyed and not key:
+                raise TypeError(f"{defn.service}/{defn.name} is keyed: pass key=...")
+            in_serde = defn.input_serde if defn.has_input else ANY
+            out = serde_for(type_hint) if type_hint is not None else defn.output_serde
+            data = _dumps(in_serde, arg, f"input of {defn.service}/{defn.name}") if defn.has_input else b""
+            return defn.service, defn.name, data, out
+        if not isinstance(target, str) or not args or not isinstance(args[0], str):
+            raise TypeError("call/send take (handler_fn, arg) or (service, handler, arg)")
+        if len(args) > 2:
+            raise TypeError("call/send take (service, handler, arg)")
+        arg = args[1] if len(args) == 2 else None
+        out = serde_for(type_hint) if type_hint is not None else ANY
+        return target, args[0], _dumps(ANY, arg, f"input of {target}/{args[0]}"), out
+
+    # ------------------------------------------------------------------ external completion
+
+    def awakeable(self, type_hint: Any = None) -> tuple[str, DurableFuture[Any]]:
+        """An id to hand to the outside world and a future it completes (human in the loop)."""
+        inv = self._inv
+        i, rec = inv.begin("awakeable", "")
+        if rec is None:
+            inv.emit(i, JournalEntry(awakeable=records_pb2.AwakeableEntry()))
+        serde = serde_for(type_hint) if type_hint is not None else ANY
+        return ids.awakeable_id(inv.id, i), DurableFuture(inv, i, inv.completion(i, rec), serde, COMPLETION)
+
+    # ------------------------------------------------------------------ combinators
+
+    async def gather(self, *futures: DurableFuture[Any]) -> list[Any]:
+        """Wait for all; journal the completion order; return the values in argument order
+        (the first failure, in completion order, raises)."""
+        inv = self._inv
+        i, rec = inv.begin("combinator", "gather")
+        if rec is not None:
+            if rec.WhichOneof("result") == "failure":
+                raise _failure_error(rec.failure)
+            by_index = {f.index: f for f in futures}
+            order = [by_index[x] for x in rec.combinator.completed if x in by_index]
+            await _Wait(inv, futures, False)
+        else:
+            try:
+                order = await _Wait(inv, futures, False)
+            except CancelledError:
+                await self._journal_cancelled(i, "gather")
+                raise
+            entry = JournalEntry(name="gather")
+            entry.combinator.completed.extend(f.index for f in order)
+            await DurableFuture(inv, i, inv.emit_and_ack(i, entry, None), None, ACK)
+        for f in order:
+            if isinstance(f._fut.result(), records_pb2.Failure):
+                f._decode(f._fut.result())
+        return [f._decode(f._fut.result()) for f in futures]
+
+    @overload
+    async def select(self, *futures: DurableFuture[Any]) -> tuple[int, Any]: ...
+
+    @overload
+    async def select(self, **futures: DurableFuture[Any]) -> tuple[str, Any]: ...
+
+    async def select(self, *futures: DurableFuture[Any], **named: DurableFuture[Any]) -> tuple[Any, Any]:
+        """Wait for the first to complete; journal which; return (its position or name, its
+        value), raising its failure."""
+        if futures and named:
+            raise TypeError("select takes positional or named futures, not both")
+        keys: list[Any] = list(named) if named else list(range(len(futures)))
+        futs: list[DurableFuture[Any]] = list(named.values()) if named else list(futures)
+        if not futs:
+            raise TypeError("select needs at least one future")
+        inv = self._inv
+        i, rec = inv.begin("combinator", "select")
+        if rec is not None:
+            if rec.WhichOneof("result") == "failure":
+                raise _failure_error(rec.failure)
+            winner_index = rec.combinator.completed[0] if rec.combinator.completed else futs[0].index
+            pos = next((p for p, f in enumerate(futs) if f.index == winner_index), 0)
+            winner = futs[pos]
+            await _Wait(inv, (winner,), True)
+        else:
+            try:
+                order = await _Wait(inv, futs, True)
+            except CancelledError:
+                await self._journal_cancelled(i, "select")
+                raise
+            winner = order[0]
+            pos = next(p for p, f in enumerate(futs) if f is winner)
+            entry = JournalEntry(name="select")
+            entry.combinator.completed.append(winner.index)
+            await DurableFuture(inv, i, inv.emit_and_ack(i, entry, None), None, ACK)
+        return keys[pos], winner._decode(winner._fut.result())
+
+    async def _journal_cancelled(self, index: int, name: str) -> None:
+        """Journal a combinator interrupted by cancellation as failed, so replays raise there too."""
+        inv = self._inv
+        entry = JournalEntry(name=name, combinator=records_pb2.CombinatorEntry())
+        entry.failure.code = 409
+        entry.failure.message = "cancelled"
+        await DurableFuture(inv, index, inv.emit_and_ack(index, entry, None), None, ACK)
+
+    # ------------------------------------------------------------------ determinism
+
+    def now(self) -> datetime:
+        """The current time, journaled (as a run named 'now') so replays see the same instant."""
+        inv = self._inv
+        i, rec = inv.begin("run", "now")
+        if rec is not None and rec.WhichOneof("result") == "value":
+            ms = int(rec.value)
+        else:
+            ms = int(time.time() * 1000)
+            if rec is None:
+                inv.emit(i, JournalEntry(name="now", run=records_pb2.RunEntry(), value=str(ms).encode()))
+        return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+    def random(self) -> _random.Random:
+        """A PRNG seeded from the invocation id: the same sequence on every replay."""
+        if self._random is None:
+            seed = int.from_bytes(hashlib.blake2b(self._inv.id.encode(), digest_size=8).digest(), "big")
+            self._random = _random.Random(seed)
+        return self._random
+
+    def uuid(self) -> _uuid.UUID:
+        """A UUID4 drawn from `random()`: deterministic across replays."""
+        return _uuid.UUID(int=self.random().getrandbits(128), version=4)
+
+    # ------------------------------------------------------------------ metering & tools
+
+    def meter(self, name: str, amount: float) -> None:
+        """Record usage (LLM tokens, ...) for this invocation and its tenant; fire-and-forget."""
+        inv = self._inv
+        i, rec = inv.begin("meter", name)
+        if rec is None:
+            entry = JournalEntry(name=name)
+            entry.meter.counters[name] = float(amount)
+            inv.emit(i, entry)
+
+    @property
+    def sandbox(self) -> SandboxOps:
+        """Sandboxed code execution, journaled like a step: `await ctx.sandbox.run_python(code)`."""
+        if self._sandbox is None:
+            self._sandbox = SandboxOps(self)
+        return self._sandbox  # type: ignore[no-any-return]
+
+    def run_tool(self, name: str, input: Any = None, *, step_name: str | None = None) -> DurableFuture[Any]:
+        """Run a registered sandbox tool (ToolRegistry) as a journaled step; replays never rerun it."""
+        from endure.sdk import tools
+
+        return tools.run_tool(self, name, input, step_name or f"tool:{name}")
+
+
+class SandboxOps:
+    """`ctx.sandbox`: each call runs in the worker's Sandbox and is journaled as a run entry."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def run_python(
+        self,
+        code: str,
+        files: dict[str, Any] | None = None,
+        limits: Any = None,
+        *,
+        name: str = "sandbox.python",
+    ) -> DurableFuture[SandboxResult]:
+        from endure.sdk import tools
+
+        return tools.run_sandbox(self._ctx, name, "run_python", code, files, limits)
+
+    def run_javascript(
+        self,
+        code: str,
+        files: dict[str, Any] | None = None,
+        limits: Any = None,
+        *,
+        name: str = "sandbox.javascript",
+    ) -> DurableFuture[SandboxResult]:
+        from endure.sdk import tools
+
+        return tools.run_sandbox(self._ctx, name, "run_javascript", code, files, limits)
+
+    def run_wasm(
+        self, module: Any, *args: Any, name: str = "sandbox.wasm", **kwargs: Any
+    ) -> DurableFuture[SandboxResult]:
+        from endure.sdk import tools
+
+        return tools.run_sandbox_raw(self._ctx, name, "run_wasm", module, args, kwargs)
+
+
+class _Wait:
+    """Awaitable adapter over Invocation.wait_for (no task per combinator)."""
+
+    __slots__ = ("_gen",)
+
+    def __init__(self, inv: Invocation, futs: Any, any_: bool) -> None:
+        self._gen = inv.wait_for(tuple(futs), any_=any_)
+
+    def __await__(self) -> Generator[Any, None, list[DurableFuture[Any]]]:
+        return (yield from self._gen)
+
+
+class ObjectSharedContext(Context):
+    """A virtual object's shared handler: reads the key's state, runs concurrently."""
+
+    __slots__ = ()
+
+    @property
+    def key(self) -> str:
+        return self._inv.key
+
+    def get(self, name: str, type_hint: Any = None) -> DurableFuture[Any]:
+        """The state value under `name` (None when absent)."""
+        inv = self._inv
+        i, rec = inv.begin("get_state", name)
+        serde = serde_for(type_hint) if type_hint is not None else ANY
+        if rec is not None:
+            return DurableFuture(inv, i, inv.completion(i, rec), serde, COMPLETION)
+        state = inv.state
+        if inv.state_complete or name in state:
+            value = state.get(name)
+            entry = JournalEntry(name=name, get_state=records_pb2.GetStateEntry())
+            if value is None:
+                entry.void.SetInParent()
+            else:
+                entry.value = value
+            inv.emit(i, entry)
+            return DurableFuture(inv, i, inv.resolved(value), serde, COMPLETION)
+        inv.emit(i, JournalEntry(name=name, get_state=records_pb2.GetStateEntry()))
+        return DurableFuture(inv, i, inv.completion(i, None), serde, COMPLETION)
+
+    def state_keys(self) -> DurableFuture[list[str]]:
+        """The names of all state entries of this key, sorted."""
+        inv = self._inv
+        i, rec = inv.begin("get_state_keys", "")
+        if rec is not None:
+            return DurableFuture(inv, i, inv.completion(i, rec), _LIST_STR, COMPLETION)
+        if inv.state_complete:
+            data = _LIST_STR.dumps(sorted(k for k, v in inv.state.items() if v is not None))
+            inv.emit(i, JournalEntry(get_state_keys=records_pb2.GetStateKeysEntry(), value=data))
+            return DurableFuture(inv, i, inv.resolved(data), _LIST_STR, COMPLETION)
+        inv.emit(i, JournalEntry(get_state_keys=records_pb2.GetStateKeysEntry()))
+        return DurableFuture(inv, i, inv.completion(i, None), _LIST_STR, COMPLETION)
+
+
+class ObjectContext(ObjectSharedContext):
+    """A virtual object's exclusive handler: reads and writes the key's state."""
+
+    __slots__ = ()
+
+    def set(self, name: str, value: Any) -> None:
+        """Write state; no round trip, applied in journal order."""
+        inv = self._inv
+        data = _dumps(ANY, value, f"state {name!r}")
+        i, rec = inv.begin("set_state", name)
+        if rec is not None:
+            inv.state[name] = rec.set_state.value
+            return
+        inv.state[name] = data
+        inv.emit(i, JournalEntry(name=name, set_state=records_pb2.SetStateEntry(value=data)))
+
+    def clear(self, name: str) -> None:
+        inv = self._inv
+        i, rec = inv.begin("clear_state", name)
+        inv.state[name] = None
+        if rec is None:
+            inv.emit(i, JournalEntry(name=name, clear_state=records_pb2.ClearStateEntry()))
+
+    def clear_all(self) -> None:
+        inv = self._inv
+        i, rec = inv.begin("clear_all_state", "")
+        inv.state.clear()
+        inv.state_complete = True
+        if rec is None:
+            inv.emit(i, JournalEntry(clear_all_state=records_pb2.ClearAllStateEntry()))
+
+
+class WorkflowSharedContext(ObjectSharedContext):
+    """A workflow's shared handler (signal / query): reads state, completes promises."""
+
+    __slots__ = ()
+
+    def promise(self, name: str, type_hint: Any = None) -> DurablePromise[Any]:
+        return DurablePromise(self, name, serde_for(type_hint) if type_hint is not None else ANY)
+
+
+class WorkflowContext(WorkflowSharedContext, ObjectContext):
+    """A workflow's main handler: runs once per key; reads and writes state, uses promises."""
+
+    __slots__ = ()
+
+
+_BY_KIND: dict[int, type[Context]] = {
+    records_pb2.SERVICE: Context,
+    records_pb2.EXCLUSIVE: ObjectContext,
+    records_pb2.SHARED: ObjectSharedContext,
+    records_pb2.WORKFLOW_RUN: WorkflowContext,
+    records_pb2.WORKFLOW_SHARED: WorkflowSharedContext,
+}
+
+
+def context_for(kind: int, inv: Invocation) -> Context:
+    return _BY_KIND.get(kind, Context)(inv)

@@ -1,0 +1,275 @@
+"""Services, virtual objects and workflows: what a user declares and a worker registers.
+
+Decorators return the user's function unchanged, with its `HandlerDefinition` attached as
+`__endure_handler__`, so the function itself is the typed handle for `ctx.call(add, pair)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal, TypeVar
+
+from endure.proto import records_pb2, worker_pb2
+from endure.sdk.retry import RetryPolicy
+from endure.sdk.serde import Serde, serde_for
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+DEFAULT_INACTIVITY_TIMEOUT = timedelta(seconds=60)
+_ATTR = "__endure_handler__"
+
+
+@dataclass(eq=False)
+class HandlerDefinition:
+    """One handler: where it lives, its kind, and how its input/output are (de)serialized."""
+
+    service: str
+    name: str
+    kind: int  # records_pb2.HandlerKind
+    fn: Callable[..., Awaitable[Any]]
+    retry: RetryPolicy | None = None
+    inactivity_timeout: timedelta = DEFAULT_INACTIVITY_TIMEOUT
+    has_input: bool = False
+    _input: Serde[Any] | None = field(default=None, repr=False)
+    _output: Serde[Any] | None = field(default=None, repr=False)
+
+    @property
+    def keyed(self) -> bool:
+        return self.kind != records_pb2.SERVICE
+
+    @property
+    def input_serde(self) -> Serde[Any]:
+        if self._input is None:
+            self._resolve()
+        assert self._input is not None
+        return self._input
+
+    @property
+    def output_serde(self) -> Serde[Any]:
+        if self._output is None:
+            self._resolve()
+        assert self._output is not None
+        return self._output
+
+    def _resolve(self) -> None:
+        """Resolve type hints late (at App creation or first use) so forward references to models
+        declared below the handler work."""
+        hints = _type_hints(self.fn)
+        params = list(inspect.signature(self.fn).parameters.values())
+        if self.has_input:
+            self._input = serde_for(hints.get(params[1].name, Any))
+        else:
+            self._input = serde_for(Any)
+        self._output = serde_for(hints.get("return", Any))
+
+    def to_proto(self) -> worker_pb2.HandlerDef:
+        return worker_pb2.HandlerDef(
+            name=self.name,
+            kind=self.kind,  # type: ignore[arg-type]
+            input_schema_json=self.input_serde.schema() if self.has_input else "",
+            output_schema_json=self.output_serde.schema(),
+            retry=self.retry.to_proto() if self.retry is not None else None,
+            inactivity_timeout_ms=int(self.inactivity_timeout.total_seconds() * 1000),
+        )
+
+
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn, include_extras=False)
+    except Exception:
+        # Unresolvable string annotations (e.g. a model local to a function): use what resolves.
+        out: dict[str, Any] = {}
+        for name, ann in getattr(fn, "__annotations__", {}).items():
+            out[name] = Any if isinstance(ann, str) else ann
+        return out
+
+
+def handler_definition(fn: Any) -> HandlerDefinition | None:
+    """The definition attached to a decorated handler function, if any."""
+    return getattr(fn, _ATTR, None)
+
+
+class _Base:
+    """Shared machinery of the three service kinds."""
+
+    service_kind: int = worker_pb2.SERVICE_KIND_UNSPECIFIED
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        retry: RetryPolicy | None = None,
+        inactivity_timeout: timedelta | None = None,
+    ) -> None:
+        if not name or "/" in name:
+            raise ValueError(f"invalid service name {name!r}")
+        self.name = name
+        self.retry = retry
+        self.inactivity_timeout = inactivity_timeout or DEFAULT_INACTIVITY_TIMEOUT
+        self.handlers: dict[str, HandlerDefinition] = {}
+
+    def _add(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        name: str | None,
+        kind: int,
+        retry: RetryPolicy | None,
+        inactivity_timeout: timedelta | None,
+    ) -> HandlerDefinition:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"handler {fn.__qualname__} must be an async function")
+        params = list(inspect.signature(fn).parameters.values())
+        if not params or len(params) > 2:
+            raise TypeError(f"handler {fn.__qualname__} must take (ctx) or (ctx, input)")
+        hname = name or fn.__name__
+        if hname in self.handlers:
+            raise ValueError(f"{self.name} already has a handler named {hname!r}")
+        defn = HandlerDefinition(
+            service=self.name,
+            name=hname,
+            kind=kind,
+            fn=fn,
+            retry=retry or self.retry,
+            inactivity_timeout=inactivity_timeout or self.inactivity_timeout,
+            has_input=len(params) == 2,
+        )
+        self.handlers[hname] = defn
+        setattr(fn, _ATTR, defn)
+        return defn
+
+    def to_proto(self) -> worker_pb2.ServiceDef:
+        return worker_pb2.ServiceDef(
+            name=self.name,
+            kind=self.service_kind,  # type: ignore[arg-type]
+            handlers=[h.to_proto() for h in self.handlers.values()],
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, handlers={list(self.handlers)})"
+
+
+class Service(_Base):
+    """Stateless handlers; any number run concurrently."""
+
+    service_kind = worker_pb2.SERVICE
+
+    def handler(
+        self,
+        name: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        inactivity_timeout: timedelta | None = None,
+    ) -> Callable[[F], F]:
+        def deco(fn: F) -> F:
+            self._add(fn, name, records_pb2.SERVICE, retry, inactivity_timeout)
+            return fn
+
+        return deco
+
+
+class VirtualObject(_Base):
+    """Keyed handlers with K/V state per key; exclusive handlers run one at a time per key."""
+
+    service_kind = worker_pb2.VIRTUAL_OBJECT
+
+    def handler(
+        self,
+        name: str | None = None,
+        *,
+        kind: Literal["exclusive", "shared"] = "exclusive",
+        retry: RetryPolicy | None = None,
+        inactivity_timeout: timedelta | None = None,
+    ) -> Callable[[F], F]:
+        if kind not in ("exclusive", "shared"):
+            raise ValueError("VirtualObject handler kind must be 'exclusive' or 'shared'")
+        hk = records_pb2.EXCLUSIVE if kind == "exclusive" else records_pb2.SHARED
+
+        def deco(fn: F) -> F:
+            self._add(fn, name, hk, retry, inactivity_timeout)
+            return fn
+
+        return deco
+
+
+class Workflow(_Base):
+    """Keyed: the `main` handler runs once per key; other handlers signal or query it through
+    durable promises."""
+
+    service_kind = worker_pb2.WORKFLOW
+
+    def main(
+        self,
+        name: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        inactivity_timeout: timedelta | None = None,
+    ) -> Callable[[F], F]:
+        def deco(fn: F) -> F:
+            if any(h.kind == records_pb2.WORKFLOW_RUN for h in self.handlers.values()):
+                raise ValueError(f"workflow {self.name!r} already has a main handler")
+            self._add(fn, name, records_pb2.WORKFLOW_RUN, retry, inactivity_timeout)
+            return fn
+
+        return deco
+
+    def handler(
+        self,
+        name: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        inactivity_timeout: timedelta | None = None,
+    ) -> Callable[[F], F]:
+        def deco(fn: F) -> F:
+            self._add(fn, name, records_pb2.WORKFLOW_SHARED, retry, inactivity_timeout)
+            return fn
+
+        return deco
+
+
+ServiceLike = Service | VirtualObject | Workflow
+
+
+class App:
+    """The set of services one worker serves."""
+
+    def __init__(
+        self, services: Iterable[ServiceLike], *, name: str | None = None, tools: Any = None
+    ) -> None:
+        self.services: list[ServiceLike] = list(services)
+        self.name = name
+        self.tools = tools  # an endure.sandbox ToolRegistry for ctx.run_tool
+        self._handlers: dict[tuple[str, str], HandlerDefinition] = {}
+        seen: set[str] = set()
+        for svc in self.services:
+            if not isinstance(svc, (Service, VirtualObject, Workflow)):
+                raise TypeError(f"App takes Service, VirtualObject or Workflow, not {svc!r}")
+            if svc.name in seen:
+                raise ValueError(f"two services named {svc.name!r}")
+            seen.add(svc.name)
+            if not svc.handlers:
+                raise ValueError(f"service {svc.name!r} has no handlers")
+            if isinstance(svc, Workflow) and not any(
+                h.kind == records_pb2.WORKFLOW_RUN for h in svc.handlers.values()
+            ):
+                raise ValueError(f"workflow {svc.name!r} has no @main() handler")
+            for h in svc.handlers.values():
+                h._resolve()
+                self._handlers[(svc.name, h.name)] = h
+
+    def lookup(self, service: str, handler: str) -> HandlerDefinition | None:
+        return self._handlers.get((service, handler))
+
+    def service_defs(self) -> list[worker_pb2.ServiceDef]:
+        return [svc.to_proto() for svc in self.services]
+
+    def deployment_version(self) -> str:
+        """Changes exactly when the registered handlers (kinds, schemas, policies) change."""
+        digest = hashlib.sha256()
+        for sd in self.service_defs():
+            digest.update(sd.SerializeToString(deterministic=True))
+        return digest.hexdigest()[:16]

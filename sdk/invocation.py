@@ -1,0 +1,535 @@
+"""The state machine of one invocation attempt on a worker.
+
+It replays the recorded journal (each Context operation takes the next index and must match the
+recorded entry's kind and name), streams new entries to the runtime in index order, resolves
+futures from acks and completions, suspends after the handler's inactivity timeout, and reports
+the outcome (Output + End, Fail, Suspend). It never talks to gRPC directly: it hands frames to a
+`FrameSink` (the worker), which batches them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+from endure.proto import records_pb2, worker_pb2
+from endure.sdk.errors import (
+    AttemptDropped,
+    CancelledError,
+    JournalMismatchError,
+    SerdeError,
+    TerminalError,
+)
+from endure.sdk.retry import RetryPolicy
+from endure.sdk.serde import Serde
+
+if TYPE_CHECKING:
+    from endure.sdk.context import DurableFuture
+    from endure.sdk.definitions import HandlerDefinition
+
+log = logging.getLogger("endure.sdk")
+
+JournalEntry = records_pb2.JournalEntry
+Failure = records_pb2.Failure
+WorkerFrame = worker_pb2.WorkerFrame
+EntryFrame = worker_pb2.EntryFrame
+
+# What an entry future resolves to: JSON bytes, a Failure, or None (void).
+Raw: TypeAlias = "bytes | records_pb2.Failure | None"
+
+ACK = 0  # resolved by the entry's ack (run, combinator): the worker itself is busy
+COMPLETION = 1  # resolved by a completion from the runtime: a suspension point
+
+_MISSING: Any = object()
+
+
+class FrameSink(Protocol):
+    """Where an attempt's frames go (the worker's batched stream) and who gets its slot back."""
+
+    def send(self, frame: worker_pb2.WorkerFrame) -> None: ...
+
+    def release(self, inv: Invocation) -> None: ...
+
+
+def raw_result(entry: Any) -> Raw | Any:
+    """The result of a recorded entry or completion frame, or _MISSING when it has none."""
+    which = entry.WhichOneof("result")
+    if which == "value":
+        return entry.value  # type: ignore[no-any-return]
+    if which == "failure":
+        return entry.failure
+    if which == "void":
+        return None
+    return _MISSING
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
+def _is_async_fn(fn: Callable[..., Any]) -> bool:
+    try:
+        return _is_async(fn)
+    except TypeError:  # unhashable callable
+        return inspect.iscoroutinefunction(fn)
+
+
+def _failure_message(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Invocation:
+    """One attempt of one invocation."""
+
+    def __init__(
+        self,
+        sink: FrameSink,
+        start: worker_pb2.StartFrame,
+        defn: HandlerDefinition | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.sink = sink
+        self.loop = loop
+        self.id: str = start.invocation_id
+        self.attempt: int = start.attempt
+        self.target = start.target
+        self.key: str = start.target.key
+        self.headers: dict[str, str] = dict(start.headers)
+        self.input: bytes = start.input
+        self.defn = defn
+        self.journal = start.journal
+        self.replay_len = len(start.journal)
+        self.next_index = 0
+        self.next_send = self.replay_len
+        self.state: dict[str, bytes | None] = {s.key: s.value for s in start.state}
+        self.state_complete: bool = start.state_complete
+        self.cancel_pending: bool = start.cancelled
+        self.done = False
+        self.task: asyncio.Task[None] | None = None
+        self.timeout: float = defn.inactivity_timeout.total_seconds() if defn is not None else 60.0
+        self._held: dict[int, records_pb2.JournalEntry] = {}
+        self._end_pending = False
+        self._acks: dict[int, tuple[asyncio.Future[Any], Any]] = {}
+        self._completions: dict[int, asyncio.Future[Any]] = {}
+        self._early: dict[int, Raw] = {}
+        self._run_tasks: set[asyncio.Task[None]] = set()
+        self._busy = 0  # runs in flight or waiting for their ack, combinators waiting for ack
+        self._waiters: dict[asyncio.Future[None], tuple[DurableFuture[Any], ...]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_progress = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.task = self.loop.create_task(self._main(), name=f"endure:{self.id}:{self.attempt}")
+
+    async def _main(self) -> None:
+        from endure.sdk.context import context_for
+
+        defn = self.defn
+        if defn is None:
+            t = self.target
+            self._finish(Failure(code=404, message=f"no handler {t.service}/{t.handler} on this worker"))
+            return
+        ctx = context_for(defn.kind, self)
+        outcome: bytes | records_pb2.Failure
+        try:
+            if defn.has_input:
+                try:
+                    arg = defn.input_serde.loads(self.input)
+                except SerdeError as exc:
+                    self._finish(
+                        Failure(code=400, message=f"invalid input for {defn.service}/{defn.name}: {exc}")
+                    )
+                    return
+                result = await defn.fn(ctx, arg)
+            else:
+                result = await defn.fn(ctx)
+        except TerminalError as exc:
+            if self.done:
+                return
+            outcome = Failure(code=exc.code, message=exc.message)
+        except (AttemptDropped, JournalMismatchError, asyncio.CancelledError):
+            if not self.done:  # cancelled by someone else (e.g. the user): a retryable failure
+                self.fail(500, "handler task was cancelled")
+            return
+        except Exception as exc:
+            if not self.done:
+                self.fail(500, _failure_message(exc))
+            return
+        else:
+            if self.done:
+                return
+            try:
+                outcome = defn.output_serde.dumps(result)
+            except SerdeError as exc:
+                outcome = Failure(code=500, message=f"output of {defn.service}/{defn.name}: {exc}")
+        if self._run_tasks:  # fire-and-forget steps must take their index before the output
+            await asyncio.wait(list(self._run_tasks))
+            if self.done:
+                return
+        self._finish(outcome)
+
+    def _finish(self, outcome: bytes | records_pb2.Failure) -> None:
+        try:
+            index, recorded = self.begin("output", "")
+        except (JournalMismatchError, AttemptDropped):
+            return
+        if recorded is None:
+            entry = JournalEntry()
+            if isinstance(outcome, bytes):
+                entry.output.value = outcome
+            else:
+                entry.output.failure.CopyFrom(outcome)
+            self.emit(index, entry)
+        if self._held:
+            self._end_pending = True
+        else:
+            self._send_end()
+
+    def _send_end(self) -> None:
+        self.sink.send(WorkerFrame(end=worker_pb2.EndFrame(invocation_id=self.id, attempt=self.attempt)))
+        self._drop()
+
+    def fail(self, code: int, message: str, *, mismatch: bool = False) -> None:
+        """A retryable failure of this attempt (or a journal mismatch): report it and stop."""
+        if self.done:
+            return
+        self.sink.send(
+            WorkerFrame(
+                fail=worker_pb2.FailFrame(
+                    invocation_id=self.id,
+                    attempt=self.attempt,
+                    failure=Failure(code=code, message=message),
+                    journal_mismatch=mismatch,
+                )
+            )
+        )
+        self._drop()
+        self._cancel_task()
+
+    def abort(self) -> None:
+        """Stop silently (the runtime killed, paused or superseded this attempt)."""
+        if self.done:
+            return
+        self._drop()
+        self._cancel_task()
+
+    def _drop(self) -> None:
+        self.done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for t in self._run_tasks:
+            t.cancel()
+        self.sink.release(self)
+
+    def _cancel_task(self) -> None:
+        # From inside the handler's own task this takes effect at its next await.
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+
+    # ------------------------------------------------------------------ journal
+
+    def begin(self, kind: str, name: str) -> tuple[int, records_pb2.JournalEntry | None]:
+        """Take the next journal index for an operation; return the recorded entry when replaying."""
+        if self.done:
+            raise AttemptDropped()
+        index = self.next_index
+        self.next_index = index + 1
+        if index < self.replay_len:
+            entry = self.journal[index]
+            recorded = entry.WhichOneof("kind")
+            if recorded != kind or entry.name != name:
+                err = JournalMismatchError(index, f"{recorded} '{entry.name}'", f"{kind} '{name}'")
+                self.fail(500, str(err), mismatch=True)
+                raise err
+            return index, entry
+        return index, None
+
+    def emit(self, index: int, entry: records_pb2.JournalEntry) -> None:
+        """Send a new entry; entries go out in index order (a step finishing early waits)."""
+        if self.done:
+            return
+        if index != self.next_send:
+            self._held[index] = entry
+            return
+        sink = self.sink
+        sink.send(
+            WorkerFrame(
+                entry=EntryFrame(invocation_id=self.id, attempt=self.attempt, index=index, entry=entry)
+            )
+        )
+        index += 1
+        held = self._held
+        while held and index in held:
+            sink.send(
+                WorkerFrame(
+                    entry=EntryFrame(
+                        invocation_id=self.id, attempt=self.attempt, index=index, entry=held.pop(index)
+                    )
+                )
+            )
+            index += 1
+        self.next_send = index
+        if self._end_pending and not held:
+            self._end_pending = False
+            self._send_end()
+
+    # ------------------------------------------------------------------ futures
+
+    def resolved(self, raw: Raw) -> asyncio.Future[Any]:
+        fut = self.loop.create_future()
+        fut.set_result(raw)
+        return fut
+
+    def completion(self, index: int, recorded: records_pb2.JournalEntry | None) -> asyncio.Future[Any]:
+        """A future for an entry's result: from the journal, or from a later CompleteFrame."""
+        fut = self.loop.create_future()
+        if recorded is not None:
+            raw = raw_result(recorded)
+            if raw is not _MISSING:
+                fut.set_result(raw)
+                return fut
+        raw = self._early.pop(index, _MISSING) if self._early else _MISSING
+        if raw is not _MISSING:
+            fut.set_result(raw)
+        else:
+            self._completions[index] = fut
+        return fut
+
+    def on_complete(self, frame: worker_pb2.CompleteFrame) -> None:
+        raw = raw_result(frame)
+        if raw is _MISSING:
+            raw = None
+        self._last_progress = self.loop.time()
+        fut = self._completions.pop(frame.index, None)
+        if fut is None:
+            if frame.index >= self.next_index:  # the handler has not reached that entry yet
+                self._early[frame.index] = raw
+            return
+        if not fut.done():
+            fut.set_result(raw)
+
+    def on_ack(self, index: int) -> None:
+        pending = self._acks.pop(index, None)
+        if pending is None:
+            return
+        fut, raw = pending
+        self._last_progress = self.loop.time()
+        if not fut.done():
+            fut.set_result(raw)
+        self._busy -= 1
+        if not self._busy and self._waiters and self._timer is None:
+            self._arm()
+
+    def emit_and_ack(self, index: int, entry: records_pb2.JournalEntry, raw: Any) -> asyncio.Future[Any]:
+        """Send an entry whose future resolves (to `raw`) once the runtime acks it as durable."""
+        fut = self.loop.create_future()
+        self._busy += 1
+        self._acks[index] = (fut, raw)
+        self.emit(index, entry)
+        return fut
+
+    # ------------------------------------------------------------------ runs
+
+    def start_run(
+        self,
+        index: int,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        policy: RetryPolicy | None,
+        serde: Serde[Any],
+        usage: Callable[[Any], dict[str, float]] | None = None,
+    ) -> asyncio.Future[Any]:
+        """Execute a new step: fn runs now (a task), its result is journaled, and the returned
+        future resolves with the journaled result after the ack."""
+        fut = self.loop.create_future()
+        self._busy += 1
+        task = self.loop.create_task(self._execute_run(index, name, fn, args, policy, serde, fut, usage))
+        self._run_tasks.add(task)
+        task.add_done_callback(self._run_tasks.discard)
+        return fut
+
+    async def _execute_run(
+        self,
+        index: int,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        policy: RetryPolicy | None,
+        serde: Serde[Any],
+        fut: asyncio.Future[Any],
+        usage: Callable[[Any], dict[str, float]] | None,
+    ) -> None:
+        loop = self.loop
+        attempt = 1
+        started = loop.time()
+        entry = JournalEntry(name=name, run=records_pb2.RunEntry())
+        raw: Raw
+        while True:
+            try:
+                if _is_async_fn(fn):
+                    result = await fn(*args)
+                else:
+                    result = await loop.run_in_executor(None, functools.partial(fn, *args))
+                    if inspect.isawaitable(result):
+                        result = await result
+                if usage is not None:
+                    try:
+                        entry.usage.update(usage(result))
+                    except Exception as exc:  # metering must never fail the step
+                        log.warning("run %r: cannot read usage: %s", name, exc)
+                try:
+                    raw = serde.dumps(result)
+                except SerdeError as exc:
+                    raw = Failure(code=500, message=f"run '{name}': {exc}")
+                break
+            except TerminalError as exc:
+                raw = Failure(code=exc.code, message=exc.message)
+                break
+            except Exception as exc:
+                if policy is None:
+                    self.fail(500, f"run '{name}' failed: {_failure_message(exc)}")
+                    return
+                exhausted = policy.max_attempts is not None and attempt >= policy.max_attempts
+                delay = policy.delay(attempt)
+                if policy.max_duration is not None:
+                    exhausted = exhausted or (
+                        loop.time() - started + delay > policy.max_duration.total_seconds()
+                    )
+                if exhausted:
+                    raw = Failure(
+                        code=500,
+                        message=f"run '{name}' failed after {attempt} attempts: {_failure_message(exc)}",
+                    )
+                    break
+                log.debug("run %r attempt %d failed (%s); retrying in %.3fs", name, attempt, exc, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+        if self.done:
+            return
+        if isinstance(raw, bytes):
+            entry.value = raw
+        else:
+            entry.failure.CopyFrom(raw)
+        self._acks[index] = (fut, raw)
+        self.emit(index, entry)
+
+    # ------------------------------------------------------------------ waiting
+
+    def await_future(self, df: DurableFuture[Any]) -> Generator[Any, None, Any]:
+        """Await one entry future: the only place a handler blocks on the runtime."""
+        fut = df._fut
+        if fut.done():
+            return fut.result()
+        if self.done:
+            raise AttemptDropped()
+        if df._kind == ACK:
+            return (yield from fut)
+        if self.cancel_pending:
+            self.cancel_pending = False
+            raise CancelledError()
+        yield from self.wait_for((df,), any_=True)
+        return fut.result()
+
+    def wait_for(
+        self, dfs: Iterable[DurableFuture[Any]], *, any_: bool
+    ) -> Generator[Any, None, list[DurableFuture[Any]]]:
+        """Block until any/all of dfs are done; returns them in the order they completed.
+
+        While blocked the handler is suspendable (if no step is in flight) and cancellable."""
+        order: list[DurableFuture[Any]] = [d for d in dfs if d._fut.done()]
+        pending = tuple(d for d in dfs if not d._fut.done())
+        if not pending or (any_ and order):
+            return order
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        remaining = [len(pending)]
+        callbacks = []
+        for d in pending:
+
+            def on_done(_: asyncio.Future[Any], d: DurableFuture[Any] = d) -> None:
+                order.append(d)
+                remaining[0] -= 1
+                if (any_ or not remaining[0]) and not waiter.done():
+                    waiter.set_result(None)
+
+            d._fut.add_done_callback(on_done)
+            callbacks.append(on_done)
+        self._waiters[waiter] = pending
+        self._last_progress = self.loop.time()
+        if not self._busy and self._timer is None:
+            self._arm()
+        try:
+            yield from waiter
+        finally:
+            del self._waiters[waiter]
+            for d, cb in zip(pending, callbacks, strict=True):
+                d._fut.remove_done_callback(cb)
+        return order
+
+    def cancel(self) -> None:
+        """Cancellation requested: raise at the blocked await(s), or at the next one."""
+        if self.done:
+            return
+        if self._waiters:
+            for w in list(self._waiters):
+                if not w.done():
+                    w.set_exception(CancelledError())
+        else:
+            self.cancel_pending = True
+
+    # ------------------------------------------------------------------ suspension
+
+    def _arm(self) -> None:
+        self._timer = self.loop.call_later(self.timeout, self._on_inactive)
+
+    def _on_inactive(self) -> None:
+        self._timer = None
+        if self.done or not self._waiters or self._busy:
+            return  # re-armed when the handler blocks again or its last step is acked
+        idle = self.loop.time() - self._last_progress
+        if idle + 1e-3 < self.timeout:
+            self._timer = self.loop.call_later(self.timeout - idle, self._on_inactive)
+            return
+        self.suspend()
+
+    def waiting_on(self) -> list[int]:
+        indices: set[int] = set()
+        for pending in self._waiters.values():
+            for d in pending:
+                if d._kind == COMPLETION and not d._fut.done():
+                    indices.add(d.index)
+        return sorted(indices)
+
+    def suspend(self) -> None:
+        """Free the slot: the runtime restarts the attempt when one of the entries completes."""
+        if self.done:
+            return
+        self.sink.send(
+            WorkerFrame(
+                suspend=worker_pb2.SuspendFrame(
+                    invocation_id=self.id, attempt=self.attempt, waiting_on=self.waiting_on()
+                )
+            )
+        )
+        self._drop()
+        self._cancel_task()
+
+    def drain(self) -> None:
+        """Worker shutdown: suspend as soon as the handler blocks on the runtime."""
+        self.timeout = 0.0
+        self._last_progress = 0.0
+        if not self.done and self._waiters and not self._busy:
+            self.suspend()
+
+    def suspendable(self) -> bool:
+        return bool(self._waiters) and not self._busy

@@ -1,0 +1,415 @@
+"""The worker process: one gRPC stream to the runtime, many invocation attempts multiplexed on it.
+
+    python -m endure.sdk.worker MODULE:APP --runtime HOST:PORT [--concurrency N]
+
+It registers the app's services, runs StartFrames as `Invocation`s (at most `concurrency` at
+once), batches every frame produced in one event-loop turn into one message, reconnects with
+backoff when the stream drops (dropping its attempts: the runtime retries them), and on SIGTERM
+stops taking work, lets handlers reach their next suspension point (or the grace timeout), then
+exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from endure.proto import worker_pb2, worker_pb2_grpc
+from endure.sdk import tools
+from endure.sdk.definitions import App
+from endure.sdk.errors import RegistrationError
+from endure.sdk.invocation import Invocation
+
+log = logging.getLogger("endure.sdk.worker")
+
+# Errors that mean "the runtime refused us", not "the runtime is not there right now".
+_FATAL = {
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.UNIMPLEMENTED,
+}
+
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+def load_app(ref: str) -> App:
+    """Import `module:attr` (attr may be dotted) and return the App it names."""
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected MODULE:APP, got {ref!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, App):
+        raise TypeError(f"{ref} is a {type(obj).__name__}, not an endure.sdk.App")
+    return obj
+
+
+class Worker:
+    """Serves one App to one runtime; `await run()` until `stop()` (or a fatal registration error)."""
+
+    def __init__(
+        self,
+        app: App,
+        runtime: str,
+        *,
+        deployment_id: str | None = None,
+        concurrency: int = 64,
+        worker_name: str | None = None,
+        shutdown_grace: float = 30.0,
+        reconnect_initial: float = 0.05,
+        reconnect_max: float = 5.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.app = app
+        self.runtime = runtime
+        self.deployment_id = deployment_id or app.name or "app"
+        self.concurrency = concurrency
+        self.worker_name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
+        self.shutdown_grace = shutdown_grace
+        self.reconnect_initial = reconnect_initial
+        self.reconnect_max = reconnect_max
+        self.worker_id: str | None = None
+        self.registered = asyncio.Event()  # set while a session is registered (tests, health)
+        self.connections = 0  # sessions that got registered
+        self._active: dict[str, Invocation] = {}
+        self._queue: collections.deque[worker_pb2.StartFrame] = collections.deque()
+        self._out: list[worker_pb2.WorkerFrame] = []
+        self._wake = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self._stopping = False
+        self._stop_event = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._register = worker_pb2.Register(
+            deployment_id=self.deployment_id,
+            deployment_version=app.deployment_version(),
+            concurrency=concurrency,
+            services=app.service_defs(),
+            worker_name=self.worker_name,
+        )
+
+    # ------------------------------------------------------------------ FrameSink
+
+    def send(self, frame: worker_pb2.WorkerFrame) -> None:
+        self._out.append(frame)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def release(self, inv: Invocation) -> None:
+        key = inv.id
+        if self._active.get(key) is inv:
+            del self._active[key]
+        while self._queue and len(self._active) < self.concurrency and not self._stopping:
+            self._start(self._queue.popleft())
+        if self._stopping and not self._active:
+            self._drained.set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    def stop(self) -> None:
+        """Graceful shutdown: take no more work; suspend handlers at their next wait; exit when
+        none are left or after `shutdown_grace` seconds."""
+        if self._stopping:
+            return
+        log.info("stopping: draining %d invocation(s)", len(self._active))
+        self._stopping = True
+        self._queue.clear()
+        for inv in list(self._active.values()):
+            inv.drain()
+        if not self._active:
+            self._drained.set()
+        self._stop_event.set()
+
+    async def run(self) -> None:
+        """Connect, register, serve; reconnect with backoff until stopped."""
+        self._loop = asyncio.get_running_loop()
+        self._loop.set_default_executor(ThreadPoolExecutor(max_workers=max(8, self.concurrency)))
+        tools.configure(getattr(self.app, "tools", None))
+        backoff = self.reconnect_initial
+        try:
+            while not self._stopping:
+                registered_before = self.connections
+                try:
+                    await self._session()
+                except RegistrationError:
+                    raise
+                except grpc.aio.AioRpcError as exc:
+                    log.warning("stream to %s lost: %s %s", self.runtime, exc.code().name, exc.details())
+                except Exception as exc:  # keep serving: the runtime retries what we dropped
+                    log.exception("worker session failed: %s", exc)
+                self._drop_all()
+                if self._stopping:
+                    break
+                if self.connections > registered_before:
+                    backoff = self.reconnect_initial
+                try:
+                    await asyncio.wait_for(self._stop_event.wait(), timeout=backoff)
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, self.reconnect_max)
+        finally:
+            self._drop_all()
+            await tools.close_sandbox()
+
+    def _drop_all(self) -> None:
+        self.registered.clear()
+        self._queue.clear()
+        for inv in list(self._active.values()):
+            inv.abort()
+        self._active.clear()
+        self._out.clear()
+        if self._stopping:
+            self._drained.set()
+
+    async def _session(self) -> None:
+        async with grpc.aio.insecure_channel(self.runtime, options=_CHANNEL_OPTIONS) as channel:
+            stub = worker_pb2_grpc.WorkerEndpointStub(channel)
+            call = stub.Connect()
+            self._out.clear()
+            await call.write(
+                worker_pb2.WorkerMessage(frames=[worker_pb2.WorkerFrame(register=self._register)])
+            )
+            writer: asyncio.Task[Any] = asyncio.create_task(self._writer(call))
+            reader: asyncio.Task[Any] = asyncio.create_task(self._reader(call))
+            stopper: asyncio.Task[Any] = asyncio.create_task(self._stop_event.wait())
+            try:
+                done, _ = await asyncio.wait({reader, writer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if reader in done or writer in done:
+                    for t in (reader, writer):
+                        if t.done() and t.exception() is not None:
+                            raise t.exception()  # type: ignore[misc]
+                    return  # the runtime closed the stream: reconnect
+                # Stopping: wait for handlers to finish or suspend, flush, then close our side.
+                drained = asyncio.create_task(self._drained.wait())
+                done, _ = await asyncio.wait(
+                    {reader, drained}, timeout=self.shutdown_grace, return_when=asyncio.FIRST_COMPLETED
+                )
+                drained.cancel()
+                if not self._drained.is_set():
+                    log.warning(
+                        "shutdown grace of %.1fs over: dropping %d invocation(s)",
+                        self.shutdown_grace,
+                        len(self._active),
+                    )
+                    self._drop_all()
+                if not writer.done():
+                    self._flushed.clear()
+                    if self._out:
+                        self._wake.set()
+                        await asyncio.wait(
+                            {writer, asyncio.create_task(self._flushed.wait())},
+                            timeout=5.0,
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
+                    try:
+                        await asyncio.wait_for(call.done_writing(), timeout=2.0)
+                    except Exception:
+                        pass
+            finally:
+                for t in (reader, writer, stopper):
+                    t.cancel()
+                await asyncio.gather(reader, writer, stopper, return_exceptions=True)
+                call.cancel()
+
+    async def _writer(self, call: Any) -> None:
+        wake = self._wake
+        while True:
+            await wake.wait()
+            wake.clear()
+            while self._out:
+                frames, self._out = self._out, []
+                await call.write(worker_pb2.WorkerMessage(frames=frames))
+            self._flushed.set()
+
+    async def _reader(self, call: Any) -> None:
+        try:
+            while True:
+                msg = await call.read()
+                if msg is grpc.aio.EOF:
+                    log.warning("runtime closed the stream")
+                    return
+                for frame in msg.frames:
+                    self._dispatch(frame)
+        except grpc.aio.AioRpcError as exc:
+            if self.connections == 0 or not self.registered.is_set():
+                if exc.code() in _FATAL:
+                    raise RegistrationError(
+                        f"runtime {self.runtime} rejected registration of {self.deployment_id!r}: "
+                        f"{exc.code().name}: {exc.details()}"
+                    ) from exc
+            raise
+
+    # ------------------------------------------------------------------ frames
+
+    def _dispatch(self, frame: worker_pb2.RuntimeFrame) -> None:
+        which = frame.WhichOneof("frame")
+        if which == "ack":
+            a = frame.ack
+            inv = self._active.get(a.invocation_id)
+            if inv is not None and inv.attempt == a.attempt:
+                inv.on_ack(a.index)
+        elif which == "complete":
+            c = frame.complete
+            inv = self._active.get(c.invocation_id)
+            if inv is not None and inv.attempt == c.attempt:
+                inv.on_complete(c)
+        elif which == "start":
+            if self._stopping:
+                return  # the runtime retries it elsewhere once our stream closes
+            if len(self._active) >= self.concurrency:
+                self._queue.append(frame.start)
+            else:
+                self._start(frame.start)
+        elif which == "cancel":
+            x = frame.cancel
+            inv = self._active.get(x.invocation_id)
+            if inv is not None and inv.attempt == x.attempt:
+                inv.cancel()
+        elif which == "abort":
+            ab = frame.abort
+            inv = self._active.get(ab.invocation_id)
+            if inv is not None and inv.attempt == ab.attempt:
+                inv.abort()
+            else:
+                self._queue = collections.deque(
+                    s
+                    for s in self._queue
+                    if not (s.invocation_id == ab.invocation_id and s.attempt == ab.attempt)
+                )
+        elif which == "registered":
+            self.worker_id = frame.registered.worker_id
+            self.connections += 1
+            self.registered.set()
+            log.info("registered with %s as %s (%s)", self.runtime, self.worker_id, self.deployment_id)
+
+    def _start(self, start: worker_pb2.StartFrame) -> None:
+        old = self._active.get(start.invocation_id)
+        if old is not None:
+            if old.attempt >= start.attempt:
+                return  # a stale or duplicate start
+            old.abort()
+        assert self._loop is not None
+        defn = self.app.lookup(start.target.service, start.target.handler)
+        inv = Invocation(self, start, defn, self._loop)
+        self._active[inv.id] = inv
+        inv.start()
+
+
+# ---------------------------------------------------------------------- entry points
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.new_event_loop()
+
+
+def run_worker(
+    app_ref: str | App,
+    runtime: str,
+    concurrency: int = 64,
+    *,
+    worker_name: str | None = None,
+    shutdown_grace: float = 30.0,
+    deployment_id: str | None = None,
+    on_ready: Callable[[Worker], None] | None = None,
+) -> None:
+    """Run a worker until SIGTERM/SIGINT (blocking; uses uvloop). Raises RegistrationError when
+    the runtime refuses the registration."""
+    if isinstance(app_ref, App):
+        app = app_ref
+        deployment_id = deployment_id or app.name or "app"
+    else:
+        app = load_app(app_ref)
+        deployment_id = deployment_id or app_ref
+
+    async def main() -> None:
+        worker = Worker(
+            app,
+            runtime,
+            deployment_id=deployment_id,
+            concurrency=concurrency,
+            worker_name=worker_name,
+            shutdown_grace=shutdown_grace,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        if on_ready is not None:
+            on_ready(worker)
+        await worker.run()
+
+    with asyncio.Runner(loop_factory=_new_loop) as runner:
+        runner.run(main())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m endure.sdk.worker", description=__doc__.split("\n")[0])
+    parser.add_argument("app", help="MODULE:APP, the endure.sdk.App to serve")
+    parser.add_argument("--runtime", required=True, help="HOST:PORT of the runtime's worker endpoint")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--name", default=None, help="worker name shown by the runtime")
+    parser.add_argument("--shutdown-grace", type=float, default=30.0)
+    parser.add_argument("--log-level", default=os.environ.get("ENDURE_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app = load_app(args.app)
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        print(f"endure worker: cannot load {args.app}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        run_worker(
+            app,
+            args.runtime,
+            args.concurrency,
+            worker_name=args.name,
+            shutdown_grace=args.shutdown_grace,
+            deployment_id=args.app,
+        )
+    except RegistrationError as exc:
+        print(f"endure worker: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    from endure.sdk.worker import main as _main  # the package's module, not this __main__ copy
+
+    sys.exit(_main())
