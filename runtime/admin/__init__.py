@@ -1,1 +1,1 @@
-"""endure.runtime.admin."""
+"""The admin API: services, invocations and their journals, operator actions, partitions."""

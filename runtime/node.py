@@ -1,0 +1,148 @@
+"""Node: one runtime process, wiring log → partition processors → invoker, and the gRPC servers.
+
+Data flows one way: the ingress appends to a partition's log, its processor applies the records
+and hands the leader's effects to the invoker (work for workers) and to the ingress's waiting
+clients (results); what workers send comes back only through the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from endure.proto import admin_pb2, ingress_pb2, worker_pb2
+from endure.proto import admin_pb2_grpc as apb_grpc
+from endure.proto import ingress_pb2_grpc as ipb_grpc
+from endure.proto import worker_pb2_grpc as wpb_grpc
+from endure.runtime.admin.service import AdminService
+from endure.runtime.config import ConfigError, NodeConfig
+from endure.runtime.ingress.service import IngressService
+from endure.runtime.ingress.waiters import CompletionWaiters
+from endure.runtime.invoker.endpoint import WorkerEndpoint
+from endure.runtime.invoker.invoker import Invoker, InvokerConfig
+from endure.runtime.invoker.registry import ServiceRegistry
+from endure.runtime.log import NodeLog
+from endure.runtime.partition.effects import Effect, InvocationCompleted
+from endure.runtime.partition.processor import PartitionProcessor
+from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
+from endure.runtime.partition.store import PartitionStore
+
+log = logging.getLogger("endure.node")
+
+_PARTITIONS_KEY = "cluster/partitions"
+_MAX_MESSAGE = 64 << 20
+
+
+class _Effects:
+    """Routes the leaders' effects: results to waiting clients, the rest to the invoker."""
+
+    def __init__(self, waiters: CompletionWaiters) -> None:
+        self.waiters = waiters
+        self.invoker: Invoker | None = None
+
+    def on_effects(self, partition: int, effects: Sequence[Effect]) -> None:
+        rest = []
+        for effect in effects:
+            if isinstance(effect, InvocationCompleted):
+                self.waiters.complete(effect.invocation_id, effect.status)
+            else:
+                rest.append(effect)
+        if rest and self.invoker is not None:
+            self.invoker.on_effects(partition, rest)
+
+    def on_leadership(self, partition: int, leading: bool) -> None:
+        if self.invoker is not None:
+            self.invoker.on_leadership(partition, leading)
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.log: NodeLog | None = None
+        self.processors: dict[int, PartitionProcessor] = {}
+        self.invoker: Invoker | None = None
+        self.registry: ServiceRegistry | None = None
+        self._servers: list[grpc.aio.Server] = []
+        self.ingress_port = 0
+        self.admin_port = 0
+
+    async def start(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log = await NodeLog.open(cfg.data_dir, cfg.partitions)
+        await self._check_partition_count()
+        self.registry = ServiceRegistry(self.log.metadata)
+        await self.registry.load()
+        waiters = CompletionWaiters(cfg.max_waiting_calls)
+        effects = _Effects(waiters)
+        for p in range(cfg.partitions):
+            store = PartitionStore(cfg.data_dir / "partitions" / f"p{p}")
+            machine = StateMachine(StateMachineConfig(p, cfg.partitions, int(cfg.retention_s * 1000)))
+            self.processors[p] = PartitionProcessor(p, self.log.log(p), store, machine, effects, self.log.log,
+                                                    node=cfg.node_name)
+        self.invoker = Invoker(self.registry, self.processors, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes))
+        effects.invoker = self.invoker
+
+        options = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]
+        ingress = grpc.aio.server(options=options)
+        ipb_grpc.add_IngressServicer_to_server(
+            IngressService(self.registry, self.processors, waiters, cfg.max_payload_bytes), ingress)
+        _add_health_and_reflection(ingress, [ingress_pb2.DESCRIPTOR.services_by_name["Ingress"].full_name])
+        self.ingress_port = _bind(ingress, cfg.ingress)
+
+        admin = grpc.aio.server(options=options)
+        apb_grpc.add_AdminServicer_to_server(AdminService(self.registry, self.processors, self.invoker, self.log),
+                                             admin)
+        wpb_grpc.add_WorkerEndpointServicer_to_server(WorkerEndpoint(self.invoker, self.registry), admin)
+        _add_health_and_reflection(admin, [admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+                                           worker_pb2.DESCRIPTOR.services_by_name["WorkerEndpoint"].full_name])
+        self.admin_port = _bind(admin, cfg.admin)
+        self._servers = [ingress, admin]
+
+        for processor in self.processors.values():
+            await processor.start()
+        await ingress.start()
+        await admin.start()
+        log.info("endure node up: ingress 127.0.0.1:%d, admin and workers %d, %d partitions in %s",
+                 self.ingress_port, self.admin_port, cfg.partitions, cfg.data_dir)
+
+    async def _check_partition_count(self) -> None:
+        assert self.log is not None
+        metadata = self.log.metadata
+        found = await metadata.get(_PARTITIONS_KEY)
+        if found is None:
+            await metadata.put(_PARTITIONS_KEY, str(self.config.partitions).encode(), 0)
+        elif int(found[1]) != self.config.partitions:
+            await self.log.close()
+            raise ConfigError(f"{self.config.data_dir} was created with {int(found[1])} partitions; the partition "
+                              f"count is fixed when a cluster is created (asked for {self.config.partitions})")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests finish, then flush appends and close the stores."""
+        await asyncio.gather(*(s.stop(grace) for s in self._servers))
+        for processor in self.processors.values():
+            await processor.stop()
+        if self.log is not None:
+            await self.log.close()
+        for processor in self.processors.values():
+            processor.store.close()
+
+
+def _bind(server: grpc.aio.Server, address: str) -> int:
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise ConfigError(f"cannot listen on {address}")
+    return port
+
+
+def _add_health_and_reflection(server: grpc.aio.Server, services: list[str]) -> None:
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for name in [*services, ""]:
+        asyncio.get_event_loop().create_task(servicer.set(name, health_pb2.HealthCheckResponse.SERVING))
+    reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
