@@ -39,7 +39,9 @@ from endure.sandbox.result import SandboxResult
 
 GUEST_ROOT = "/"
 STARTUP_FUEL = 20_000_000_000  # interpreter boot budget, before the user's limits apply
-STARTUP_TICKS = int(60 / TICK_S)
+# Boot is bounded by fuel; its epoch deadline stays far away because other runs in this process
+# may force the epoch forward (see RunState.kill) while an interpreter boots in the background.
+STARTUP_TICKS = 1 << 40
 WATCH_EVERY_TICKS = 5  # scratch quota check every 50 ms
 
 PY_BOOT = r"""
@@ -129,12 +131,13 @@ class RunRequest:
 
 
 class Capture:
-    """A capped stdout/stderr sink; past the cap the guest's writes fail with EIO (ends floods fast)."""
+    """A capped stdout/stderr sink: past the cap the write fails (EIO) and the run is stopped."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.buf = bytearray()
         self.truncated = False
+        self.on_overflow: Callable[[], None] | None = None
 
     def __call__(self, data: bytes) -> int | None:
         room = self.cap - len(self.buf)
@@ -143,7 +146,10 @@ class Capture:
             return None
         if room > 0:
             self.buf += data[:room]
-        self.truncated = True
+        if not self.truncated:
+            self.truncated = True
+            if self.on_overflow is not None:
+                self.on_overflow()
         return -errno.EIO
 
     def reset(self, cap: int) -> None:
@@ -170,6 +176,7 @@ class RunState:
         self.scratch = scratch
         self.stdout = Capture(limits.stdout_bytes)
         self.stderr = Capture(limits.stderr_bytes)
+        self.stdout.on_overflow = self.stderr.on_overflow = self.output_overflow
         self.killed_by: LimitKind | None = None
         self.t0 = 0.0
         self.t1 = 0.0
@@ -179,6 +186,15 @@ class RunState:
         self.deadline_ticks = max(1, math.ceil(limits.wall_time_ms / 1000 / TICK_S))
         self.finished = False
         self._tick = 0
+
+    def kill(self, why: LimitKind) -> None:
+        """Make the running guest trap at its next epoch check (this engine runs one guest at a time)."""
+        if self.killed_by is None:
+            self.killed_by = why
+        get_ticker().force(self.deadline_ticks)
+
+    def output_overflow(self) -> None:
+        self.kill(LimitKind.OUTPUT)
 
     def watchdog(self) -> bool:
         """Scratch-dir quotas while running; forces the epoch so the guest traps (FILES)."""
@@ -196,8 +212,7 @@ class RunState:
                 except OSError:
                     pass
         if count > self.limits.scratch_files or size > self.limits.scratch_bytes:
-            self.killed_by = LimitKind.FILES
-            get_ticker().force(self.deadline_ticks)
+            self.kill(LimitKind.FILES)
             return True
         return False
 
@@ -371,6 +386,7 @@ class PyInstance:
         state = RunState(req.limits, self.scratch)
         self.stdout.reset(req.limits.stdout_bytes)
         self.stderr.reset(req.limits.stderr_bytes)
+        self.stdout.on_overflow = self.stderr.on_overflow = state.output_overflow
         try:
             _write_inputs(self.scratch, req.files)
         except (ValueError, OSError) as e:
