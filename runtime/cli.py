@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Coroutine
+from datetime import datetime, timedelta
 from importlib.metadata import version
+from pathlib import Path
+from typing import Any, TypeVar
 
+import grpc
 import typer
+from google.protobuf.json_format import MessageToDict
+from rich.console import Console
+from rich.table import Table
+
+from endure.proto import admin_pb2 as apb
+from endure.proto import admin_pb2_grpc as apb_grpc
+from endure.proto import records_pb2 as pb
+from endure.proto import worker_pb2 as wpb
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="endure",
@@ -12,6 +35,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+invocations_app = typer.Typer(help="List, inspect and act on invocations.", no_args_is_help=True)
+app.add_typer(invocations_app, name="invocations")
+console = Console()
+
+INGRESS_OPT = typer.Option("127.0.0.1:7070", "--ingress", envvar="ENDURE_INGRESS", help="ingress HOST:PORT")
+ADMIN_OPT = typer.Option("127.0.0.1:7071", "--admin", envvar="ENDURE_ADMIN", help="admin HOST:PORT")
+JSON_OPT = typer.Option(False, "--json", help="print JSON for scripts")
 
 
 def _version_callback(value: bool) -> None:
@@ -29,5 +59,370 @@ def _root(
     """Endure: durable execution for cloud AI agents."""
 
 
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------- runtime and workers
+
+
+@app.command()
+def serve(
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="RocksDB folder (default .endure)"),
+    partitions: int | None = typer.Option(None, "--partitions", help="partition count, fixed at creation"),
+    ingress: str | None = typer.Option(None, "--ingress", help="client API HOST:PORT (default 127.0.0.1:7070)"),
+    admin: str | None = typer.Option(None, "--admin", help="admin + worker HOST:PORT (default 127.0.0.1:7071)"),
+    config: Path | None = typer.Option(None, "--config", help="TOML config file"),
+    log_level: str = typer.Option("INFO", "--log-level", envvar="ENDURE_LOG_LEVEL"),
+) -> None:
+    """Run the runtime: ingress, admin API, worker endpoint and the partitions, until SIGTERM."""
+    from endure.runtime.config import ConfigError, load_config
+    from endure.runtime.node import Node
+
+    _setup_logging(log_level)
+    try:
+        cfg = load_config(config, {"data_dir": data_dir, "partitions": partitions, "ingress": ingress,
+                                   "admin": admin})
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+
+    async def main() -> None:
+        node = Node(cfg)
+        try:
+            await node.start()
+        except ConfigError as exc:
+            _fail(str(exc), 2)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"endure: ready ingress=127.0.0.1:{node.ingress_port} admin=127.0.0.1:{node.admin_port}", flush=True)
+        await stop.wait()
+        logging.getLogger("endure.node").info("shutting down")
+        await node.stop()
+
+    _run(main())
+
+
+@app.command()
+def worker(
+    app_ref: str = typer.Argument(..., metavar="MODULE:APP", help="the endure.sdk.App to serve"),
+    runtime: str = typer.Option("127.0.0.1:7071", "--runtime", envvar="ENDURE_RUNTIME",
+                                help="the runtime's worker endpoint HOST:PORT"),
+    concurrency: int = typer.Option(64, "--concurrency"),
+    name: str | None = typer.Option(None, "--name", help="worker name shown by the runtime"),
+    log_level: str = typer.Option("INFO", "--log-level", envvar="ENDURE_LOG_LEVEL"),
+) -> None:
+    """Run a worker process that serves MODULE:APP's handlers."""
+    from endure.sdk.worker import main as worker_main
+
+    sys.path.insert(0, os.getcwd())
+    args = [app_ref, "--runtime", runtime, "--concurrency", str(concurrency), "--log-level", log_level]
+    if name:
+        args += ["--name", name]
+    raise typer.Exit(worker_main(args))
+
+
+@app.command()
+def dev(
+    app_ref: str = typer.Argument(..., metavar="MODULE:APP", help="the endure.sdk.App to serve"),
+    data_dir: Path = typer.Option(Path(".endure"), "--data-dir"),
+    ingress: str = typer.Option("127.0.0.1:7070", "--ingress"),
+    admin: str = typer.Option("127.0.0.1:7071", "--admin"),
+) -> None:
+    """Runtime and one worker in one command, for a laptop. Ctrl-C stops both."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    runtime = subprocess.Popen([sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir", str(data_dir),
+                                "--ingress", ingress, "--admin", admin], env=env)
+    worker_proc = None
+    try:
+        _wait_for_port(admin, runtime)
+        worker_proc = subprocess.Popen([sys.executable, "-m", "endure.sdk.worker", app_ref, "--runtime", admin],
+                                       env=env)
+        while runtime.poll() is None and worker_proc.poll() is None:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in (worker_proc, runtime):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in (worker_proc, runtime):
+            if proc is not None:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def _wait_for_port(address: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    channel = grpc.insecure_channel(address)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        proc.kill()
+        _fail(f"the runtime did not come up on {address}")
+    finally:
+        channel.close()
+    if proc.poll() is not None:
+        _fail("the runtime exited")
+
+
+# ---------------------------------------------------------------------- invoking
+
+
+def _parse_data(data: str | None) -> Any:
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        _fail(f"--data is not valid JSON: {exc}", 2)
+
+
+def _print_result(result: Any, as_json: bool) -> None:
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
+@app.command()
+def call(
+    target: str = typer.Argument(..., metavar="SERVICE/HANDLER"),
+    key: str | None = typer.Option(None, "--key", help="object or workflow key"),
+    data: str | None = typer.Option(None, "--data", help="JSON input"),
+    idempotency_key: str | None = typer.Option(None, "--idempotency-key"),
+    timeout: float | None = typer.Option(None, "--timeout", help="seconds to wait (the invocation keeps running)"),
+    ingress: str = INGRESS_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Invoke a handler and print its result."""
+    from endure.sdk.client import Client, InvocationError, RequestError
+
+    async def main() -> Any:
+        async with Client(ingress) as client:
+            return await client.call(target, _parse_data(data), key=key, idempotency_key=idempotency_key,
+                                     timeout=timeout)
+
+    try:
+        _print_result(_run(main()), as_json)
+    except (RequestError, InvocationError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def send(
+    target: str = typer.Argument(..., metavar="SERVICE/HANDLER"),
+    key: str | None = typer.Option(None, "--key"),
+    data: str | None = typer.Option(None, "--data", help="JSON input"),
+    idempotency_key: str | None = typer.Option(None, "--idempotency-key"),
+    delay: float = typer.Option(0.0, "--delay", help="seconds before it runs"),
+    ingress: str = INGRESS_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Invoke a handler without waiting; print the invocation id."""
+    from endure.sdk.client import Client, RequestError
+
+    async def main() -> str:
+        async with Client(ingress) as client:
+            return await client.send(target, _parse_data(data), key=key, idempotency_key=idempotency_key,
+                                     delay=timedelta(seconds=delay) if delay else None)
+
+    try:
+        inv = _run(main())
+    except (RequestError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({"invocation_id": inv}) if as_json else inv)
+
+
+# ---------------------------------------------------------------------- admin views
+
+
+def _admin(address: str) -> tuple[grpc.Channel, apb_grpc.AdminStub]:
+    channel = grpc.insecure_channel(address)
+    return channel, apb_grpc.AdminStub(channel)
+
+
+def _admin_call(address: str, method: str, request: Any) -> Any:
+    channel, stub = _admin(address)
+    try:
+        return getattr(stub, method)(request, timeout=30)
+    except grpc.RpcError as exc:
+        _fail(f"{exc.code().name}: {exc.details()}")
+    finally:
+        channel.close()
+
+
+def _ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if ms else "-"
+
+
+def _dump(message: Any) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+@app.command()
+def services(admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
+    """List registered services, their handlers and the workers serving them."""
+    resp = _admin_call(admin, "ListServices", apb.ListServicesRequest())
+    if as_json:
+        typer.echo(json.dumps(_dump(resp)))
+        return
+    table = Table("service", "kind", "handler", "handler kind", "deployment", "workers")
+    for svc in resp.services:
+        workers = ", ".join(f"{w.name} ({w.active}/{w.concurrency})" for w in svc.workers) or "-"
+        for i, h in enumerate(svc.definition.handlers):
+            table.add_row(svc.definition.name if i == 0 else "",
+                          wpb.ServiceKind.Name(svc.definition.kind) if i == 0 else "", h.name,
+                          pb.HandlerKind.Name(h.kind), f"{svc.deployment_id}@{svc.deployment_version}" if i == 0 else "",
+                          workers if i == 0 else "")
+    console.print(table)
+
+
+@app.command()
+def partitions(admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
+    """Per-partition status: leader epoch, applied LSN, log tail, segments."""
+    resp = _admin_call(admin, "ListPartitions", apb.ListPartitionsRequest())
+    if as_json:
+        typer.echo(json.dumps(_dump(resp)))
+        return
+    table = Table("partition", "leader", "epoch", "applied LSN", "tail", "trim", "segments", "timers")
+    for p in resp.partitions:
+        segs = " → ".join(f"{s.base_lsn}{'(sealed)' if s.sealed else ''}" for s in p.segments)
+        table.add_row(str(p.partition), "yes" if p.leader else "no", str(p.leader_epoch), str(p.applied_lsn),
+                      str(p.log_tail), str(p.trim_point), segs, str(p.timers_in_memory))
+    console.print(table)
+
+
+@invocations_app.command("list")
+def invocations_list(
+    service: str | None = typer.Option(None, "--service"),
+    status: str | None = typer.Option(None, "--status", help="e.g. running, suspended, completed"),
+    key: str | None = typer.Option(None, "--key"),
+    tenant: str | None = typer.Option(None, "--tenant"),
+    limit: int = typer.Option(100, "--limit"),
+    page_token: str | None = typer.Option(None, "--page-token"),
+    admin: str = ADMIN_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List invocations, newest state first per partition, with filters and paging."""
+    status_value = 0
+    if status:
+        try:
+            status_value = pb.Status.Value(status.upper().replace("-", "_"))
+        except ValueError:
+            _fail(f"unknown status {status!r}; one of {', '.join(n.lower() for n in pb.Status.keys()[1:])}", 2)
+    request = apb.ListInvocationsRequest(service=service or "", status=status_value, key=key or "",
+                                         tenant=tenant or "", page_size=limit, page_token=page_token or "")
+    resp = _admin_call(admin, "ListInvocations", request)
+    if as_json:
+        typer.echo(json.dumps(_dump(resp)))
+        return
+    table = Table("invocation", "target", "status", "tenant", "attempts", "journal", "created", "modified")
+    for inv in resp.invocations:
+        s = inv.status
+        target = f"{s.target.service}/{s.target.handler}" + (f" [{s.target.key}]" if s.target.key else "")
+        table.add_row(s.invocation_id, target, pb.Status.Name(s.status).lower(), s.tenant, str(s.attempts),
+                      str(s.journal_length), _ms(s.created_at_ms), _ms(s.modified_at_ms))
+    console.print(table)
+    if resp.next_page_token:
+        console.print(f"more: --page-token {resp.next_page_token}")
+
+
+def _entry_detail(entry: pb.JournalEntry) -> str:
+    which = entry.WhichOneof("result")
+    if which == "value":
+        text = entry.value.decode(errors="replace")
+        return text if len(text) <= 80 else text[:77] + "..."
+    if which == "failure":
+        return f"failed ({entry.failure.code}): {entry.failure.message}"
+    if which == "void":
+        return "done"
+    kind = entry.WhichOneof("kind")
+    if kind == "output":
+        out = entry.output
+        return out.value.decode(errors="replace")[:80] if out.HasField("value") else f"failed: {out.failure.message}"
+    if kind in ("set_state",):
+        return entry.set_state.value.decode(errors="replace")[:80]
+    if kind in ("call", "send"):
+        c = getattr(entry, kind)
+        return f"→ {c.target.service}/{c.target.handler} {c.invocation_id}"
+    if kind == "sleep":
+        return f"until {_ms(entry.sleep.wake_at_ms)}"
+    return "pending" if kind in ("sleep", "call", "awakeable", "promise_get") else ""
+
+
+@invocations_app.command("describe")
+def invocations_describe(invocation_id: str, admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
+    """Show one invocation with its full journal."""
+    resp = _admin_call(admin, "DescribeInvocation", apb.InvocationRef(invocation_id=invocation_id))
+    if as_json:
+        typer.echo(json.dumps(_dump(resp)))
+        return
+    s = resp.status
+    console.print(f"[bold]{s.invocation_id}[/bold]  {s.target.service}/{s.target.handler}"
+                  + (f" [{s.target.key}]" if s.target.key else ""), highlight=False)
+    console.print(f"status {pb.Status.Name(s.status).lower()}, tenant {s.tenant}, attempts {s.attempts}, "
+                  f"partition {resp.partition}, on a worker: {'yes' if resp.on_worker else 'no'}", highlight=False)
+    if s.last_failure.message:
+        console.print(f"last failure: ({s.last_failure.code}) {s.last_failure.message}", highlight=False)
+    table = Table("#", "kind", "name", "appended", "result")
+    for i, entry in enumerate(resp.journal):
+        table.add_row(str(i), entry.WhichOneof("kind") or "?", entry.name, _ms(entry.appended_at_ms),
+                      _entry_detail(entry))
+    console.print(table)
+
+
+def _action(method: str, invocation_id: str, admin: str) -> None:
+    _admin_call(admin, method, apb.InvocationRef(invocation_id=invocation_id))
+    typer.echo(f"{method.removesuffix('Invocation').lower()}: {invocation_id}")
+
+
+@invocations_app.command("cancel")
+def invocations_cancel(invocation_id: str, admin: str = ADMIN_OPT) -> None:
+    """Cancel: the handler sees a cancellation at its next await and may compensate."""
+    _action("CancelInvocation", invocation_id, admin)
+
+
+@invocations_app.command("kill")
+def invocations_kill(invocation_id: str, admin: str = ADMIN_OPT) -> None:
+    """Kill: stop at once, without compensations."""
+    _action("KillInvocation", invocation_id, admin)
+
+
+@invocations_app.command("purge")
+def invocations_purge(invocation_id: str, admin: str = ADMIN_OPT) -> None:
+    """Drop a finished invocation's status and journal now."""
+    _action("PurgeInvocation", invocation_id, admin)
+
+
+@invocations_app.command("pause")
+def invocations_pause(invocation_id: str, admin: str = ADMIN_OPT) -> None:
+    """Pause: stop running it until resumed."""
+    _action("PauseInvocation", invocation_id, admin)
+
+
+@invocations_app.command("resume")
+def invocations_resume(invocation_id: str, admin: str = ADMIN_OPT) -> None:
+    """Resume a paused invocation (for example after fixing a journal mismatch)."""
+    _action("ResumeInvocation", invocation_id, admin)
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
