@@ -34,9 +34,9 @@ async def start_worker(runtime: FakeRuntime) -> AsyncIterator[Callable[..., Awai
         return w
 
     yield go
-    for w, t in started:
+    for w, _ in started:
         w.stop()
-    for w, t in started:
+    for _, t in started:
         try:
             await asyncio.wait_for(t, 5)
         except Exception:
