@@ -74,8 +74,13 @@ def _decode(definition: HandlerDefinition | None, output: ipb.Output) -> Any:
 class Client:
     def __init__(self, address: str = "127.0.0.1:7070", *, api_key: str | None = None) -> None:
         self.address = address
-        self._channel = grpc.aio.insecure_channel(address, options=[
-            ("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
+        self._channel = grpc.aio.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", 64 << 20),
+                ("grpc.max_send_message_length", 64 << 20),
+            ],
+        )
         self._stub = ipb_grpc.IngressStub(self._channel)
         self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
 
@@ -95,24 +100,50 @@ class Client:
             raise RequestError(exc.code(), exc.details() or "") from None
 
     @staticmethod
-    def _request(handler: Any, arg: Any, key: str | None, idempotency_key: str | None, priority: str,
-                 headers: dict[str, str] | None) -> tuple[ipb.CallRequest, HandlerDefinition | None]:
+    def _request(
+        handler: Any,
+        arg: Any,
+        key: str | None,
+        idempotency_key: str | None,
+        priority: str,
+        headers: dict[str, str] | None,
+    ) -> tuple[ipb.CallRequest, HandlerDefinition | None]:
         target, definition = _target(handler, key)
-        request = ipb.CallRequest(target=target, input=_encode(definition, arg),
-                                  idempotency_key=idempotency_key or "", priority=_PRIORITIES[priority])
+        request = ipb.CallRequest(
+            target=target,
+            input=_encode(definition, arg),
+            idempotency_key=idempotency_key or "",
+            priority=_PRIORITIES[priority],
+        )
         request.headers.update(headers or {})
         return request, definition
 
-    async def call(self, handler: Any, arg: Any = None, *, key: str | None = None,
-                   idempotency_key: str | None = None, priority: str = "normal", timeout: float | None = None,
-                   headers: dict[str, str] | None = None) -> Any:
+    async def call(
+        self,
+        handler: Any,
+        arg: Any = None,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        priority: str = "normal",
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         """Invoke and wait for the result. A timeout ends the wait; the invocation keeps running."""
         request, definition = self._request(handler, arg, key, idempotency_key, priority, headers)
         return _decode(definition, await self._rpc(self._stub.Call, request, timeout))
 
-    async def send(self, handler: Any, arg: Any = None, *, key: str | None = None,
-                   idempotency_key: str | None = None, delay: timedelta | None = None,
-                   priority: str = "normal", headers: dict[str, str] | None = None) -> str:
+    async def send(
+        self,
+        handler: Any,
+        arg: Any = None,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        delay: timedelta | None = None,
+        priority: str = "normal",
+        headers: dict[str, str] | None = None,
+    ) -> str:
         """Invoke without waiting; returns the invocation id once the invocation is durable."""
         request, _ = self._request(handler, arg, key, idempotency_key, priority, headers)
         delay_ms = int(delay.total_seconds() * 1000) if delay else 0
@@ -124,25 +155,43 @@ class Client:
         request, _ = self._request(workflow_main, arg, key, None, "normal", None)
         return str((await self._rpc(self._stub.Submit, request)).invocation_id)
 
-    def _attach_request(self, invocation_id: str | None, handler: Any, key: str | None,
-                        idempotency_key: str | None) -> tuple[ipb.AttachRequest, HandlerDefinition | None]:
+    def _attach_request(
+        self, invocation_id: str | None, handler: Any, key: str | None, idempotency_key: str | None
+    ) -> tuple[ipb.AttachRequest, HandlerDefinition | None]:
         if invocation_id:
-            definition = handler_definition(handler) if handler is not None and not isinstance(handler, str) else None
+            definition = (
+                handler_definition(handler) if handler is not None and not isinstance(handler, str) else None
+            )
             return ipb.AttachRequest(invocation_id=invocation_id), definition
         if handler is None:
-            raise ValueError("attach needs an invocation id, or a handler with an idempotency key or workflow key")
+            raise ValueError(
+                "attach needs an invocation id, or a handler with an idempotency key or workflow key"
+            )
         target, definition = _target(handler, key)
         ref = ipb.IdempotencyRef(target=target, idempotency_key=idempotency_key or "")
         return ipb.AttachRequest(idempotency=ref), definition
 
-    async def attach(self, invocation_id: str | None = None, *, handler: Any = None, key: str | None = None,
-                     idempotency_key: str | None = None, timeout: float | None = None) -> Any:
+    async def attach(
+        self,
+        invocation_id: str | None = None,
+        *,
+        handler: Any = None,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Wait for an existing invocation's result (by id, idempotency key, or workflow key)."""
         request, definition = self._attach_request(invocation_id, handler, key, idempotency_key)
         return _decode(definition, await self._rpc(self._stub.Attach, request, timeout))
 
-    async def get_output(self, invocation_id: str | None = None, *, handler: Any = None, key: str | None = None,
-                         idempotency_key: str | None = None) -> tuple[bool, Any]:
+    async def get_output(
+        self,
+        invocation_id: str | None = None,
+        *,
+        handler: Any = None,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[bool, Any]:
         """(ready, result) without waiting; raises InvocationError if it failed."""
         request, definition = self._attach_request(invocation_id, handler, key, idempotency_key)
         response = await self._rpc(self._stub.GetOutput, request)
@@ -151,20 +200,32 @@ class Client:
         return True, _decode(definition, response.output)
 
     async def resolve_awakeable(self, awakeable_id: str, value: Any = None) -> None:
-        await self._rpc(self._stub.ResolveAwakeable,
-                        ipb.ResolveAwakeableRequest(awakeable_id=awakeable_id, value=json.dumps(value).encode()))
+        await self._rpc(
+            self._stub.ResolveAwakeable,
+            ipb.ResolveAwakeableRequest(awakeable_id=awakeable_id, value=json.dumps(value).encode()),
+        )
 
     async def reject_awakeable(self, awakeable_id: str, reason: str, code: int = 500) -> None:
-        await self._rpc(self._stub.RejectAwakeable,
-                        ipb.RejectAwakeableRequest(awakeable_id=awakeable_id, reason=reason, code=code))
+        await self._rpc(
+            self._stub.RejectAwakeable,
+            ipb.RejectAwakeableRequest(awakeable_id=awakeable_id, reason=reason, code=code),
+        )
 
     async def resolve_promise(self, workflow: str, key: str, name: str, value: Any = None) -> None:
-        await self._rpc(self._stub.ResolvePromise, ipb.ResolvePromiseRequest(
-            workflow=workflow, key=key, name=name, value=json.dumps(value).encode()))
+        await self._rpc(
+            self._stub.ResolvePromise,
+            ipb.ResolvePromiseRequest(
+                workflow=workflow, key=key, name=name, value=json.dumps(value).encode()
+            ),
+        )
 
     async def reject_promise(self, workflow: str, key: str, name: str, reason: str, code: int = 500) -> None:
-        await self._rpc(self._stub.ResolvePromise, ipb.ResolvePromiseRequest(
-            workflow=workflow, key=key, name=name, failure=pb.Failure(code=code, message=reason)))
+        await self._rpc(
+            self._stub.ResolvePromise,
+            ipb.ResolvePromiseRequest(
+                workflow=workflow, key=key, name=name, failure=pb.Failure(code=code, message=reason)
+            ),
+        )
 
     async def cancel(self, invocation_id: str) -> None:
         await self._rpc(self._stub.Cancel, ipb.InvocationRequest(invocation_id=invocation_id))

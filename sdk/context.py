@@ -10,7 +10,7 @@ import hashlib
 import random as _random
 import time
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -439,14 +439,16 @@ class Context:
         return self._sandbox  # type: ignore[no-any-return]
 
     def run_tool(self, name: str, input: Any = None, *, step_name: str | None = None) -> DurableFuture[Any]:
-        """Run a registered sandbox tool (ToolRegistry) as a journaled step; replays never rerun it."""
+        """Run a tool of the App's ToolRegistry in the sandbox as a journaled step (value = the
+        tool's output model, usage = sandbox metering); a failing tool raises TerminalError(422)."""
         from endure.sdk import tools
 
         return tools.run_tool(self, name, input, step_name or f"tool:{name}")
 
 
 class SandboxOps:
-    """`ctx.sandbox`: each call runs in the worker's Sandbox and is journaled as a run entry."""
+    """`ctx.sandbox`: each call runs in the worker's Sandbox and is journaled as a run entry whose
+    value is the SandboxResult and whose usage is its metering; replays never rerun the guest."""
 
     __slots__ = ("_ctx",)
 
@@ -456,33 +458,35 @@ class SandboxOps:
     def run_python(
         self,
         code: str,
-        files: dict[str, Any] | None = None,
+        files: Mapping[str, bytes] | None = None,
         limits: Any = None,
         *,
         name: str = "sandbox.python",
+        **kw: Any,
     ) -> DurableFuture[SandboxResult]:
         from endure.sdk import tools
 
-        return tools.run_sandbox(self._ctx, name, "run_python", code, files, limits)
+        return tools.run_sandbox(self._ctx, name, "run_python", code, files, limits, **kw)
 
     def run_javascript(
         self,
         code: str,
-        files: dict[str, Any] | None = None,
+        files: Mapping[str, bytes] | None = None,
         limits: Any = None,
         *,
         name: str = "sandbox.javascript",
+        **kw: Any,
     ) -> DurableFuture[SandboxResult]:
         from endure.sdk import tools
 
-        return tools.run_sandbox(self._ctx, name, "run_javascript", code, files, limits)
+        return tools.run_sandbox(self._ctx, name, "run_javascript", code, files, limits, **kw)
 
     def run_wasm(
-        self, module: Any, *args: Any, name: str = "sandbox.wasm", **kwargs: Any
+        self, module: bytes | str, args: list[str] | None = None, *, name: str = "sandbox.wasm", **kw: Any
     ) -> DurableFuture[SandboxResult]:
         from endure.sdk import tools
 
-        return tools.run_sandbox_raw(self._ctx, name, "run_wasm", module, args, kwargs)
+        return tools.run_sandbox(self._ctx, name, "run_wasm", module, args, **kw)
 
 
 class _Wait:

@@ -47,6 +47,16 @@ COMPLETION = 1  # resolved by a completion from the runtime: a suspension point
 _MISSING: Any = object()
 
 
+class WithUsage:
+    """A step result that carries metering for its journal entry's `usage` map (sandbox fuel...)."""
+
+    __slots__ = ("value", "usage")
+
+    def __init__(self, value: Any, usage: dict[str, float]) -> None:
+        self.value = value
+        self.usage = usage
+
+
 class FrameSink(Protocol):
     """Where an attempt's frames go (the worker's batched stream) and who gets its slot back."""
 
@@ -348,13 +358,12 @@ class Invocation:
         args: tuple[Any, ...],
         policy: RetryPolicy | None,
         serde: Serde[Any],
-        usage: Callable[[Any], dict[str, float]] | None = None,
     ) -> asyncio.Future[Any]:
         """Execute a new step: fn runs now (a task), its result is journaled, and the returned
         future resolves with the journaled result after the ack."""
         fut = self.loop.create_future()
         self._busy += 1
-        task = self.loop.create_task(self._execute_run(index, name, fn, args, policy, serde, fut, usage))
+        task = self.loop.create_task(self._execute_run(index, name, fn, args, policy, serde, fut))
         self._run_tasks.add(task)
         task.add_done_callback(self._run_tasks.discard)
         return fut
@@ -368,7 +377,6 @@ class Invocation:
         policy: RetryPolicy | None,
         serde: Serde[Any],
         fut: asyncio.Future[Any],
-        usage: Callable[[Any], dict[str, float]] | None,
     ) -> None:
         loop = self.loop
         attempt = 1
@@ -383,11 +391,9 @@ class Invocation:
                     result = await loop.run_in_executor(None, functools.partial(fn, *args))
                     if inspect.isawaitable(result):
                         result = await result
-                if usage is not None:
-                    try:
-                        entry.usage.update(usage(result))
-                    except Exception as exc:  # metering must never fail the step
-                        log.warning("run %r: cannot read usage: %s", name, exc)
+                if type(result) is WithUsage:
+                    entry.usage.update(result.usage)
+                    result = result.value
                 try:
                     raw = serde.dumps(result)
                 except SerdeError as exc:

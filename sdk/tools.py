@@ -1,26 +1,32 @@
-"""Sandboxed tool execution as journaled steps (`ctx.sandbox.*`, `ctx.run_tool`).
+"""Sandboxed code and tools as journaled steps (`ctx.sandbox.*`, `ctx.run_tool`).
 
 `endure.sandbox` is imported only when a handler first uses it, and one `Sandbox` (a process pool)
 is created per worker process on that first use. A sandbox run is journaled as a RunEntry whose
-value is the SandboxResult JSON and whose `usage` map is `result.usage()`, so a replay returns the
-recorded result and never re-runs the guest.
+value is the result JSON and whose `usage` map is the SandboxResult's `usage()`, so a replay
+returns the recorded result and never re-runs the guest.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from endure.proto import records_pb2
 from endure.sdk.context import ACK, COMPLETION, DurableFuture
 from endure.sdk.errors import TerminalError
+from endure.sdk.invocation import WithUsage
 from endure.sdk.serde import Serde, serde_for
 
 if TYPE_CHECKING:
+    from endure.sandbox import Sandbox
     from endure.sdk.context import Context
 
-_sandbox: Any = None
+_sandbox: Sandbox | None = None
 _registry: Any = None
-_result_serde: Serde[Any] | None = None
+
+# A tool that fails (bad input, guest error or limit, invalid output) fails its step terminally:
+# the agent sees a TerminalError it can hand back to the model, and replays see the same failure.
+TOOL_FAILURE_CODE = 422
 
 
 def configure(registry: Any) -> None:
@@ -29,8 +35,8 @@ def configure(registry: Any) -> None:
     _registry = registry
 
 
-def get_sandbox() -> Any:
-    """The worker process's Sandbox, created on first use."""
+def get_sandbox() -> Sandbox:
+    """The worker process's Sandbox, created on first use (its pool starts on the first run)."""
     global _sandbox
     if _sandbox is None:
         from endure.sandbox import Sandbox
@@ -40,37 +46,23 @@ def get_sandbox() -> Any:
 
 
 async def close_sandbox() -> None:
-    """Shut the pool down (worker exit); a no-op if no handler used the sandbox."""
+    """Shut the pool down at worker exit; a no-op if no handler used the sandbox."""
     global _sandbox
     sb, _sandbox = _sandbox, None
-    if sb is None:
-        return
-    for name in ("aclose", "close", "shutdown"):
-        fn = getattr(sb, name, None)
-        if fn is not None:
-            res = fn()
-            if hasattr(res, "__await__"):
-                await res
-            return
+    if sb is not None:
+        await sb.close()
 
 
-def _serde() -> Serde[Any]:
-    global _result_serde
-    if _result_serde is None:
-        from endure.sandbox import SandboxResult
+def _result_serde() -> Serde[Any]:
+    from endure.sandbox import SandboxResult
 
-        _result_serde = serde_for(SandboxResult)
-    return _result_serde
+    return serde_for(SandboxResult)
 
 
-def _usage(result: Any) -> dict[str, float]:
-    fn = getattr(result, "usage", None)
-    return dict(fn()) if callable(fn) else {}
-
-
-def _journaled(ctx: Context, name: str, fn: Any, args: tuple[Any, ...]) -> DurableFuture[Any]:
+def _journaled(
+    ctx: Context, name: str, serde: Serde[Any], fn: Callable[[], Awaitable[Any]]
+) -> DurableFuture[Any]:
     inv = ctx._inv
-    serde = _serde()
     i, rec = inv.begin("run", name)
     if rec is not None:
         return DurableFuture(inv, i, inv.completion(i, rec), serde, COMPLETION)
@@ -79,35 +71,35 @@ def _journaled(ctx: Context, name: str, fn: Any, args: tuple[Any, ...]) -> Durab
         failure = records_pb2.Failure(code=409, message="cancelled")
         entry = records_pb2.JournalEntry(name=name, run=records_pb2.RunEntry(), failure=failure)
         return DurableFuture(inv, i, inv.emit_and_ack(i, entry, failure), serde, ACK)
-    fut = inv.start_run(i, name, fn, args, None, serde, _usage)
-    return DurableFuture(inv, i, fut, serde, ACK)
+    return DurableFuture(inv, i, inv.start_run(i, name, fn, (), None, serde), serde, ACK)
 
 
-def run_sandbox(
-    ctx: Context, name: str, method: str, code: str, files: dict[str, Any] | None, limits: Any
-) -> DurableFuture[Any]:
-    async def go() -> Any:
-        return await getattr(get_sandbox(), method)(code, files, limits)
+def run_sandbox(ctx: Context, name: str, method: str, *args: Any, **kwargs: Any) -> DurableFuture[Any]:
+    """Sandbox.<method>(*args, **kwargs) as a step whose value is the SandboxResult."""
 
-    return _journaled(ctx, name, go, ())
+    async def go() -> WithUsage:
+        res = await getattr(get_sandbox(), method)(*args, **kwargs)
+        return WithUsage(res, res.usage())
 
-
-def run_sandbox_raw(
-    ctx: Context, name: str, method: str, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> DurableFuture[Any]:
-    async def go() -> Any:
-        return await getattr(get_sandbox(), method)(module, *args, **kwargs)
-
-    return _journaled(ctx, name, go, ())
+    return _journaled(ctx, name, _result_serde(), go)
 
 
 def run_tool(ctx: Context, tool: str, input: Any, name: str) -> DurableFuture[Any]:
-    async def go() -> Any:
-        if _registry is None:
-            raise TerminalError(f"no ToolRegistry for tool {tool!r}: pass App(..., tools=registry)", 500)
-        res = _registry.call(get_sandbox(), tool, input)
-        if hasattr(res, "__await__"):
-            res = await res
-        return res
+    """A registered tool as a step whose value is the tool's validated output model."""
+    if _registry is None:
+        raise TerminalError(f"no ToolRegistry for tool {tool!r}: pass App(..., tools=registry)", 500)
+    from endure.sandbox import ToolError
 
-    return _journaled(ctx, name, go, ())
+    try:
+        spec = _registry.get(tool)
+    except ToolError as exc:
+        raise TerminalError(str(exc), 404) from exc
+
+    async def go() -> WithUsage:
+        try:
+            out, res = await spec.call_with_result(get_sandbox(), input)
+        except ToolError as exc:
+            raise TerminalError(str(exc), TOOL_FAILURE_CODE) from exc
+        return WithUsage(out, res.usage())
+
+    return _journaled(ctx, name, serde_for(spec.output_model), go)
