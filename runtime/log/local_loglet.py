@@ -28,7 +28,6 @@ import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
@@ -69,16 +68,61 @@ def log_db_options() -> Options:
     return opts
 
 
-class _BatchFuture(asyncio.Future[None]):
-    """The one future shared by every appender of a group-commit batch.
+class _Batch:
+    """One group-commit batch: every appender in it awaits the same plain future.
 
-    Cancelling one waiting appender must not cancel the batch for the others; refusing
-    cancel() makes asyncio defer that task's CancelledError until the batch is durable,
-    which is also the honest answer: the record is on its way to disk either way.
+    A plain Future keeps asyncio's C fast path. The catch: a waiter's cancellation cancels
+    the shared future, and then every other waiter wakes with CancelledError too. Those
+    (their task has no cancel request) go back to waiting through `wait()`, so cancelling
+    one appender never fails the others. The cancelled one's records are still written.
     """
 
-    def cancel(self, msg: Any | None = None) -> bool:
-        return False
+    __slots__ = ("fut", "done", "error", "_again", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.fut: asyncio.Future[None] = loop.create_future()
+        self.done = False
+        self.error: BaseException | None = None
+        self._again: asyncio.Future[None] | None = None
+
+    def resolve(self, error: BaseException | None = None) -> None:
+        self.done = True
+        self.error = error
+        for f in (self.fut, self._again):
+            if f is not None and not f.done():
+                if error is None:
+                    f.set_result(None)
+                else:
+                    f.set_exception(error)
+
+    async def wait(self) -> None:
+        """Wait for the batch after the shared future was cancelled by another waiter."""
+        while not self.done:
+            again = self._again
+            if again is None or again.done():
+                again = self._again = self._loop.create_future()
+            try:
+                await again
+            except asyncio.CancelledError:
+                _reraise_if_cancelled()
+        if self.error is not None:
+            raise self.error
+
+
+def _reraise_if_cancelled() -> None:
+    """Inside `except CancelledError`: re-raise if *this* task was asked to cancel."""
+    task = asyncio.current_task()
+    if task is None or task.cancelling():
+        raise  # the exception being handled by our caller
+
+
+async def _await_batch(batch: _Batch) -> None:
+    try:
+        await batch.fut
+    except asyncio.CancelledError:
+        _reraise_if_cancelled()
+        await batch.wait()
 
 
 class _MetaWrite:
@@ -121,11 +165,13 @@ class LocalLoglet:
         "_sealed",
         "_seal_durable",
         "_seal_tail",
-        "_seal_future",
+        "_seal_batch",
         "_trim_point",
         "_cache",
         "_cache_base",
         "_tail_waiters",
+        "_pending",
+        "_pending_first",
     )
 
     def __init__(
@@ -148,13 +194,16 @@ class LocalLoglet:
         self._sealed = sealed
         self._seal_durable = sealed
         self._seal_tail = tail if sealed else 0
-        self._seal_future: asyncio.Future[None] | None = None
+        self._seal_batch: _Batch | None = None
         self._trim_point = trim_point
         # Most recent committed payloads, so tailing readers are served from memory.
         # Invariant: _cache_base + len(_cache) == _tail.
         self._cache: list[bytes] = []
         self._cache_base = tail
         self._tail_waiters: list[asyncio.Future[None]] = []
+        # Accepted, not yet taken by the writer: payloads of LSNs _pending_first, ... in order.
+        self._pending: list[bytes] = []
+        self._pending_first = tail
 
     # -- identity -------------------------------------------------------------------------
 
@@ -201,12 +250,18 @@ class LocalLoglet:
                 raise SealedError(self._id, self._seal_tail)
         first = self._assigned
         self._assigned = first + n
-        store._records.append((self, first, payloads))
+        pending = self._pending
+        if not pending:
+            self._pending_first = first
+            store._dirty.append(self)
+        pending.extend(payloads)
         store._inflight += n
-        fut = store._open_batch
-        if fut is None:
-            fut = store._start_batch()
-        await fut
+        batch = store._open_batch or store._start_batch()
+        try:
+            await batch.fut
+        except asyncio.CancelledError:
+            _reraise_if_cancelled()
+            await batch.wait()
         return range(first, first + n)
 
     # -- read -----------------------------------------------------------------------------
@@ -297,14 +352,14 @@ class LocalLoglet:
         """
         if self._seal_durable:
             return self._seal_tail
-        if self._seal_future is None:
+        if self._seal_batch is None:
             store = self._store
             if store._state is not None:
                 raise store._state
             self._sealed = True
             self._seal_tail = self._assigned
-            self._seal_future = store._enqueue_control(_MetaWrite(self, seal=True, delete_to=None))
-        await self._seal_future
+            self._seal_batch = store._enqueue_control(_MetaWrite(self, seal=True, delete_to=None))
+        await _await_batch(self._seal_batch)
         return self._seal_tail
 
     async def trim(self, up_to_lsn: int) -> None:
@@ -320,7 +375,7 @@ class LocalLoglet:
         if k > 0:
             del self._cache[:k]
             self._cache_base += k
-        await store._enqueue_control(_MetaWrite(self, seal=False, delete_to=up_to + 1))
+        await _await_batch(store._enqueue_control(_MetaWrite(self, seal=False, delete_to=up_to + 1)))
 
 
 class LocalLogletStore:
@@ -346,9 +401,9 @@ class LocalLogletStore:
         self._cache_high = max(1, 2 * self._cache_records)
         self._loglets: dict[int, LocalLoglet] = {}
         # Writer state, all touched only from the event loop thread.
-        self._records: list[tuple[LocalLoglet, int, Sequence[bytes]]] = []
+        self._dirty: list[LocalLoglet] = []  # loglets with pending records, in first-append order
         self._controls: list[_MetaWrite] = []
-        self._open_batch: _BatchFuture | None = None
+        self._open_batch: _Batch | None = None
         self._inflight = 0
         self._room_waiters: list[asyncio.Future[None]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -434,18 +489,18 @@ class LocalLogletStore:
             loop = self._loop = asyncio.get_running_loop()
         return loop
 
-    def _start_batch(self) -> _BatchFuture:
+    def _start_batch(self) -> _Batch:
         """Open a new batch (the first record since the last write was taken) and kick the writer."""
         loop = self._get_loop()
-        fut = self._open_batch = _BatchFuture(loop=loop)
+        batch = self._open_batch = _Batch(loop)
         if self._writer is None:
             self._writer = loop.create_task(self._run_writer(), name=f"log-writer:{self.path}")
         wake = self._wakeup
         if wake is not None and not wake.done():
             wake.set_result(None)
-        return fut
+        return batch
 
-    def _enqueue_control(self, op: _MetaWrite) -> _BatchFuture:
+    def _enqueue_control(self, op: _MetaWrite) -> _Batch:
         self._controls.append(op)
         return self._open_batch or self._start_batch()
 
@@ -462,17 +517,21 @@ class LocalLogletStore:
 
     async def _run_writer(self) -> None:
         loop = self._get_loop()
-        batch: _BatchFuture | None = None
+        batch: _Batch | None = None
         try:
             while True:
-                if not self._records and not self._controls:
+                if not self._dirty and not self._controls:
                     if self._closing:
                         return
                     self._wakeup = loop.create_future()
                     await self._wakeup
                     self._wakeup = None
                     continue
-                records, self._records = self._records, []
+                dirty, self._dirty = self._dirty, []
+                records = []
+                for lg in dirty:
+                    records.append((lg, lg._pending_first, lg._pending))
+                    lg._pending = []
                 controls, self._controls = self._controls, []
                 batch, self._open_batch = self._open_batch, None
                 await loop.run_in_executor(self._executor, self._write, records, controls)
@@ -491,7 +550,7 @@ class LocalLogletStore:
                         if not w.done():
                             w.set_result(None)
                 assert batch is not None
-                batch.set_result(None)
+                batch.resolve()
                 batch = None
         except BaseException as exc:
             # A failed or interrupted synced write leaves the durable state unknown: refuse
@@ -505,7 +564,7 @@ class LocalLogletStore:
             if not isinstance(exc, Exception):
                 raise
 
-    def _write(self, records: list[tuple[LocalLoglet, int, Sequence[bytes]]], controls: list[_MetaWrite]) -> None:
+    def _write(self, records: list[tuple[LocalLoglet, int, list[bytes]]], controls: list[_MetaWrite]) -> None:
         """Runs in the writer thread: one WriteBatch, one synced write."""
         wb = WriteBatch(raw_mode=True)
         put = wb.put
@@ -520,14 +579,16 @@ class LocalLogletStore:
             op.write(wb)
         self._db.write(wb, self._sync)
 
-    def _fail(self, err: LogError, batch: asyncio.Future[None] | None) -> None:
+    def _fail(self, err: LogError, batch: _Batch | None) -> None:
         if self._state is None or isinstance(err, LogletFailedError):
             self._state = err
-        for fut in (batch, self._open_batch):
-            if fut is not None and not fut.done():
-                fut.set_exception(err)
+        for b in (batch, self._open_batch):
+            if b is not None and not b.done:
+                b.resolve(err)
         self._open_batch = None
-        self._records = []
+        for lg in self._dirty:
+            lg._pending = []
+        self._dirty = []
         self._controls = []
         for w in self._room_waiters:
             if not w.done():

@@ -1,0 +1,35 @@
+"""`python -m endure.bench <workload> [options]`: one entry point for every benchmark.
+
+Each workload is a module in this package exposing ``add_parser(subparsers)``, which adds
+its subcommand and sets ``func`` (taking the parsed args, returning an exit code) as the
+parser default. To add one, write the module and append its name to WORKLOADS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Module names under endure.bench, in the order they appear in --help.
+WORKLOADS: list[str] = [
+    "log_bench",  # python -m endure.bench log: virtual log append throughput vs raw RocksDB
+    "e2e_bench",  # python -m endure.bench e2e: invocations/s through runtime + worker processes
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m endure.bench", description="Endure benchmarks.")
+    sub = parser.add_subparsers(dest="workload", metavar="WORKLOAD", required=True)
+    for name in WORKLOADS:
+        importlib.import_module(f"endure.bench.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
