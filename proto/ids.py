@@ -2,13 +2,15 @@
 
 An invocation id embeds its 64-bit partition key, so any node routes by id alone, and 128 bits
 that are random (or, for derived ids, a hash of something unguessable) so ids cannot be guessed.
+Ids are lowercase hex: encoding and parsing them is C-fast on the ingress's hot path.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
+import itertools
 import os
+import threading
 
 INVOCATION_PREFIX = "inv_"
 AWAKEABLE_PREFIX = "awk_"
@@ -25,26 +27,51 @@ def stable_hash64(text: str) -> int:
 
 
 def _encode(prefix: str, raw: bytes) -> str:
-    return prefix + base64.b32encode(raw).decode().rstrip("=").lower()
+    return prefix + raw.hex()
 
 
 def _decode(prefix: str, text: str, size: int) -> bytes:
     if not isinstance(text, str) or not text.startswith(prefix):
         raise InvalidId(f"not an id of the form {prefix}…: {text!r}")
-    body = text[len(prefix) :].upper()
-    body += "=" * (-len(body) % 8)
-    try:
-        raw = base64.b32decode(body)
-    except (ValueError, base64.binascii.Error) as exc:  # type: ignore[attr-defined]
-        raise InvalidId(f"malformed id {text!r}") from exc
-    if len(raw) != size:
+    body = text[len(prefix) :]
+    if len(body) != 2 * size:
         raise InvalidId(f"malformed id {text!r}: wrong length")
-    return raw
+    try:
+        return bytes.fromhex(body)
+    except ValueError as exc:
+        raise InvalidId(f"malformed id {text!r}: not hex") from exc
+
+
+class _RandomIds:
+    """Unguessable bytes from a keyed hash of a counter: a urandom call per id costs ~40 µs here.
+
+    The key is 64 bytes from os.urandom, fresh per process (and after fork), so outputs are as
+    unpredictable as BLAKE2b's keyed mode; the counter keeps them distinct.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reseed()
+
+    def _reseed(self) -> None:
+        self._pid = os.getpid()
+        self._key = os.urandom(64)
+        self._counter = itertools.count()
+
+    def bytes(self, n: int) -> bytes:
+        with self._lock:
+            if os.getpid() != self._pid:
+                self._reseed()
+            nonce = next(self._counter)
+        return hashlib.blake2b(nonce.to_bytes(16, "big"), key=self._key, digest_size=n).digest()
+
+
+_random = _RandomIds()
 
 
 def new_invocation_id(partition_key: int | None = None) -> str:
     """A fresh id; unkeyed invocations get a random partition key."""
-    raw = os.urandom(_ID_BYTES)
+    raw = _random.bytes(_ID_BYTES)
     if partition_key is not None:
         raw = partition_key.to_bytes(8, "big") + raw[8:]
     return _encode(INVOCATION_PREFIX, raw)

@@ -115,7 +115,15 @@ def serve(
         logging.getLogger("endure.node").info("shutting down")
         await node.stop()
 
-    _run(main())
+    profile_path = os.environ.get("ENDURE_PROFILE")
+    if profile_path:  # for finding where the runtime's CPU goes: ENDURE_PROFILE=out.prof endure serve
+        import cProfile
+
+        with cProfile.Profile() as profiler:
+            _run(main())
+        profiler.dump_stats(profile_path)
+    else:
+        _run(main())
 
 
 @app.command()

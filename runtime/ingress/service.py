@@ -59,7 +59,7 @@ class IngressService(ipb_grpc.IngressServicer):
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{what} is not valid UTF-8: {exc}") from exc
-        if _nesting(text) > self._max_depth:
+        if text.count("[") + text.count("{") > self._max_depth and _nesting(text) > self._max_depth:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"{what} nests deeper than {self._max_depth} levels")
         try:

@@ -54,7 +54,7 @@ class HandlerInfo:
 
     def validate_input(self, value: Any) -> str | None:
         """None when value fits the input schema, else what is wrong, in words a person can act on."""
-        if self.validator is None:
+        if self.validator is None or self.validator.is_valid(value):
             return None
         error = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
         if error is None:

@@ -1,0 +1,136 @@
+"""Start a runtime and workers as separate processes for a benchmark, and measure them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import psutil
+
+from endure.proto import admin_pb2 as apb
+from endure.proto import admin_pb2_grpc as apb_grpc
+
+_READY = re.compile(rb"endure: ready ingress=(\S+) admin=(\S+)")
+
+
+class BenchCluster:
+    """A runtime on free loopback ports plus workers; everything is killed and removed on close."""
+
+    def __init__(self, partitions: int = 4, workers: int = 1, app: str = "endure.bench.apps:app",
+                 concurrency: int = 256) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="endure-bench-"))
+        self.partitions = partitions
+        self.app = app
+        self.worker_count = workers
+        self.worker_concurrency = concurrency
+        self.runtime: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.ingress = ""
+        self.admin = ""
+
+    def start_runtime(self) -> None:
+        ingress = self.ingress or "127.0.0.1:0"
+        admin = self.admin or "127.0.0.1:0"
+        self.runtime = subprocess.Popen(
+            [sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir", str(self.dir / "data"),
+             "--partitions", str(self.partitions), "--ingress", ingress, "--admin", admin,
+             "--log-level", "WARNING"],
+            stdout=subprocess.PIPE, stderr=open(self.dir / "runtime.log", "ab"))  # noqa: SIM115
+        assert self.runtime.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.runtime.stdout.readline()
+            match = _READY.search(line)
+            if match:
+                self.ingress, self.admin = match.group(1).decode(), match.group(2).decode()
+                return
+            if not line and self.runtime.poll() is not None:
+                break
+        raise RuntimeError(f"runtime did not start; see {self.dir / 'runtime.log'}")
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "endure.sdk.worker", self.app, "--runtime", self.admin,
+             "--concurrency", str(self.worker_concurrency), "--log-level", "WARNING",
+             "--name", f"bench-{len(self.workers) + 1}"],
+            stdout=subprocess.DEVNULL, stderr=open(self.dir / f"worker{len(self.workers) + 1}.log", "ab"))  # noqa: SIM115
+        self.workers.append(proc)
+        self.wait_for_workers(sum(1 for w in self.workers if w.poll() is None))
+        return proc
+
+    def start(self) -> BenchCluster:
+        self.start_runtime()
+        for _ in range(self.worker_count):
+            self.start_worker()
+        return self
+
+    def wait_for_workers(self, count: int, timeout: float = 60.0) -> None:
+        channel = grpc.insecure_channel(self.admin)
+        stub = apb_grpc.AdminStub(channel)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    resp = stub.ListServices(apb.ListServicesRequest(), timeout=5)
+                    if len({w.worker_id for s in resp.services for w in s.workers}) >= count:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.05)
+        finally:
+            channel.close()
+        raise RuntimeError("workers did not connect")
+
+    def processes(self) -> dict[str, psutil.Process]:
+        out = {}
+        if self.runtime is not None and self.runtime.poll() is None:
+            out["runtime"] = psutil.Process(self.runtime.pid)
+        for i, w in enumerate(self.workers):
+            if w.poll() is None:
+                out[f"worker{i + 1}"] = psutil.Process(w.pid)
+        return out
+
+    def close(self) -> None:
+        for proc in [*self.workers, *([self.runtime] if self.runtime else [])]:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> BenchCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CpuMeter:
+    """CPU seconds and peak RSS of processes over a measured window."""
+
+    def __init__(self, procs: dict[str, psutil.Process]) -> None:
+        self.procs = procs
+        self._start = {name: p.cpu_times() for name, p in procs.items()}
+        self._t0 = time.monotonic()
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        elapsed = time.monotonic() - self._t0
+        out = {}
+        for name, p in self.procs.items():
+            try:
+                now = p.cpu_times()
+                rss = p.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+            before = self._start[name]
+            cpu = (now.user - before.user) + (now.system - before.system)
+            out[name] = {"cpu_s": round(cpu, 3), "cpu_pct": round(100 * cpu / elapsed, 1),
+                         "rss_mb": round(rss / 2**20, 1)}
+        return out
