@@ -22,7 +22,9 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("sandbox", help="wasm sandbox: compile/start time, print(1) latency, runs/s, fuel")
+    p = subparsers.add_parser(
+        "sandbox", help="wasm sandbox: compile/start time, print(1) latency, runs/s, fuel"
+    )
     _add_args(p)
     p.set_defaults(func=run)
 
@@ -41,7 +43,12 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def _summary(xs: list[float]) -> dict[str, float]:
-    return {"p50_ms": _pct(xs, 0.5), "p99_ms": _pct(xs, 0.99), "mean_ms": round(statistics.fmean(xs), 2), "n": len(xs)}
+    return {
+        "p50_ms": _pct(xs, 0.5),
+        "p99_ms": _pct(xs, 0.99),
+        "mean_ms": round(statistics.fmean(xs), 2),
+        "n": len(xs),
+    }
 
 
 async def _series(call: Callable[[], Awaitable[Any]], n: int, gap_s: float) -> list[float]:
@@ -126,7 +133,9 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         t = time.perf_counter()
         sb = Sandbox(pool_size=args.pool_size, cache_dir=cache)
         await sb.start()
-        report["pool_start_s_cold_cache" if not args.cache_dir else "pool_start_s"] = round(time.perf_counter() - t, 3)
+        report["pool_start_s_cold_cache" if not args.cache_dir else "pool_start_s"] = round(
+            time.perf_counter() - t, 3
+        )
         await sb.close()
         t = time.perf_counter()
         sb = Sandbox(pool_size=args.pool_size, cache_dir=cache)
@@ -160,8 +169,12 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         try:
             pyc = lambda: cold.run_python("print(1)")  # noqa: E731
             await _series(pyc, 5, 0.0)
-            report["latency_end_to_end"]["python_print1_fresh_boot"] = _summary(await _series(pyc, max(20, args.n // 4), 0.0))
-            report["runs_per_s"]["python_print1_fresh_boot"] = await _throughput(pyc, max(50, args.throughput_runs // 3))
+            report["latency_end_to_end"]["python_print1_fresh_boot"] = _summary(
+                await _series(pyc, max(20, args.n // 4), 0.0)
+            )
+            report["runs_per_s"]["python_print1_fresh_boot"] = await _throughput(
+                pyc, max(50, args.throughput_runs // 3)
+            )
         finally:
             await cold.close()
     return report

@@ -1,7 +1,7 @@
 """endure.sandbox: run untrusted code (Python, JavaScript, any WASI module) in Wasmtime with hard limits.
 
-    async with Sandbox() as sb:
-        res = await sb.run_python("print(1)")
+async with Sandbox() as sb:
+    res = await sb.run_python("print(1)")
 """
 
 from endure.sandbox.limits import ErrorKind, LimitKind, Limits

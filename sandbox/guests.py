@@ -55,7 +55,9 @@ def _js_path() -> Path:
         p = Path(root) / "qjs-wasi-reactor" / "qjs-wasi-reactor.wasm"
         if p.is_file():
             return p
-    raise GuestMissingError(f"JavaScript guest not installed: pip install '{JS_PACKAGE}' (or endure[sandbox])")
+    raise GuestMissingError(
+        f"JavaScript guest not installed: pip install '{JS_PACKAGE}' (or endure[sandbox])"
+    )
 
 
 _verified: dict[str, GuestFile] = {}

@@ -40,14 +40,20 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    fuel: int = Field(default=2_000_000_000, ge=1, le=10**13, description="wasm instruction budget (deterministic)")
+    fuel: int = Field(
+        default=2_000_000_000, ge=1, le=10**13, description="wasm instruction budget (deterministic)"
+    )
     memory_bytes: int = Field(default=256 * MiB, ge=64 * KiB, le=4 * GiB, description="linear memory cap")
     wall_time_ms: int = Field(default=10_000, ge=10, le=600_000, description="wall clock budget of the guest")
     stdout_bytes: int = Field(default=1 * MiB, ge=0, le=64 * MiB)
     stderr_bytes: int = Field(default=256 * KiB, ge=0, le=64 * MiB)
     max_files: int = Field(default=64, ge=0, le=10_000, description="files returned from the scratch dir")
-    max_files_bytes: int = Field(default=8 * MiB, ge=0, le=1 * GiB, description="total size of returned files")
+    max_files_bytes: int = Field(
+        default=8 * MiB, ge=0, le=1 * GiB, description="total size of returned files"
+    )
     scratch_bytes: int = Field(
         default=64 * MiB, ge=0, le=8 * GiB, description="hard disk quota of the scratch dir while running"
     )
-    scratch_files: int = Field(default=1_000, ge=0, le=100_000, description="hard file-count quota while running")
+    scratch_files: int = Field(
+        default=1_000, ge=0, le=100_000, description="hard file-count quota while running"
+    )

@@ -24,16 +24,10 @@ from pathlib import Path
 import wasmtime
 
 from endure.sandbox.engine import engine_settings
+from endure.sandbox.paths import default_cache_dir
 
 MAC_SUFFIX = ".mac"
 CWASM_SUFFIX = ".cwasm"
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("ENDURE_CACHE_DIR")
-    if env:
-        return Path(env) / "wasm"
-    return Path.home() / ".cache" / "endure" / "wasm"
 
 
 class ModuleCache:
@@ -119,7 +113,9 @@ class ModuleCache:
                 f.write(payload)
             os.replace(tmp, self.dir / f"{name}{suffix}")
 
-    def load(self, wasm: bytes | None = None, path: Path | None = None, sha256: str | None = None) -> wasmtime.Module:
+    def load(
+        self, wasm: bytes | None = None, path: Path | None = None, sha256: str | None = None
+    ) -> wasmtime.Module:
         """The compiled module for `wasm` bytes or a file; compiles and caches on a miss.
 
         Raises wasmtime.WasmtimeError for an invalid module.

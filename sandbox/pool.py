@@ -101,12 +101,17 @@ class WorkerPool:
         if not self.prestart:
             cmd.append("--no-prestart")
         proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            *cmd,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         w = _Worker(proc, next(self._ids))
         self._all.add(w)
         try:
-            reply = await asyncio.wait_for(w.request(json.dumps({"id": 0, "op": "warm"}).encode()), WARM_TIMEOUT_S)
+            reply = await asyncio.wait_for(
+                w.request(json.dumps({"id": 0, "op": "warm"}).encode()), WARM_TIMEOUT_S
+            )
         except BaseException:
             await w.kill()
             self._all.discard(w)

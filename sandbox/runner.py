@@ -272,7 +272,9 @@ def collect_files(scratch: Path, inputs: dict[str, bytes], limits: Limits) -> tu
     return out, truncated
 
 
-def _classify(exc: BaseException, state: RunState) -> tuple[int | None, LimitKind | None, ErrorKind | None, str | None]:
+def _classify(
+    exc: BaseException, state: RunState
+) -> tuple[int | None, LimitKind | None, ErrorKind | None, str | None]:
     """Map a wasmtime exception to (exit_code, limit_hit, error_kind, message)."""
     if isinstance(exc, wasmtime.ExitTrap):
         return exc.code, None, None, None
@@ -458,7 +460,11 @@ class Runner:
         self.py_linker.allow_shadowing = True
         i32 = wasmtime.ValType.i32()
         self.py_linker.define_func(
-            "wasi_snapshot_preview1", "sched_yield", wasmtime.FuncType([], [i32]), self._sched_yield, access_caller=True
+            "wasi_snapshot_preview1",
+            "sched_yield",
+            wasmtime.FuncType([], [i32]),
+            self._sched_yield,
+            access_caller=True,
         )
         self._py_pre: wasmtime.InstancePre | None = None
         self._js_pre: wasmtime.InstancePre | None = None
@@ -546,7 +552,11 @@ class Runner:
         return store, state, work
 
     def _run_fresh(
-        self, req: RunRequest, pre: wasmtime.InstancePre, argv: list[str], body: Callable[[wasmtime.Store, wasmtime.Instance], int]
+        self,
+        req: RunRequest,
+        pre: wasmtime.InstancePre,
+        argv: list[str],
+        body: Callable[[wasmtime.Store, wasmtime.Instance], int],
     ) -> SandboxResult:
         try:
             store, state, work = self._fresh_store(req, argv)
@@ -616,11 +626,15 @@ class Runner:
             try:
                 mod = self.cache.load(wasm=wasm, sha256=digest)
             except wasmtime.WasmtimeError as e:
-                return SandboxResult(error=f"invalid module: {str(e).splitlines()[0]}", error_kind=ErrorKind.INVALID_MODULE)
+                return SandboxResult(
+                    error=f"invalid module: {str(e).splitlines()[0]}", error_kind=ErrorKind.INVALID_MODULE
+                )
             try:
                 pre = self.linker.instantiate_pre(mod)
             except wasmtime.WasmtimeError as e:
-                return SandboxResult(error=f"cannot link module: {str(e).splitlines()[0]}", error_kind=ErrorKind.LINK_ERROR)
+                return SandboxResult(
+                    error=f"cannot link module: {str(e).splitlines()[0]}", error_kind=ErrorKind.LINK_ERROR
+                )
             if len(self._wasm_pre) > 64:
                 self._wasm_pre.pop(next(iter(self._wasm_pre)))
             self._wasm_pre[digest] = pre
@@ -635,7 +649,9 @@ class Runner:
 
         return self._run_fresh(req, pre, ["main.wasm", *req.args], body)
 
-    def finish(self, state: RunState, exc: BaseException | None, req: RunRequest, exit_code: int | None) -> SandboxResult:
+    def finish(
+        self, state: RunState, exc: BaseException | None, req: RunRequest, exit_code: int | None
+    ) -> SandboxResult:
         """Build the result: classify the ending, collect files, meter."""
         limit: LimitKind | None = None
         kind: ErrorKind | None = None

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from endure.sandbox.limits import Limits
-from endure.sandbox.module_cache import default_cache_dir
+from endure.sandbox.paths import default_cache_dir
 from endure.sandbox.pool import HARD_GRACE_S, SandboxError, WorkerPool
 from endure.sandbox.result import SandboxResult
 

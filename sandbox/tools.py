@@ -44,7 +44,9 @@ class Tool:
         if sum(x is not None for x in (python, javascript, wasm)) != 1:
             raise ValueError("a tool needs exactly one of python=, javascript= or wasm=")
         if not name or not all(c.isalnum() or c in "_-" for c in name) or len(name) > 64:
-            raise ValueError(f"tool name {name!r} must be 1-64 chars of [A-Za-z0-9_-] (function-calling rule)")
+            raise ValueError(
+                f"tool name {name!r} must be 1-64 chars of [A-Za-z0-9_-] (function-calling rule)"
+            )
         self.name = name
         self.description = description
         self.input_model = input_model
@@ -93,7 +95,9 @@ class Tool:
             assert self.wasm is not None
             res = await sb.run_wasm(self.wasm, limits=self.limits, stdin=stdin)
         if not res.ok:
-            why = res.error or (f"limit {res.limit_hit.value} hit" if res.limit_hit else f"exit code {res.exit_code}")
+            why = res.error or (
+                f"limit {res.limit_hit.value} hit" if res.limit_hit else f"exit code {res.exit_code}"
+            )
             raise ToolError(f"tool {self.name!r} failed: {why}; stderr: {res.stderr[-1000:]}", res)
         try:
             out = self.output_model.model_validate_json(res.stdout.strip() or "null")

@@ -58,16 +58,24 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 if op == "warm":
                     runner.warm()
-                    write_frame(proto_out, json.dumps({"id": rid, "ok": True, "cache": runner.cache.stats}).encode())
+                    write_frame(
+                        proto_out, json.dumps({"id": rid, "ok": True, "cache": runner.cache.stats}).encode()
+                    )
                 elif op == "run":
                     req = decode_request(msg)
                     res = runner.run(req)
-                    body = b'{"id":%s,"ok":true,"result":%s}' % (json.dumps(rid).encode(), res.model_dump_json().encode())
+                    body = b'{"id":%s,"ok":true,"result":%s}' % (
+                        json.dumps(rid).encode(),
+                        res.model_dump_json().encode(),
+                    )
                     write_frame(proto_out, body)
                 elif op == "crash":  # test hook: simulate wasmtime taking the process down
                     os.abort()
                 else:
-                    write_frame(proto_out, json.dumps({"id": rid, "ok": False, "error": f"unknown op {op!r}"}).encode())
+                    write_frame(
+                        proto_out,
+                        json.dumps({"id": rid, "ok": False, "error": f"unknown op {op!r}"}).encode(),
+                    )
             except Exception as e:
                 err = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"
                 write_frame(proto_out, json.dumps({"id": rid, "ok": False, "error": err}).encode())

@@ -36,7 +36,9 @@ async def test_python_exit_codes_and_errors(sandbox: Sandbox) -> None:
     assert res.exit_code == 3 and res.limit_hit is None and res.error is None
     res = await sandbox.run_python("def f():\n    1/0\nf()")
     assert res.exit_code == 1
-    assert 'File "main.py", line 2, in f' in res.stderr and "ZeroDivisionError: division by zero" in res.stderr
+    assert (
+        'File "main.py", line 2, in f' in res.stderr and "ZeroDivisionError: division by zero" in res.stderr
+    )
     res = await sandbox.run_python("x = (")
     assert res.exit_code == 1 and "SyntaxError" in res.stderr
 
@@ -122,4 +124,3 @@ async def test_event_loop_not_blocked(sandbox: Sandbox) -> None:
     t.cancel()
     assert res.limit_hit is LimitKind.WALL_TIME
     assert ticks >= 10
-

@@ -51,7 +51,10 @@ def test_cache_refuses_files_it_did_not_write(tmp_path: Path) -> None:
     wasm = bytes(wasmtime.wat2wasm(WAT))
     cache = ModuleCache(get_engine(), tmp_path)
     name = cache.entry_name(__import__("hashlib").sha256(wasm).hexdigest())
-    other = wasmtime.Module(get_engine(), wasmtime.wat2wasm('(module (func (export "add") (param i32 i32) (result i32) i32.const 99))'))
+    other = wasmtime.Module(
+        get_engine(),
+        wasmtime.wat2wasm('(module (func (export "add") (param i32 i32) (result i32) i32.const 99))'),
+    )
     (tmp_path / f"{name}{CWASM_SUFFIX}").write_bytes(bytes(other.serialize()))
     (tmp_path / f"{name}{MAC_SUFFIX}").write_bytes(b"\0" * 32)
     assert _add(cache.load(wasm=wasm)) == 5
@@ -112,7 +115,7 @@ async def test_tool_registry_calls(sandbox: Sandbox) -> None:
     reg = ToolRegistry()
     reg.register(Tool("add", "Add.", AddIn, AddOut, python=ADD_PY))
     reg.register(Tool("add_js", "Add in JS.", AddIn, AddOut, javascript=ADD_JS))
-    reg.register(Tool("liar", "Returns garbage.", AddIn, AddOut, python="print('{\"total\": \"many\"}')"))
+    reg.register(Tool("liar", "Returns garbage.", AddIn, AddOut, python='print(\'{"total": "many"}\')'))
     reg.register(Tool("boom", "Fails.", AddIn, AddOut, python="raise ValueError('kaput')"))
     assert [s["function"]["name"] for s in reg.schemas()] == ["add", "add_js", "liar", "boom"]
     out = await reg.call(sandbox, "add", {"a": 2, "b": 40})

@@ -95,7 +95,9 @@ async def test_output_flood(sandbox: Sandbox) -> None:
     res = await sandbox.run_javascript("for(;;) console.log('y'.repeat(1000))", limits=lim)
     assert res.limit_hit is LimitKind.OUTPUT
     assert res.stdout_truncated and len(res.stdout) == 10_000
-    res = await sandbox.run_python("import sys\nwhile True: sys.stderr.write('e' * 999)", limits=Limits(stderr_bytes=5000))
+    res = await sandbox.run_python(
+        "import sys\nwhile True: sys.stderr.write('e' * 999)", limits=Limits(stderr_bytes=5000)
+    )
     assert res.limit_hit is LimitKind.OUTPUT and res.stderr_truncated and len(res.stderr) == 5000
     await assert_healthy(sandbox)
 
@@ -168,7 +170,9 @@ async def test_env_allow_list(sandbox: Sandbox) -> None:
     assert res.stdout == "[('GREETING', 'hi')]\n"
     res = await sandbox.run_python("import os; print(dict(os.environ))")
     assert res.stdout == "{}\n"
-    res = await sandbox.run_javascript("console.log(JSON.stringify(std.getenviron()))", env={"GREETING": "yo"})
+    res = await sandbox.run_javascript(
+        "console.log(JSON.stringify(std.getenviron()))", env={"GREETING": "yo"}
+    )
     assert res.stdout == '{"GREETING":"yo"}\n'
     with pytest.raises(SandboxError, match="allow-list"):
         await sandbox.run_python("print(1)", env={"PATH": "/bin"})
@@ -212,7 +216,7 @@ async def test_missing_imports(sandbox: Sandbox) -> None:
     wat = '(module (import "wasi_snapshot_preview1" "no_such_call" (func)) (func (export "_start")))'
     res = await sandbox.run_wasm(wasmtime.wat2wasm(wat))
     assert res.error_kind is ErrorKind.LINK_ERROR
-    res = await sandbox.run_wasm(wasmtime.wat2wasm("(module (func (export \"main\")))"))
+    res = await sandbox.run_wasm(wasmtime.wat2wasm('(module (func (export "main")))'))
     assert res.error_kind is ErrorKind.LINK_ERROR and "_start" in (res.error or "")
 
 
