@@ -176,3 +176,47 @@ class Cluster:
     def stop(self) -> None:
         for proc in [*self.workers, *([self.runtime] if self.runtime else [])]:
             proc.stop()
+
+
+# ---------------------------------------------------------------------- helpers for the e2e matrix
+
+
+def wait_until(predicate, timeout: float = 60.0, what: str = "condition", interval: float = 0.02):  # noqa: ANN001, ANN201
+    """Poll another process's observable state until predicate() is truthy (returns its value)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def read_markers(root: Path) -> list[str]:
+    path = root / "markers.txt"
+    return path.read_text().split("\n") if path.exists() else []
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def list_services(cluster: Cluster) -> apb.ListServicesResponse:
+    channel, stub = cluster.admin_stub()
+    try:
+        return stub.ListServices(apb.ListServicesRequest(), timeout=10)
+    finally:
+        channel.close()
+
+
+def admin_call(cluster: Cluster, method: str, invocation_id: str) -> None:
+    channel, stub = cluster.admin_stub()
+    try:
+        getattr(stub, method)(apb.InvocationRef(invocation_id=invocation_id), timeout=10)
+    finally:
+        channel.close()
