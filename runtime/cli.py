@@ -190,6 +190,14 @@ def _wait_for_port(address: str, proc: subprocess.Popen[bytes], timeout: float =
         _fail("the runtime exited")
 
 
+@app.command()
+def demo(keep: bool = typer.Option(False, "--keep", help="keep the demo's data and logs")) -> None:
+    """Run a runtime, two workers and the coding agent; kill -9 a worker mid-task; show the journal."""
+    from endure.examples.demo import main as demo_main
+
+    raise typer.Exit(demo_main(keep))
+
+
 # ---------------------------------------------------------------------- invoking
 
 
@@ -253,6 +261,45 @@ def send(
     except (RequestError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps({"invocation_id": inv}) if as_json else inv)
+
+
+awakeables_app = typer.Typer(help="Complete awakeables (a human in the loop, an external system).",
+                             no_args_is_help=True)
+app.add_typer(awakeables_app, name="awakeables")
+
+
+@awakeables_app.command("resolve")
+def awakeables_resolve(awakeable_id: str, data: str | None = typer.Option(None, "--data", help="JSON value"),
+                       ingress: str = INGRESS_OPT) -> None:
+    """Complete an awakeable with a value."""
+    from endure.sdk.client import Client, RequestError
+
+    async def main() -> None:
+        async with Client(ingress) as client:
+            await client.resolve_awakeable(awakeable_id, _parse_data(data))
+
+    try:
+        _run(main())
+    except RequestError as exc:
+        _fail(str(exc))
+    typer.echo(f"resolved: {awakeable_id}")
+
+
+@awakeables_app.command("reject")
+def awakeables_reject(awakeable_id: str, reason: str = typer.Option("rejected", "--reason"),
+                      ingress: str = INGRESS_OPT) -> None:
+    """Fail an awakeable: the waiting handler sees a TerminalError with the reason."""
+    from endure.sdk.client import Client, RequestError
+
+    async def main() -> None:
+        async with Client(ingress) as client:
+            await client.reject_awakeable(awakeable_id, reason)
+
+    try:
+        _run(main())
+    except RequestError as exc:
+        _fail(str(exc))
+    typer.echo(f"rejected: {awakeable_id}")
 
 
 # ---------------------------------------------------------------------- admin views

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MAPPED = {"runtime", "sdk", "proto", "sandbox", "bench"}
+MAPPED = {"runtime", "sdk", "proto", "sandbox", "bench", "examples"}
 
 
 def test_every_package_folder_is_listed_in_pyproject() -> None:

@@ -1,0 +1,1 @@
+"""Runnable agents that show the whole platform (importable as endure.examples)."""

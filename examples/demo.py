@@ -1,0 +1,161 @@
+"""`endure demo`: the point of Endure in one run.
+
+Starts a runtime and a worker, gives the coding agent a task, kill -9s the worker in the middle
+of it, starts another worker, approves the result as the human reviewer, and prints the journal
+with how many times each step's code actually ran: finished steps are never re-run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from rich.console import Console
+from rich.table import Table
+
+from endure.proto import admin_pb2 as apb
+from endure.proto import admin_pb2_grpc as apb_grpc
+from endure.sdk.client import Client
+
+APP = "endure.examples.coding_agent:app"
+_READY = re.compile(rb"endure: ready ingress=(\S+) admin=(\S+)")
+console = Console(width=max(Console().width, 110))
+
+
+class _Procs:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {**os.environ, "ENDURE_DEMO_DIR": str(root), "ENDURE_LOG_LEVEL": "WARNING"}
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def runtime(self) -> tuple[str, str]:
+        proc = subprocess.Popen([sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir",
+                                 str(self.root / "data"), "--ingress", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                                 "--log-level", "WARNING"], stdout=subprocess.PIPE,
+                                stderr=open(self.root / "runtime.log", "ab"), env=self.env)  # noqa: SIM115
+        self.procs.append(proc)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            match = _READY.search(line)
+            if match:
+                return match.group(1).decode(), match.group(2).decode()
+        raise RuntimeError(f"the runtime did not start; see {self.root / 'runtime.log'}")
+
+    def worker(self, admin: str, name: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "endure.sdk.worker", APP, "--runtime", admin,
+                                 "--name", name, "--log-level", "WARNING"], stdout=subprocess.DEVNULL,
+                                stderr=open(self.root / f"{name}.log", "ab"), env=self.env)  # noqa: SIM115
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+
+
+def _journal(admin: str, invocation_id: str) -> apb.InvocationDescription:
+    with grpc.insecure_channel(admin) as channel:
+        return apb_grpc.AdminStub(channel).DescribeInvocation(apb.InvocationRef(invocation_id=invocation_id),
+                                                              timeout=10)
+
+
+def _wait(predicate: object, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+async def _run(root: Path) -> int:
+    procs = _Procs(root)
+    try:
+        console.print("[bold]1.[/bold] starting the runtime (RocksDB in a temp folder) and worker 1")
+        ingress, admin = procs.runtime()
+        first = procs.worker(admin, "worker-1")
+        async with Client(ingress) as client:
+            for _ in range(600):  # until worker 1 has registered the agent
+                try:
+                    await client.call("coding_agent/pending_approval", key="demo")
+                    break
+                except Exception:
+                    await asyncio.sleep(0.05)
+            console.print("[bold]2.[/bold] the coding agent gets a task: sort [3,1,2] and print it")
+            inv = await client.send("coding_agent/solve", {"prompt": "sort [3, 1, 2] and print it"}, key="demo")
+
+            def journal_has(n: int) -> bool:
+                return len(_journal(admin, inv).journal) >= n
+
+            _wait(lambda: journal_has(5), "the agent's first steps")
+            first.kill()
+            first.wait()
+            done = len(_journal(admin, inv).journal)
+            console.print(f"[bold]3.[/bold] kill -9 worker 1 in the middle of the task ({done} journal entries "
+                          "durable)")
+            console.print("[bold]4.[/bold] starting worker 2; the agent resumes from its journal")
+            procs.worker(admin, "worker-2")
+            approval = None
+            while approval is None:
+                approval = await client.call("coding_agent/pending_approval", key="demo")
+                if approval is None:
+                    await asyncio.sleep(0.05)
+            console.print(f"[bold]5.[/bold] the human reviewer approves ({approval})")
+            await client.resolve_awakeable(approval, True)
+            solution = await client.attach(inv, timeout=120)
+        console.print(f"\nresult: {solution}\n")
+        description = _journal(admin, inv)
+        executed = collections.Counter(line.split("\t")[0] for line in (root / "executed.txt").read_text().splitlines())
+        table = Table("#", "step", "kind", "result", "times its code ran", title=f"journal of {inv}")
+        for i, entry in enumerate(description.journal):
+            kind = entry.WhichOneof("kind") or ""
+            which = entry.WhichOneof("result")
+            result = entry.value.decode(errors="replace") if which == "value" else (which or "")
+            result = result.replace("\n", " ")[:48]
+            runs = str(executed.get(entry.name, "")) if kind == "run" else ""
+            if entry.name.startswith("sandbox"):
+                runs = "1 (in Wasmtime)" if which else ""
+            table.add_row(str(i), entry.name, kind, result, runs)
+        console.print(table)
+        reran = [step for step, n in executed.items() if n > 1]
+        if reran:
+            console.print(f"[yellow]steps that ran twice (their results were not yet durable when the worker "
+                          f"died: at-least-once): {', '.join(reran)}[/yellow]")
+        else:
+            console.print("[green]no finished step ran again: worker 2 replayed them from the journal[/green]")
+        return 0
+    finally:
+        procs.close()
+
+
+def main(keep: bool = False) -> int:
+    root = Path(tempfile.mkdtemp(prefix="endure-demo-"))
+    try:
+        return asyncio.run(_run(root))
+    finally:
+        if keep:
+            console.print(f"logs and data kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
