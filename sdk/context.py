@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import random as _random
 import time
+import typing
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -138,25 +139,23 @@ _return_serdes: dict[Any, Serde[Any]] = {}
 
 
 def _return_serde(fn: Callable[..., Any]) -> Serde[Any]:
-    """The Serde of a step function's return annotation (cached per function)."""
+    """The Serde of a step function's return annotation, cached per code object (a lambda made
+    per call shares its code, so the cache neither misses nor grows)."""
+    key: Any = getattr(fn, "__code__", None) or fn
     try:
-        found = _return_serdes.get(fn)
+        found = _return_serdes.get(key)
     except TypeError:
         return ANY
     if found is None:
         hint: Any = Any
-        try:
-            import typing
-
-            hint = typing.get_type_hints(fn).get("return", Any)
-        except Exception:
-            hint = Any
-        origin = getattr(hint, "__origin__", None)
-        if origin is not None and getattr(origin, "__name__", "") in ("Awaitable", "Coroutine"):
-            hint = Any
+        if getattr(fn, "__annotations__", None):
+            try:
+                hint = typing.get_type_hints(fn).get("return", Any)
+            except Exception:
+                hint = Any
         found = serde_for(hint)
         if len(_return_serdes) < 10_000:
-            _return_serdes[fn] = found
+            _return_serdes[key] = found
     return found
 
 
@@ -188,7 +187,12 @@ class Context:
 
     @property
     def headers(self) -> dict[str, str]:
+        """Headers of the invocation (trace context and the like)."""
         return self._inv.headers
+
+    @property
+    def tenant(self) -> str:
+        return self._inv.tenant
 
     # ------------------------------------------------------------------ steps
 

@@ -77,16 +77,11 @@ def raw_result(entry: Any) -> Raw | Any:
     return _MISSING
 
 
-@functools.lru_cache(maxsize=4096)
-def _is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn)
-
-
 def _is_async_fn(fn: Callable[..., Any]) -> bool:
-    try:
-        return _is_async(fn)
-    except TypeError:  # unhashable callable
-        return inspect.iscoroutinefunction(fn)
+    code = getattr(fn, "__code__", None)  # functions and bound methods: one flag test
+    if code is not None:
+        return bool(code.co_flags & inspect.CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn)  # partials, callables
 
 
 def _failure_message(exc: BaseException) -> str:
@@ -111,6 +106,7 @@ class Invocation:
         self.target = start.target
         self.key: str = start.target.key
         self.headers: dict[str, str] = dict(start.headers)
+        self.tenant: str = start.tenant
         self.input: bytes = start.input
         self.defn = defn
         self.journal = start.journal

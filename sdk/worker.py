@@ -84,6 +84,7 @@ class Worker:
         shutdown_grace: float = 30.0,
         reconnect_initial: float = 0.05,
         reconnect_max: float = 5.0,
+        threads: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -95,6 +96,7 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
+        self.threads = threads
         self.worker_id: str | None = None
         self.registered = asyncio.Event()  # set while a session is registered (tests, health)
         self.connections = 0  # sessions that got registered
@@ -154,7 +156,13 @@ class Worker:
     async def run(self) -> None:
         """Connect, register, serve; reconnect with backoff until stopped."""
         self._loop = asyncio.get_running_loop()
-        self._loop.set_default_executor(ThreadPoolExecutor(max_workers=max(8, self.concurrency)))
+        # Sync steps run here; threads start on demand, and blocking steps (a sync LLM client) must
+        # not throttle the declared concurrency.
+        self._loop.set_default_executor(
+            ThreadPoolExecutor(
+                max_workers=self.threads or max(8, self.concurrency), thread_name_prefix="endure-step"
+            )
+        )
         tools.configure(getattr(self.app, "tools", None))
         backoff = self.reconnect_initial
         try:
@@ -162,9 +170,13 @@ class Worker:
                 registered_before = self.connections
                 try:
                     await self._session()
-                except RegistrationError:
-                    raise
                 except grpc.aio.AioRpcError as exc:
+                    if self.connections == registered_before and exc.code() in _FATAL:
+                        # Refused before this session registered: retrying cannot help.
+                        raise RegistrationError(
+                            f"runtime {self.runtime} rejected registration of {self.deployment_id!r}: "
+                            f"{exc.code().name}: {exc.details()}"
+                        ) from exc
                     log.warning("stream to %s lost: %s %s", self.runtime, exc.code().name, exc.details())
                 except Exception as exc:  # keep serving: the runtime retries what we dropped
                     log.exception("worker session failed: %s", exc)
@@ -253,22 +265,13 @@ class Worker:
             self._flushed.set()
 
     async def _reader(self, call: Any) -> None:
-        try:
-            while True:
-                msg = await call.read()
-                if msg is grpc.aio.EOF:
-                    log.warning("runtime closed the stream")
-                    return
-                for frame in msg.frames:
-                    self._dispatch(frame)
-        except grpc.aio.AioRpcError as exc:
-            if self.connections == 0 or not self.registered.is_set():
-                if exc.code() in _FATAL:
-                    raise RegistrationError(
-                        f"runtime {self.runtime} rejected registration of {self.deployment_id!r}: "
-                        f"{exc.code().name}: {exc.details()}"
-                    ) from exc
-            raise
+        while True:
+            msg = await call.read()
+            if msg is grpc.aio.EOF:
+                log.warning("runtime closed the stream")
+                return
+            for frame in msg.frames:
+                self._dispatch(frame)
 
     # ------------------------------------------------------------------ frames
 
