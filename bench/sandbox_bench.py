@@ -129,7 +129,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             cache = Path(args.cache_dir)
         else:
             cache = Path(tmp) / "cache"
-            report["compile"] = await asyncio.to_thread(_compile_figures, Path(tmp) / "cold")
+            report["compile"] = await asyncio.to_thread(_compile_figures, cache)
         t = time.perf_counter()
         sb = Sandbox(pool_size=args.pool_size, cache_dir=cache)
         await sb.start()

@@ -23,6 +23,7 @@ from endure.sandbox.result import SandboxResult
 
 HARD_GRACE_S = 1.0  # beyond the run's wall-time limit before the process is killed
 WARM_TIMEOUT_S = 180.0  # first compile of CPython takes seconds on a busy 2-core box
+SETUP_TIMEOUT_S = 120.0  # boot/compile before the guest gets control (a new raw module compiles here)
 
 
 class SandboxError(RuntimeError):
@@ -36,6 +37,7 @@ class _Worker:
         self.stderr_tail: deque[bytes] = deque(maxlen=64)
         self._drain = asyncio.get_running_loop().create_task(self._drain_stderr())
         self.runs = 0
+        self.guest_started = False
 
     async def _drain_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -48,14 +50,27 @@ class _Worker:
     def tail(self) -> str:
         return b"".join(self.stderr_tail).decode(errors="replace")[-2000:]
 
-    async def request(self, body: bytes) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(struct.pack(">I", len(body)) + body)
-        await self.proc.stdin.drain()
+    async def _frame(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
         hdr = await self.proc.stdout.readexactly(4)
         (n,) = struct.unpack(">I", hdr)
-        data = await self.proc.stdout.readexactly(n)
-        return json.loads(data)
+        return json.loads(await self.proc.stdout.readexactly(n))  # type: ignore[no-any-return]
+
+    async def request(self, body: bytes, run_timeout_s: float | None = None) -> dict[str, Any]:
+        """Send a request; wait up to SETUP_TIMEOUT_S until the guest starts, then run_timeout_s."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(struct.pack(">I", len(body)) + body)
+        await self.proc.stdin.drain()
+        timeout = SETUP_TIMEOUT_S
+        self.guest_started = False
+        while True:
+            msg = await asyncio.wait_for(self._frame(), timeout)
+            if msg.get("event") == "started":
+                self.guest_started = True
+                if run_timeout_s is not None:
+                    timeout = run_timeout_s
+                continue
+            return msg
 
     async def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -174,10 +189,15 @@ class WorkerPool:
         body = json.dumps(msg).encode()
         healthy = False
         try:
-            reply = await asyncio.wait_for(w.request(body), hard_timeout_s)
+            reply = await w.request(body, hard_timeout_s)
             healthy = True
         except TimeoutError:
             await self._retire(w)
+            if not w.guest_started:
+                return SandboxResult(
+                    error_kind=ErrorKind.INTERNAL,
+                    error=f"sandbox process did not start the guest within {SETUP_TIMEOUT_S:.0f}s; replaced",
+                )
             return SandboxResult(
                 limit_hit=LimitKind.WALL_TIME,
                 error=f"wall time exceeded (guest blocked outside wasm for > {hard_timeout_s:.1f}s); pool process replaced",

@@ -189,6 +189,13 @@ class RunState:
         self.deadline_ticks = max(1, math.ceil(limits.wall_time_ms / 1000 / TICK_S))
         self.finished = False
         self._tick = 0
+        self.on_start: Callable[[], None] | None = None
+
+    def started(self) -> None:
+        """The guest gets control now: tell the pool, whose hard deadline starts here."""
+        cb, self.on_start = self.on_start, None
+        if cb is not None:
+            cb()
 
     def kill(self, why: LimitKind) -> None:
         """Make the running guest trap at its next epoch check (this engine runs one guest at a time)."""
@@ -378,6 +385,7 @@ class PyInstance:
         wasmtime.Store.set_epoch_deadline(caller, st.deadline_ticks)  # type: ignore[arg-type]
         st.t0 = time.perf_counter()
         get_ticker().add(st.watchdog)
+        st.started()
         return 0
 
     def run(self, req: RunRequest) -> SandboxResult:
@@ -389,6 +397,7 @@ class PyInstance:
             kind = LimitKind.MEMORY if "memory" in err.lower() else None
             return SandboxResult(error=err, error_kind=None if kind else ErrorKind.INTERNAL, limit_hit=kind)
         state = RunState(req.limits, self.scratch)
+        state.on_start = self.runner.on_start
         self.stdout.reset(req.limits.stdout_bytes)
         self.stderr.reset(req.limits.stderr_bytes)
         self.stdout.on_overflow = self.stderr.on_overflow = state.output_overflow
@@ -471,6 +480,9 @@ class Runner:
         self._wasm_pre: dict[str, wasmtime.InstancePre] = {}
         self._next_py: PyInstance | None = None
         self.default_limits = Limits()
+        # Called (from the guest's thread) when a run's guest gets control; the worker uses it
+        # to start the pool's hard deadline only after boot/compile work.
+        self.on_start: Callable[[], None] | None = None
 
     # -- guests -------------------------------------------------------------------------------
     @staticmethod
@@ -566,6 +578,8 @@ class Runner:
         code: int | None = None
         instance: wasmtime.Instance | None = None
         try:
+            state.on_start = self.on_start
+            state.started()
             state.t0 = time.perf_counter()
             get_ticker().add(state.watchdog)
             instance = pre.instantiate(store)

@@ -14,8 +14,6 @@ from endure.sandbox.paths import default_cache_dir
 from endure.sandbox.pool import HARD_GRACE_S, SandboxError, WorkerPool
 from endure.sandbox.result import SandboxResult
 
-COMPILE_ALLOWANCE_S_PER_MB = 3.0
-
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
@@ -133,5 +131,4 @@ class Sandbox:
             wasm = bytes(module)
         msg, lim = self._common(files, limits, stdin, env, args)
         msg.update(kind="wasm", module=_b64(wasm))
-        allowance = 10.0 + COMPILE_ALLOWANCE_S_PER_MB * len(wasm) / 1e6
-        return await self.pool.run(msg, lim.wall_time_ms / 1000 + HARD_GRACE_S + allowance)
+        return await self.pool.run(msg, lim.wall_time_ms / 1000 + HARD_GRACE_S)

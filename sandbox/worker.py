@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     from endure.sandbox.runner import Runner, decode_request
 
     runner = Runner(cache_dir=opts.cache_dir, prestart=not opts.no_prestart)
+    runner.on_start = lambda: write_frame(proto_out, b'{"event":"started"}')
     try:
         while True:
             msg = read_frame(proto_in)
