@@ -137,9 +137,6 @@ async def many_sets(ctx: Context) -> None:
         ctx.meter("tokens", i)
 
 
-app = App([svc])
-
-
 async def test_suspends_after_inactivity_with_waiting_on(runtime: FakeRuntime, start_worker) -> None:
     w = await start_worker(app)
     s = await runtime.session()
@@ -340,3 +337,90 @@ async def test_records_failure_from_journal_replays_for_calls(runtime: FakeRunti
     assert comp.entry.name == "unbook"
     out = await s.expect_output(3)
     assert out.failure.message == "compensated after 409"
+
+
+@svc.handler(inactivity_timeout=timedelta(seconds=30))
+async def gathers(ctx: Context) -> str:
+    a = ctx.sleep(timedelta(hours=1))
+    _, b = ctx.awakeable()
+    try:
+        await ctx.gather(a, b)
+    except CancelledError:
+        return "cancelled in gather"
+    return "no"
+
+
+gate: asyncio.Event | None = None
+step_started: asyncio.Event | None = None
+
+
+async def wait_gate() -> int:
+    assert gate is not None and step_started is not None
+    step_started.set()
+    await gate.wait()
+    return 1
+
+
+@svc.handler(inactivity_timeout=timedelta(seconds=30))
+async def busy_then_sleep(ctx: Context) -> str:
+    await ctx.run("busy", wait_gate)
+    try:
+        await ctx.sleep(timedelta(hours=1))  # cancel arrived during the step: raised here
+    except CancelledError:
+        return "cancelled at next await"
+    return "no"
+
+
+app = App([svc])
+
+
+async def test_cancel_during_gather_is_journaled(runtime: FakeRuntime, start_worker) -> None:
+    await start_worker(app)
+    s = await runtime.session()
+    inv = s.start("life", "gathers")
+    await s.expect_entry("sleep", 0, ack=True)
+    await s.expect_entry("awakeable", 1, ack=True)
+    s.cancel(inv)
+    comb = await s.expect_entry("combinator", 2, ack=True)
+    assert comb.entry.name == "gather" and comb.entry.failure.code == 409
+    out = await s.expect_output(3)
+    assert out.value == b'"cancelled in gather"'
+    # replay raises at the same place from the journal alone
+    journal = [entry("sleep"), entry("awakeable"), comb.entry]
+    s.start("life", "gathers", invocation_id=inv, attempt=2, journal=journal)
+    out = await s.expect_output(3)
+    assert out.value == b'"cancelled in gather"'
+
+
+async def test_cancel_during_step_raises_at_next_await(runtime: FakeRuntime, start_worker) -> None:
+    global gate, step_started
+    gate, step_started = asyncio.Event(), asyncio.Event()
+    w = await start_worker(app)
+    s = await runtime.session()
+    inv = s.start("life", "busy_then_sleep")
+    await asyncio.wait_for(step_started.wait(), 5)  # the step is running (in-process worker)
+    s.cancel(inv)
+    while not w._active[inv].cancel_pending:  # wait until the worker has taken the CancelFrame
+        await asyncio.sleep(0.005)
+    gate.set()
+    run = await s.expect_entry("run", 0, ack=True)
+    assert run.entry.value == b"1"  # the step in flight completed normally
+    await s.expect_entry("sleep", 1, ack=True)
+    out = await s.expect_output(2)
+    assert out.value == b'"cancelled at next await"'
+
+
+async def test_concurrency_limit_queues_starts(runtime: FakeRuntime, start_worker) -> None:
+    w = await start_worker(app, concurrency=2)
+    s = await runtime.session()
+    invs = [s.start("life", "saga") for _ in range(3)]
+    seen = set()
+    for _ in range(4):
+        ef = await s.expect("entry")
+        seen.add(ef.invocation_id)
+        s.ack(ef.invocation_id, ef.index)
+    assert seen == set(invs[:2]) and w.active == 2
+    await s.no_frame(0.1)
+    s.abort(invs[0])  # frees a slot: the queued start runs
+    ef = await s.expect_entry("run", 0)
+    assert ef.invocation_id == invs[2]
