@@ -399,9 +399,18 @@ async def test_cancel_during_step_raises_at_next_await(runtime: FakeRuntime, sta
     s = await runtime.session()
     inv = s.start("life", "busy_then_sleep")
     await asyncio.wait_for(step_started.wait(), 5)  # the step is running (in-process worker)
+    attempt = w._active[inv]
+    took_cancel = asyncio.Event()
+    original = attempt.cancel
+
+    def observed_cancel() -> None:
+        original()
+        took_cancel.set()
+
+    attempt.cancel = observed_cancel  # type: ignore[method-assign]
     s.cancel(inv)
-    while not w._active[inv].cancel_pending:  # wait until the worker has taken the CancelFrame
-        await asyncio.sleep(0.005)
+    await asyncio.wait_for(took_cancel.wait(), 5)  # the worker has taken the CancelFrame
+    assert attempt.cancel_pending
     gate.set()
     run = await s.expect_entry("run", 0, ack=True)
     assert run.entry.value == b"1"  # the step in flight completed normally
