@@ -18,7 +18,7 @@ from pathlib import Path
 from endure.runtime.log import NodeLog
 
 CHILD = Path(__file__).with_name("crash_child.py")
-ROUNDS = int(os.environ.get("ENDURE_LOG_CRASH_ROUNDS", "40"))
+ROUNDS = int(os.environ.get("ENDURE_LOG_CRASH_ROUNDS", "32"))
 PARTITIONS = 3
 
 
