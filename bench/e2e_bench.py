@@ -1,7 +1,13 @@
-"""`python -m endure.bench e2e`: closed-loop load through the gRPC client on a runtime + one worker.
+"""`python -m endure.bench e2e`: load through the gRPC client on a runtime + worker processes.
 
-Workloads: noop (return the input), steps3 (three ctx.run steps), counter (a virtual object's
-exclusive handler; one key per client so keys do not serialize each other).
+Workloads (--workload):
+  noop               return the input
+  steps3             three ctx.run steps
+  counter            a virtual object's exclusive handler, one key per client
+  sleep              a durable 100 ms sleep, then return
+  fanout             call 10 noop handlers and gather them
+  object-contention  many clients on 4 keys of a virtual object (exclusive handlers queue per key)
+  tool               one sandboxed Python step (print(1) in Wasmtime)
 """
 
 from __future__ import annotations
@@ -9,96 +15,94 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
-import time
+from pathlib import Path
 from typing import Any
 
 import psutil
 
+from endure.bench import harness
 from endure.bench.procs import BenchCluster, CpuMeter
 
-WORKLOADS = {
-    "noop": ("bench/noop", False),
-    "steps3": ("bench/steps3", False),
-    "counter": ("counter/add", True),
+# name -> (target, keys: 0 = unkeyed, -1 = one per client, n = n shared keys)
+WORKLOADS: dict[str, tuple[str, int]] = {
+    "noop": ("bench/noop", 0),
+    "steps3": ("bench/steps3", 0),
+    "counter": ("counter/add", -1),
+    "sleep": ("bench/sleep100", 0),
+    "fanout": ("bench/fanout10", 0),
+    "object-contention": ("counter/add", 4),
+    "tool": ("bench/tool", 0),
 }
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("e2e", help="end-to-end invocations/s and latency through runtime + worker processes")
-    p.add_argument("--workload", choices=sorted(WORKLOADS), default="noop")
-    p.add_argument("--concurrency", type=int, default=64, help="closed-loop clients")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--partitions", type=int, default=4)
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("e2e", help="end-to-end invocations/s and latency through runtime + worker processes",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_load_options(p, default_workload="noop")
     p.set_defaults(func=run)
+    for name in ("sleep", "fanout", "object-contention", "tool"):
+        q = sub.add_parser(name, help=f"the e2e {name} workload (same options as e2e)")
+        add_load_options(q, default_workload=name)
+        q.set_defaults(func=run)
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+def add_load_options(p: argparse.ArgumentParser, default_workload: str) -> None:
+    p.add_argument("--workload", choices=sorted(WORKLOADS), default=default_workload)
+    p.add_argument("--concurrency", type=int, default=64, help="closed-loop clients (default 64)")
+    p.add_argument("--rate", type=float, default=0.0, help="open loop: requests per second (0 = closed loop)")
+    p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--runs", type=int, default=1, help="runs on the same cluster; reports the median and spread")
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--results", type=Path, default=None, help="write the results file here (default bench/results/)")
+    p.add_argument("--compare", type=Path, default=None, help="print ratios to an earlier results file")
 
 
-async def drive(ingress: str, workload: str, concurrency: int, seconds: float, warmup: float) -> dict[str, Any]:
+async def _measure(ingress: str, args: argparse.Namespace) -> list[dict[str, float]]:
     from endure.sdk.client import Client
 
-    target, keyed = WORKLOADS[workload]
-    latencies: list[float] = []
-    errors = 0
-    measuring = False
-    stop_at = 0.0
+    target, keys = WORKLOADS[args.workload]
+    clients = [Client(ingress) for _ in range(max(1, min(8, args.concurrency // 16)))]
 
-    async def loop(client: Client, i: int) -> None:
-        nonlocal errors
-        key = f"k{i}" if keyed else None
-        while time.monotonic() < stop_at:
-            t0 = time.perf_counter()
-            try:
-                await client.call(target, 1, key=key)
-            except Exception:
-                errors += 1
-                continue
-            if measuring:
-                latencies.append(time.perf_counter() - t0)
+    async def request(i: int) -> object:
+        key = None if keys == 0 else f"k{i}" if keys < 0 else f"k{i % keys}"
+        return await clients[i % len(clients)].call(target, 1, key=key)
 
-    clients = [Client(ingress) for _ in range(max(1, min(8, concurrency // 16)))]
+    runs = []
     try:
-        stop_at = time.monotonic() + warmup + seconds
-        tasks = [asyncio.create_task(loop(clients[i % len(clients)], i)) for i in range(concurrency)]
-        await asyncio.sleep(warmup)
-        measuring = True
-        t0 = time.monotonic()
-        await asyncio.gather(*tasks)
-        elapsed = time.monotonic() - t0
+        for n in range(args.runs):
+            total = args.warmup + args.seconds
+            bar, progress = harness.progress_bar(total, f"{args.workload} run {n + 1}/{args.runs}")
+            with bar:
+                if args.rate:
+                    stats = await harness.open_loop(request, args.rate, args.seconds, args.warmup, progress=progress)
+                else:
+                    stats = await harness.closed_loop(request, args.concurrency, args.seconds, args.warmup,
+                                                      progress=progress)
+            runs.append(stats.summary())
     finally:
         for c in clients:
             await c.close()
-    latencies.sort()
-    return {
-        "invocations": len(latencies),
-        "invocations_per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
-        "p90_ms": round(percentile(latencies, 0.90) * 1000, 2),
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
-        "max_ms": round((latencies[-1] if latencies else 0) * 1000, 2),
-        "mean_ms": round(statistics.fmean(latencies) * 1000, 2) if latencies else 0.0,
-        "errors": errors,
-    }
+    return runs
 
 
 def run(args: argparse.Namespace) -> int:
     with BenchCluster(partitions=args.partitions, concurrency=max(64, args.concurrency)) as cluster:
         meter = CpuMeter({**cluster.processes(), "load generator": psutil.Process()})
-        result = asyncio.run(drive(cluster.ingress, args.workload, args.concurrency, args.seconds, args.warmup))
-        result["processes"] = meter.stop()
-    result = {"workload": args.workload, "concurrency": args.concurrency, "seconds": args.seconds, **result}
+        runs = asyncio.run(_measure(cluster.ingress, args))
+        processes = meter.stop()
+    result: dict[str, Any] = {"workload": args.workload, "mode": "open" if args.rate else "closed",
+                              "concurrency": args.concurrency, "rate": args.rate, "seconds": args.seconds,
+                              **harness.median_of_runs(runs), "processes": processes}
+    path = harness.write_results(f"e2e-{args.workload}", result, args.results)
+    ratios = harness.compare(result, args.compare) if args.compare else None
     if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{args.workload} c={args.concurrency}: {result['invocations_per_s']}/s  p50 {result['p50_ms']} ms  "
-              f"p99 {result['p99_ms']} ms  errors {result['errors']}")
-        for name, figures in result["processes"].items():
-            print(f"  {name}: cpu {figures['cpu_pct']}%  rss {figures['rss_mb']} MiB")
+        print(json.dumps({**result, **({"compare": ratios} if ratios else {})}))
+        return 0
+    figures = {k: result[k] for k in ("throughput_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "errors")}
+    harness.print_table(f"{args.workload} ({result['mode']} loop, c={args.concurrency}, runs={args.runs})",
+                        {"median": figures, **({"ratio to earlier": ratios} if ratios else {})})
+    harness.print_table("processes", processes)
+    print(f"results: {path}")
     return 0

@@ -36,6 +36,8 @@ class Shuffle:
         self._last_queued = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._truncating: asyncio.Task[None] | None = None
+        self._delivered_upto = 0  # highest sequence durably delivered, not yet truncated
         self.producer = f"partition-{partition}"
 
     def start(self) -> None:
@@ -44,12 +46,13 @@ class Shuffle:
         self._wake.set()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._task, self._truncating):
+            if task:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
 
     def enqueue(self, message: pb.OutboxMessage) -> None:
         if self._overflow_from is not None or len(self._queue) >= self._capacity:
@@ -90,11 +93,28 @@ class Shuffle:
                 by_target.setdefault(msg.partition, []).append(env)
             try:
                 await asyncio.gather(*(self._deliver(t, envs) for t, envs in by_target.items()))
-                truncate = pb.Envelope(outbox_truncate=pb.OutboxTruncate(up_to=batch[-1].sequence))
-                await self._append_own([truncate])
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("partition %d: outbox delivery failed; retrying", self._partition)
                 self._queue.extendleft(reversed(batch))
                 await asyncio.sleep(0.2)
+                continue
+            self._delivered_upto = batch[-1].sequence
+            if self._truncating is None or self._truncating.done():
+                self._truncating = asyncio.create_task(self._truncate())
+
+    async def _truncate(self) -> None:
+        """Truncate what was delivered, off the delivery path: one truncation in flight at a time,
+        covering everything delivered by the time it starts (a lost one is redone by the next)."""
+        while True:
+            upto = self._delivered_upto
+            try:
+                await self._append_own([pb.Envelope(outbox_truncate=pb.OutboxTruncate(up_to=upto))])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("partition %d: outbox truncation failed; will retry", self._partition)
+                return
+            if self._delivered_upto == upto:
+                return
