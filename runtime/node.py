@@ -89,7 +89,12 @@ class Node:
         effects.invoker = self.invoker
 
         options = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]
-        ingress = grpc.aio.server(options=options)
+        # gRPC core cancels (CANCELLED, not RESOURCE_EXHAUSTED) calls that wait unaccepted while more
+        # than max_pending_requests (default 1000) do: a burst of a few thousand calls would lose some
+        # before the ingress sees them. Our own limits answer overload; keep core's bound well above them.
+        pending = 4 * cfg.max_waiting_calls
+        ingress = grpc.aio.server(options=[*options, ("grpc.server.max_pending_requests", pending),
+                                           ("grpc.server.max_pending_requests_hard_limit", pending)])
         ipb_grpc.add_IngressServicer_to_server(
             IngressService(self.registry, self.processors, waiters, cfg.max_payload_bytes), ingress)
         _add_health_and_reflection(ingress, [ingress_pb2.DESCRIPTOR.services_by_name["Ingress"].full_name])
