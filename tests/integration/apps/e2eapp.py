@@ -100,6 +100,13 @@ async def sleeper(ctx: Context, ms: int) -> str:
     return f"slept {ms}"
 
 
+@svc.handler(inactivity_timeout=timedelta(milliseconds=10))
+async def park(ctx: Context, ms: int) -> str:
+    """Sleeps suspended (frees its worker slot at once): many can wait without holding slots."""
+    await ctx.sleep(timedelta(milliseconds=ms))
+    return "parked"
+
+
 @svc.handler()
 async def identity(ctx: Context) -> dict[str, str]:
     return {"invocation_id": ctx.invocation_id}
