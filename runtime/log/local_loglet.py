@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
@@ -149,6 +149,25 @@ class _MetaWrite:
         if self.seal:
             lg._seal_durable = True
             lg._wake_tail_waiters()
+
+
+class _DropWrite:
+    """Delete everything of a loglet that left its log's chain (records and seal/trim state)."""
+
+    __slots__ = ("store", "loglet_id")
+
+    def __init__(self, store: LocalLogletStore, loglet_id: int) -> None:
+        self.store = store
+        self.loglet_id = loglet_id
+
+    def write(self, wb: WriteBatch) -> None:
+        lo = _RECORD + self.loglet_id.to_bytes(8, "big")
+        hi = _RECORD + (self.loglet_id + 1).to_bytes(8, "big")
+        wb.delete_range(lo, hi)
+        wb.delete(_META + self.loglet_id.to_bytes(8, "big"))
+
+    def committed(self) -> None:
+        self.store._loglets.pop(self.loglet_id, None)
 
 
 class LocalLoglet:
@@ -402,14 +421,20 @@ class LocalLogletStore:
         self._loglets: dict[int, LocalLoglet] = {}
         # Writer state, all touched only from the event loop thread.
         self._dirty: list[LocalLoglet] = []  # loglets with pending records, in first-append order
-        self._controls: list[_MetaWrite] = []
+        self._controls: list[_MetaWrite | _DropWrite] = []
         self._open_batch: _Batch | None = None
         self._inflight = 0
         self._room_waiters: list[asyncio.Future[None]] = []
-        self._writer: asyncio.Task[None] | None = None
-        self._wakeup: asyncio.Future[None] | None = None
+        self._writing = False  # a batch is in the writer thread
+        self._kick_scheduled = False
+        self._drained: asyncio.Future[None] | None = None  # close() waits on it
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="endure-log-writer")
+        # The writer thread: takes one job at a time, handed over through _job + _job_ready
+        # (a lock used as a binary semaphore: the cheapest cross-thread wake-up CPython has).
+        self._job: tuple[list[tuple[LocalLoglet, int, list[bytes]]], list[_MetaWrite | _DropWrite], _Batch] | None = None
+        self._job_ready = threading.Lock()
+        self._job_ready.acquire()
+        self._thread: threading.Thread | None = None
         self._state: LogError | None = None  # set once closed or failed: every call raises it
         self._closing = False  # close() started: the writer drains the queue, then stops
         self._db_closed = False
@@ -454,6 +479,15 @@ class LocalLogletStore:
         self._loglets[loglet_id] = lg
         return lg
 
+    async def drop(self, loglet_id: int) -> None:
+        """Delete a loglet that is no longer in any chain; its id must never be used again."""
+        if self._state is not None:
+            raise self._state
+        lg = self._loglets.get(loglet_id)
+        if lg is not None and not lg._seal_durable and lg._tail != lg._trim_point + 1:
+            raise ValueError(f"loglet {loglet_id:#x} still holds records and is not sealed; trim it first")
+        await _await_batch(self._enqueue_control(_DropWrite(self, loglet_id)))
+
     def _read_range(self, lg: LocalLoglet, from_lsn: int, end: int) -> list[LogRecord]:
         """Sequential range read with one iterator (records of one loglet are adjacent keys)."""
         if self._db_closed:
@@ -490,17 +524,19 @@ class LocalLogletStore:
         return loop
 
     def _start_batch(self) -> _Batch:
-        """Open a new batch (the first record since the last write was taken) and kick the writer."""
-        loop = self._get_loop()
-        batch = self._open_batch = _Batch(loop)
-        if self._writer is None:
-            self._writer = loop.create_task(self._run_writer(), name=f"log-writer:{self.path}")
-        wake = self._wakeup
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+        """Open a new batch (the first record since the last write was taken)."""
+        batch = self._open_batch = _Batch(self._get_loop())
+        if not self._writing and not self._kick_scheduled:
+            self._schedule_kick()
         return batch
 
-    def _enqueue_control(self, op: _MetaWrite) -> _Batch:
+    def _schedule_kick(self) -> None:
+        # call_soon, not now: appenders already scheduled to run (e.g. the ones just woken by
+        # the previous batch) get to add their records first. That is the adaptive batching.
+        self._kick_scheduled = True
+        self._get_loop().call_soon(self._kick)
+
+    def _enqueue_control(self, op: _MetaWrite | _DropWrite) -> _Batch:
         self._controls.append(op)
         return self._open_batch or self._start_batch()
 
@@ -515,56 +551,89 @@ class LocalLogletStore:
         if self._state is not None:
             raise self._state
 
-    async def _run_writer(self) -> None:
-        loop = self._get_loop()
-        batch: _Batch | None = None
-        try:
-            while True:
-                if not self._dirty and not self._controls:
-                    if self._closing:
-                        return
-                    self._wakeup = loop.create_future()
-                    await self._wakeup
-                    self._wakeup = None
-                    continue
-                dirty, self._dirty = self._dirty, []
-                records = []
-                for lg in dirty:
-                    records.append((lg, lg._pending_first, lg._pending))
-                    lg._pending = []
-                controls, self._controls = self._controls, []
-                batch, self._open_batch = self._open_batch, None
-                await loop.run_in_executor(self._executor, self._write, records, controls)
-                n = 0
-                for lg, first, payloads in records:
-                    lg._committed(first, payloads)
-                    n += len(payloads)
-                for op in controls:
-                    op.committed()
-                self._inflight -= n
-                self.batches_written += 1
-                self.records_written += n
-                if self._room_waiters:
-                    waiters, self._room_waiters = self._room_waiters, []
-                    for w in waiters:
-                        if not w.done():
-                            w.set_result(None)
-                assert batch is not None
-                batch.resolve()
-                batch = None
-        except BaseException as exc:
-            # A failed or interrupted synced write leaves the durable state unknown: refuse
-            # all further work so no LSN is handed out twice or skipped; reopen recovers.
-            if isinstance(exc, asyncio.CancelledError):
-                err: LogError = LogClosedError("the log writer was cancelled; reopen the log")
-            else:
-                err = LogletFailedError(f"log write failed, reopen the log to recover: {exc!r}")
-                err.__cause__ = exc
-            self._fail(err, batch)
-            if not isinstance(exc, Exception):
-                raise
+    def _kick(self) -> None:
+        """Hand everything queued to the writer thread as one batch (if it is idle)."""
+        self._kick_scheduled = False
+        if self._writing or (not self._dirty and not self._controls):
+            return
+        if self._state is not None and not self._closing:
+            return
+        dirty, self._dirty = self._dirty, []
+        records = []
+        for lg in dirty:
+            records.append((lg, lg._pending_first, lg._pending))
+            lg._pending = []
+        controls, self._controls = self._controls, []
+        batch, self._open_batch = self._open_batch, None
+        assert batch is not None
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._thread_main, args=(self._get_loop(),), name="endure-log-writer", daemon=True
+            )
+            self._thread.start()
+        self._writing = True
+        self._job = (records, controls, batch)
+        self._job_ready.release()
 
-    def _write(self, records: list[tuple[LocalLoglet, int, list[bytes]]], controls: list[_MetaWrite]) -> None:
+    def _thread_main(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            self._job_ready.acquire()
+            job, self._job = self._job, None
+            if job is None:
+                return  # close()
+            records, controls, batch = job
+            error: BaseException | None = None
+            try:
+                self._write(records, controls)
+            except BaseException as exc:  # reported to the loop, which fails the store
+                error = exc
+            try:
+                loop.call_soon_threadsafe(self._written, records, controls, batch, error)
+            except RuntimeError:
+                return  # the event loop is gone; nobody is waiting any more
+
+    def _written(
+        self,
+        records: list[tuple[LocalLoglet, int, list[bytes]]],
+        controls: list[_MetaWrite | _DropWrite],
+        batch: _Batch,
+        error: BaseException | None,
+    ) -> None:
+        """On the loop, after the synced write returned: publish the records, wake everyone."""
+        self._writing = False
+        if error is not None:
+            # A failed synced write leaves the durable state unknown: refuse all further work
+            # so no LSN is handed out twice or skipped; reopening recovers from disk.
+            err = LogletFailedError(f"log write failed, reopen the log to recover: {error!r}")
+            err.__cause__ = error
+            self._fail(err, batch)
+        else:
+            n = 0
+            for lg, first, payloads in records:
+                lg._committed(first, payloads)
+                n += len(payloads)
+            for op in controls:
+                op.committed()
+            self._inflight -= n
+            self.batches_written += 1
+            self.records_written += n
+            if self._room_waiters:
+                waiters, self._room_waiters = self._room_waiters, []
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(None)
+            batch.resolve()
+            if self._dirty or self._controls:
+                if not self._kick_scheduled:
+                    self._schedule_kick()
+                return
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def _write(
+        self, records: list[tuple[LocalLoglet, int, list[bytes]]], controls: list[_MetaWrite | _DropWrite]
+    ) -> None:
         """Runs in the writer thread: one WriteBatch, one synced write."""
         wb = WriteBatch(raw_mode=True)
         put = wb.put
@@ -609,16 +678,18 @@ class LocalLogletStore:
         if self._closing:
             return
         self._closing = True
-        writer = self._writer
-        if writer is not None and not writer.done():
-            wake = self._wakeup
-            if wake is not None and not wake.done():
-                wake.set_result(None)
-            await asyncio.wait([writer])  # drains the queue; never raises, even if it was cancelled
+        if self._writing or self._dirty or self._controls:
+            self._drained = self._get_loop().create_future()
+            if not self._writing and not self._kick_scheduled:
+                self._schedule_kick()
+            await asyncio.shield(self._drained)
         if self._state is None:
             self._state = LogClosedError(f"the log store at {self.path} is closed")
         self._fail(self._state, None)
-        self._executor.shutdown(wait=True)
+        if self._thread is not None:
+            self._job = None
+            self._job_ready.release()
+            self._thread.join()
         self._db_closed = True
         self._db.flush_wal(True)
         self._db.close()

@@ -40,6 +40,10 @@ class LogletProvider(Protocol):
 
     def loglet(self, loglet_id: int, base_lsn: int) -> Loglet: ...
 
+    async def drop(self, loglet_id: int) -> None:
+        """Delete a loglet after it left the chain (trimmed away)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Segment:
@@ -309,6 +313,10 @@ class VirtualLog:
                     return
                 continue
             self._install(new, version)
+            # Only now, with no chain pointing at them, delete what is left of the dropped
+            # loglets (a crash before this leaves a few keys of garbage, never a dangling chain).
+            for _, loglet_id, kind in chain.segments[:drop]:
+                await self._providers[kind].drop(loglet_id)
             return
 
     # -- admin view -----------------------------------------------------------------------

@@ -390,3 +390,20 @@ async def test_reader_reads_old_records_from_disk(tmp_path: Path) -> None:
         assert [r.payload for b in batches for r in b] == [b"%d" % i for i in range(20)]
     finally:
         await n.close()
+
+
+async def test_trimmed_away_loglets_are_deleted(node: NodeLog) -> None:
+    log = node.log(0)
+    await log.append([b"a", b"b"])
+    first = log.segments()[0].loglet_id
+    await log.reconfigure()
+    await log.append([b"c"])
+    await log.trim(2)
+    assert first not in node.store._loglets
+    prefix = b"R" + first.to_bytes(8, "big")
+    it = node.store._db.iter()
+    it.seek(prefix)
+    assert not (it.valid() and it.key().startswith(prefix))
+    assert node.store._db.get(b"M" + first.to_bytes(8, "big")) is None
+    del it
+    assert payloads(await log.read(3, 4)) == [b"c"]
