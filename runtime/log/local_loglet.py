@@ -8,13 +8,15 @@ sequential key range:
     b"M" + loglet_id (8 bytes)                  ->  sealed (1) | seal tail (8) | trim point (8)
 
 Group commit. Appenders never touch RocksDB. An append takes its LSNs in memory, puts its
-records on the store's queue and awaits the future of the batch it landed in. A single
-writer task takes *everything* queued, writes it as one WriteBatch with sync=True in a
-dedicated thread (RocksDB releases the GIL while it writes and fsyncs, so the event loop
-keeps running), and resolves the batch's one future after the sync returned. While that
-write is in flight, new appends pile up for the next batch, so batches grow with load and
-there is no timer anywhere on the hot path. The queue is bounded: appenders wait for room
-(backpressure) or get LogFull.
+records on its loglet's pending list and awaits the one future of the batch it landed in.
+Whenever the writer is idle, a loop callback (scheduled with call_soon, so every appender
+that is already runnable gets in first) hands *everything* queued to one dedicated writer
+thread, which writes it as one WriteBatch with sync=True (RocksDB releases the GIL while it
+writes and fsyncs, so the event loop keeps running) and reports back with
+call_soon_threadsafe; only then are the records published and the batch future resolved.
+While a write is in flight, new appends pile up for the next batch, so batches grow with
+load and there is no timer anywhere on the hot path. The queue is bounded (records accepted
+but not yet durable): appenders wait for room (backpressure) or get LogFull.
 
 Seal and trim go through the same writer, so they are ordered with appends: everything
 appended before a seal is in the same or an earlier batch, and the seal flag, its tail and

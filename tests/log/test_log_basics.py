@@ -14,6 +14,7 @@ from endure.runtime.log import (
     LocalMetadataStore,
     LogClosedError,
     LogFull,
+    LogletFailedError,
     LogRecord,
     NodeLog,
     SealedError,
@@ -407,3 +408,44 @@ async def test_trimmed_away_loglets_are_deleted(node: NodeLog) -> None:
     assert node.store._db.get(b"M" + first.to_bytes(8, "big")) is None
     del it
     assert payloads(await log.read(3, 4)) == [b"c"]
+
+
+async def test_failed_write_poisons_the_store_until_reopen(tmp_path: Path) -> None:
+    n = await NodeLog.open(tmp_path, 1)
+    log = n.log(0)
+    await log.append([b"ok"])
+
+    def broken(*_args: object) -> None:
+        raise OSError("disk on fire")
+
+    n.store._write = broken  # type: ignore[method-assign]
+    results = await asyncio.gather(log.append([b"a"]), log.append([b"b"]), return_exceptions=True)
+    assert all(isinstance(r, LogletFailedError) and "disk on fire" in str(r) for r in results)
+    with pytest.raises(LogletFailedError, match="reopen"):
+        await log.append([b"c"])
+    await n.close()
+    n = await NodeLog.open(tmp_path, 1)
+    try:
+        assert n.log(0).tail() == 2
+        assert await n.log(0).append([b"again"]) == range(2, 3)
+    finally:
+        await n.close()
+
+
+def test_runs_on_uvloop(tmp_path: Path) -> None:
+    import uvloop
+
+    async def main() -> list[int]:
+        n = await NodeLog.open(tmp_path, 2)
+        try:
+            log = n.log(0)
+            it = log.reader(1)
+            ranges = await asyncio.gather(*(log.append([b"%d" % i]) for i in range(20)))
+            got = await anext(it)
+            await it.aclose()
+            assert [r.lsn for r in got] == list(range(1, 21))
+            return sorted(r.start for r in ranges)
+        finally:
+            await n.close()
+
+    assert uvloop.run(main()) == list(range(1, 21))
