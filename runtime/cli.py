@@ -154,6 +154,11 @@ def dev(
 ) -> None:
     """Runtime and one worker in one command, for a laptop. Ctrl-C stops both."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops both children like Ctrl-C, not just this process
+
+    signal.signal(signal.SIGTERM, _interrupt)
     runtime = subprocess.Popen([sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir", str(data_dir),
                                 "--ingress", ingress, "--admin", admin], env=env)
     worker_proc = None
