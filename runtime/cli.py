@@ -445,39 +445,43 @@ def invocations_describe(invocation_id: str, admin: str = ADMIN_OPT, as_json: bo
     console.print(table)
 
 
-def _action(method: str, invocation_id: str, admin: str) -> None:
+def _action(method: str, invocation_id: str, admin: str, as_json: bool = False) -> None:
     _admin_call(admin, method, apb.InvocationRef(invocation_id=invocation_id))
-    typer.echo(f"{method.removesuffix('Invocation').lower()}: {invocation_id}")
+    action = method.removesuffix("Invocation").lower()
+    if as_json:
+        typer.echo(json.dumps({"action": action, "invocation_id": invocation_id}))
+    else:
+        typer.echo(f"{action}: {invocation_id}")
 
 
 @invocations_app.command("cancel")
-def invocations_cancel(invocation_id: str, admin: str = ADMIN_OPT) -> None:
+def invocations_cancel(invocation_id: str, admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
     """Cancel: the handler sees a cancellation at its next await and may compensate."""
-    _action("CancelInvocation", invocation_id, admin)
+    _action("CancelInvocation", invocation_id, admin, as_json)
 
 
 @invocations_app.command("kill")
-def invocations_kill(invocation_id: str, admin: str = ADMIN_OPT) -> None:
+def invocations_kill(invocation_id: str, admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
     """Kill: stop at once, without compensations."""
-    _action("KillInvocation", invocation_id, admin)
+    _action("KillInvocation", invocation_id, admin, as_json)
 
 
 @invocations_app.command("purge")
-def invocations_purge(invocation_id: str, admin: str = ADMIN_OPT) -> None:
+def invocations_purge(invocation_id: str, admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
     """Drop a finished invocation's status and journal now."""
-    _action("PurgeInvocation", invocation_id, admin)
+    _action("PurgeInvocation", invocation_id, admin, as_json)
 
 
 @invocations_app.command("pause")
-def invocations_pause(invocation_id: str, admin: str = ADMIN_OPT) -> None:
+def invocations_pause(invocation_id: str, admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
     """Pause: stop running it until resumed."""
-    _action("PauseInvocation", invocation_id, admin)
+    _action("PauseInvocation", invocation_id, admin, as_json)
 
 
 @invocations_app.command("resume")
-def invocations_resume(invocation_id: str, admin: str = ADMIN_OPT) -> None:
+def invocations_resume(invocation_id: str, admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
     """Resume a paused invocation (for example after fixing a journal mismatch)."""
-    _action("ResumeInvocation", invocation_id, admin)
+    _action("ResumeInvocation", invocation_id, admin, as_json)
 
 
 def main() -> None:
