@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import grpc
 import typer
 from google.protobuf.json_format import MessageToDict
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -390,12 +391,22 @@ def invocations_list(
     if as_json:
         typer.echo(json.dumps(_dump(resp)))
         return
-    table = Table("invocation", "target", "status", "tenant", "attempts", "journal", "created", "modified")
+    # Ids are copied into describe/cancel, so they are never cut; a narrow terminal gets the
+    # essential columns only, without borders, instead of every column squeezed to "…".
+    wide = console.width >= 150
+    columns = ["invocation", "target", "status"] + (["attempts", "tenant", "journal", "created", "modified"] if wide else [])
+    table = Table(*columns, box=box.HEAVY_HEAD if wide else None, padding=(0, 1) if wide else (0, 2, 0, 0))
+    table.columns[0].no_wrap = True
+    table.columns[0].min_width = max((len(i.status.invocation_id) for i in resp.invocations), default=10)
+    for column in table.columns[1:]:
+        column.overflow = "fold"
     for inv in resp.invocations:
         s = inv.status
         target = f"{s.target.service}/{s.target.handler}" + (f" [{s.target.key}]" if s.target.key else "")
-        table.add_row(s.invocation_id, target, pb.Status.Name(s.status).lower(), s.tenant, str(s.attempts),
-                      str(s.journal_length), _ms(s.created_at_ms), _ms(s.modified_at_ms))
+        row = [s.invocation_id, target, pb.Status.Name(s.status).lower()]
+        if wide:
+            row += [str(s.attempts), s.tenant, str(s.journal_length), _ms(s.created_at_ms), _ms(s.modified_at_ms)]
+        table.add_row(*row)
     console.print(table)
     if resp.next_page_token:
         console.print(f"more: --page-token {resp.next_page_token}")
