@@ -151,8 +151,8 @@ class PartitionProcessor:
             except Exception:  # a corrupt payload must not stop the partition
                 self.state_machine._reject(f"LSN {record.lsn}: undecodable record")
                 continue
-            self.state_machine.apply(tx, env, effects)
-            if env.HasField("announce_leader") and env.announce_leader.epoch == self._announced:
+            applied = self.state_machine.apply(tx, env, effects)
+            if applied and env.HasField("announce_leader") and env.announce_leader.epoch == self._announced:
                 became_leader = True
                 effects.clear()  # everything owed is re-derived from the store below
         last = batch[-1].lsn
@@ -161,6 +161,10 @@ class PartitionProcessor:
         self.records_applied += len(batch)
         if became_leader:
             self._become_leader()
+            # Effects of records after the announcement in this batch: starts, timers and outbox
+            # were re-derived from the store just now; the rest (client answers, completions,
+            # cancel / abort) exist only here.
+            self._run_effects([e for e in effects if not isinstance(e, StartInvocation)])
         elif self.epoch:
             self._run_effects(effects)
         for lsn in [k for k in self._applied_waiters if k <= last]:
