@@ -294,6 +294,26 @@ async def cancel_parent(ctx: Context, tag: str) -> str:
         raise
 
 
+# ---------------------------------------------------------------------- soak
+
+
+def _soak_step(tag: str, i: int) -> str:
+    mark(f"{tag}:step{i}:start")
+    return f"s{i}"
+
+
+@svc.handler(retry=FAST)
+async def multistep(ctx: Context, tag: str) -> list[str]:
+    """Five acknowledged steps with timers between them; `ack` is marked after each step's result
+    is durable (on replays too), so a `start` after an `ack` means an acknowledged step re-ran."""
+    out = []
+    for i in range(5):
+        out.append(await ctx.run(f"step{i}", _soak_step, tag, i))
+        mark(f"{tag}:step{i}:ack")
+        await ctx.sleep(timedelta(milliseconds=30))
+    return out
+
+
 # ---------------------------------------------------------------------- a virtual object
 
 obj = VirtualObject("e2eobj")
