@@ -54,3 +54,27 @@ async def add(ctx: ObjectContext, delta: int) -> int:
 
 
 app = App([bench, counter])
+
+
+def _mark(folder: str, line: str) -> None:
+    with open(f"{folder}/markers.txt", "a") as f:
+        f.write(line + "\n")
+
+
+async def _wait_at_gate(folder: str, tag: str) -> str:
+    """Waits (on the event loop, no thread held) until the benchmark opens the gate."""
+    import asyncio
+    import os
+
+    _mark(folder, f"waiting {tag} {os.getpid()}")
+    while not os.path.exists(f"{folder}/gate"):  # noqa: ASYNC110, ASYNC240 - another process opens the gate
+        await asyncio.sleep(0.01)
+    return tag
+
+
+@bench.handler()
+async def hold(ctx: Context, job: list[str]) -> str:
+    """job = [folder, tag]: one step, then a step that waits at the benchmark's gate."""
+    folder, tag = job
+    await ctx.run("begin", _mark, folder, f"begin {tag}")
+    return await ctx.run("wait", _wait_at_gate, folder, tag)

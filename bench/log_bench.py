@@ -46,7 +46,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--record-size", type=int, default=200, help="payload bytes (default 200)")
     p.add_argument("--records-per-append", type=int, default=1, help="records per append call (default 1)")
     p.add_argument("--raw-batch", type=int, default=100, help="records per raw WriteBatch (default 100)")
-    p.add_argument("--slice", type=float, default=0.5, help="raw and log alternate in slices this long (default 0.5 s)")
+    p.add_argument("--slice", type=float, default=0.25, help="raw and log alternate in slices this long (default 0.25 s)")
     p.add_argument("--dir", type=Path, default=None, help="where to make the temp dir (default: system tmp)")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -262,7 +262,15 @@ class App:
                 self._handlers[(svc.name, h.name)] = h
 
     def lookup(self, service: str, handler: str) -> HandlerDefinition | None:
-        return self._handlers.get((service, handler))
+        found = self._handlers.get((service, handler))
+        if found is None:
+            # A handler decorated after App(...) was built (e.g. further down the module).
+            for svc in self.services:
+                if svc.name == service and handler in svc.handlers:
+                    found = svc.handlers[handler]
+                    found._resolve()
+                    self._handlers[(service, handler)] = found
+        return found
 
     def service_defs(self) -> list[worker_pb2.ServiceDef]:
         return [svc.to_proto() for svc in self.services]
