@@ -513,13 +513,33 @@ class StateMachine:
             status.failure.message = "cancelled"
             self._finish(tx, status, pb.CANCELLED, now, effects)
             return
+        if status.cancel_requested and status.status == pb.RUNNING:
+            return  # already delivered
         status.cancel_requested = True
         self._signal_children(tx, status, now, effects, pb.Envelope(cancel=pb.Cancel()))
+        self._cancel_waits(tx, status, effects)
         if status.status == pb.RUNNING:
             self._save(tx, status, now)
             effects.append(CancelAttempt(status.invocation_id))
         else:  # suspended, backing off, paused: resume so the handler sees the cancellation and compensates
             self._start(tx, status, now, effects)
+
+    def _cancel_waits(self, tx: Transaction, status: pb.InvocationStatus, effects: list[Effect]) -> None:
+        """Complete the sleeps, awakeables and promise gets the handler waits on with 'cancelled'.
+
+        Journaled, so a replay raises the cancellation at exactly the await that saw it. Calls
+        are left to complete when their cancelled callee ends (after its own compensations).
+        """
+        for index in range(status.journal_length):
+            entry = self._entry(tx, status.invocation_id, index)
+            if entry is None or entry.WhichOneof("result") is not None:
+                continue
+            if entry.WhichOneof("kind") in ("sleep", "awakeable", "promise_get"):
+                entry.failure.code = CANCELLED_CODE
+                entry.failure.message = "cancelled"
+                tx.put_proto(keys.journal(status.invocation_id, index), entry)
+                if status.status == pb.RUNNING:
+                    effects.append(CompleteEntry(status.invocation_id, index, entry))
 
     def _on_kill(self, tx: Transaction, rec: pb.Kill, now: int, effects: list[Effect]) -> None:
         status = self._status(tx, rec.invocation_id)
