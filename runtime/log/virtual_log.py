@@ -179,6 +179,8 @@ class VirtualLog:
     async def _do_extend(self, lg: Loglet) -> None:
         while self._last is lg:
             tail = await lg.seal()
+            if self._last is not lg:
+                return  # the chain moved on while we sealed (a reload installed a successor)
             chain = self._chain
             assert chain is not None
             seg = (tail, self._loglet_id(chain.next_seq), self._kind)
@@ -293,12 +295,15 @@ class VirtualLog:
             return
         self._trim_point = up_to_lsn
         while True:
-            bases, loglets, chain = self._bases, self._loglets, self._chain
-            assert chain is not None
-            for base, lg in zip(bases, loglets, strict=True):
+            for base, lg in zip(self._bases, self._loglets, strict=True):
                 if base > up_to_lsn:
                     break
                 await lg.trim(up_to_lsn)
+            # Snapshot the chain and its version together, after the awaits above: the CAS
+            # must describe the chain it replaces (a reconfiguration may have run meanwhile).
+            chain, version = self._chain, self._version
+            assert chain is not None
+            bases = [b for b, _, _ in chain.segments]
             drop = 0
             while drop + 1 < len(bases) and bases[drop + 1] <= up_to_lsn + 1:
                 drop += 1
@@ -306,7 +311,7 @@ class VirtualLog:
                 return  # the loglet trim points are the durable record of this trim
             new = _Chain(chain.segments[drop:], max(chain.trim_point, up_to_lsn), chain.next_seq)
             try:
-                version = await self._metadata.put(self._key, new.encode(), self._version)
+                version = await self._metadata.put(self._key, new.encode(), version)
             except VersionMismatch:
                 await self._reload()
                 if self._chain is not None and self._chain.trim_point >= up_to_lsn:

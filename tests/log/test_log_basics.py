@@ -449,3 +449,30 @@ def test_runs_on_uvloop(tmp_path: Path) -> None:
             await n.close()
 
     assert uvloop.run(main()) == list(range(1, 21))
+
+
+async def test_trim_racing_reconfigure_keeps_the_chain_consistent(tmp_path: Path) -> None:
+    n = await NodeLog.open(tmp_path, 1)
+    log = n.log(0)
+    written: dict[int, bytes] = {}
+    for i in range(25):
+        r = await log.append([b"%d-a" % i, b"%d-b" % i])
+        written.update(zip(r, [b"%d-a" % i, b"%d-b" % i], strict=True))
+        ops = [log.trim(log.tail() - 2), log.reconfigure()]
+        if i % 2:
+            ops.reverse()
+        results = await asyncio.gather(*ops, log.append([b"%d-c" % i]))
+        written[results[2].start] = b"%d-c" % i
+        segs = log.segments()
+        assert [s.base_lsn for s in segs] == sorted(s.base_lsn for s in segs)
+        assert [s.sealed for s in segs] == [True] * (len(segs) - 1) + [False]
+        assert segs[0].base_lsn <= log.trim_point() + 1
+    got = await log.read(log.trim_point() + 1, log.tail())
+    assert [(r.lsn, r.payload) for r in got] == [(k, written[k]) for k in range(log.trim_point() + 1, log.tail())]
+    segs, tp, tail = log.segments(), log.trim_point(), log.tail()
+    await n.close()
+    n = await NodeLog.open(tmp_path, 1)
+    try:
+        assert (n.log(0).segments(), n.log(0).trim_point(), n.log(0).tail()) == (segs, tp, tail)
+    finally:
+        await n.close()
