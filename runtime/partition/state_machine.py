@@ -57,6 +57,11 @@ class StateMachine:
     def __init__(self, config: StateMachineConfig) -> None:
         self.config = config
         self.rejected = 0  # records rejected since start, for metrics and tests
+        self._handlers = {
+            field.name: getattr(self, f"_on_{field.name}")
+            for field in pb.Envelope.DESCRIPTOR.oneofs_by_name["body"].fields
+            if hasattr(self, f"_on_{field.name}")
+        }
 
     # ------------------------------------------------------------------ entry point
 
@@ -75,22 +80,23 @@ class StateMachine:
                 return False
             tx.put(dedup_key, keys.u64(header.sequence))
         kind = env.WhichOneof("body")
-        handler = getattr(self, f"_on_{kind}", None)
+        handler = self._handlers.get(kind)  # type: ignore[arg-type]
         if handler is None:
             self._reject(f"record without a known body ({kind!r})")
             return False
-        # Apply into a child buffer so a rejection leaves nothing half-written.
-        staged = list(effects)
+        # Roll back to these marks on rejection, so a rejected record leaves nothing half-written.
+        # (Truncating instead of copying the effects list keeps a batch's apply linear in its size.)
+        mark = len(effects)
         checkpoint = tx.checkpoint()
         try:
-            handler(tx, getattr(env, kind), header.timestamp_ms, staged)
+            handler(tx, getattr(env, kind), header.timestamp_ms, effects)
         except Rejected as exc:
             tx.rollback(checkpoint)
+            del effects[mark:]
             self._reject(f"{kind}: {exc}")
             if exc.restart:
                 effects.append(AbortAttempt(exc.restart, str(exc), restart=True))
             return False
-        effects[:] = staged
         return True
 
     def _reject(self, reason: str) -> None:
