@@ -57,7 +57,9 @@ def finish(part: Partition, inv: str, start_index: int, value: bytes = b"out", t
 def test_service_invocation_starts_at_once(part):
     a = inv_id("a")
     eff = part.apply(invoke(a, tenant="t1", priority=pb.HIGH, input=b"in"))
-    assert eff == [StartInvocation(a, "svc", "t1", pb.HIGH)]
+    (start,) = eff
+    assert isinstance(start, StartInvocation)
+    assert (start.invocation_id, start.service, start.tenant, start.priority) == (a, "svc", "t1", pb.HIGH)
     s = part.status(a)
     assert s.status == pb.RUNNING
     assert s.created_at_ms == T0 and s.modified_at_ms == T0
