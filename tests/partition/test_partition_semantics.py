@@ -459,9 +459,15 @@ def test_cancellation_propagates_through_a_tree_of_calls(part):
     part.apply(env(suspend=pb.Suspend(invocation_id=c1, waiting_on=[0])))
     assert part.status(c1).status == pb.SUSPENDED
 
+    # root also waits on an awakeable: the cancel completes it with 409 in the journal.
+    part.apply(entry(root, 3, awakeable=pb.AwakeableEntry()))
     seen_outbox = {m.sequence for m in part.outbox()}
     eff = part.apply(env(cancel=pb.Cancel(invocation_id=root)))
     assert CancelAttempt(root) in eff
+    assert [(e.index, e.entry.failure.code) for e in of_type(eff, CompleteEntry)] == [(3, 409)]
+    assert part.store.journal(root)[3].failure.code == 409
+    # A second cancel while it runs is not delivered again.
+    assert part.apply(env(cancel=pb.Cancel(invocation_id=root))) == []
     assert part.status(root).cancel_requested
     sent = [m for m in part.outbox() if m.sequence not in seen_outbox]
     assert {m.envelope.cancel.invocation_id for m in sent} == {c1, c2}  # not c3: its call completed
@@ -480,7 +486,7 @@ def test_cancellation_propagates_through_a_tree_of_calls(part):
 
     # Everyone ends with the cancellation failure: CANCELLED, and the parents get failures.
     cancelled = pb.Failure(code=409, message="cancelled")
-    for inv, idx in ((grandchild, 0), (c1, 1), (c2, 0), (root, 3)):
+    for inv, idx in ((grandchild, 0), (c1, 1), (c2, 0), (root, 4)):
         part.apply(entry(inv, idx, output=pb.OutputEntry(failure=cancelled)))
         eff = part.apply(end(inv))
         assert part.status(inv).status == pb.CANCELLED
