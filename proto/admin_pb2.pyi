@@ -8,6 +8,109 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class LimitSpec(_message.Message):
+    __slots__ = ("max_running", "rate_per_s", "burst", "max_backlog", "weight")
+    MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    RATE_PER_S_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    MAX_BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    max_running: int
+    rate_per_s: float
+    burst: float
+    max_backlog: int
+    weight: float
+    def __init__(self, max_running: _Optional[int] = ..., rate_per_s: _Optional[float] = ..., burst: _Optional[float] = ..., max_backlog: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class GetLimitsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetLimitsRequest(_message.Message):
+    __slots__ = ("tenant", "target", "limits", "clear")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    target: str
+    limits: LimitSpec
+    clear: bool
+    def __init__(self, tenant: _Optional[str] = ..., target: _Optional[str] = ..., limits: _Optional[_Union[LimitSpec, _Mapping]] = ..., clear: _Optional[bool] = ...) -> None: ...
+
+class LimitsResponse(_message.Message):
+    __slots__ = ("tenants", "targets", "backlog", "running")
+    class TenantsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: LimitSpec
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[LimitSpec, _Mapping]] = ...) -> None: ...
+    class TargetsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: LimitSpec
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[LimitSpec, _Mapping]] = ...) -> None: ...
+    class BacklogEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class RunningEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    tenants: _containers.MessageMap[str, LimitSpec]
+    targets: _containers.MessageMap[str, LimitSpec]
+    backlog: _containers.ScalarMap[str, int]
+    running: _containers.ScalarMap[str, int]
+    def __init__(self, tenants: _Optional[_Mapping[str, LimitSpec]] = ..., targets: _Optional[_Mapping[str, LimitSpec]] = ..., backlog: _Optional[_Mapping[str, int]] = ..., running: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class UsageRequest(_message.Message):
+    __slots__ = ("tenant", "since_ms", "by")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_MS_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    since_ms: int
+    by: str
+    def __init__(self, tenant: _Optional[str] = ..., since_ms: _Optional[int] = ..., by: _Optional[str] = ...) -> None: ...
+
+class UsageRow(_message.Message):
+    __slots__ = ("tenant", "group", "counters")
+    class CountersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    group: str
+    counters: _containers.ScalarMap[str, float]
+    def __init__(self, tenant: _Optional[str] = ..., group: _Optional[str] = ..., counters: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class UsageResponse(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[UsageRow]
+    def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ...) -> None: ...
+
 class ListServicesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -79,6 +79,21 @@ class AdminStub:
                 request_serializer=endure_dot_proto_dot_admin__pb2.ListPartitionsRequest.SerializeToString,
                 response_deserializer=endure_dot_proto_dot_admin__pb2.ListPartitionsResponse.FromString,
                 _registered_method=True)
+        self.GetLimits = channel.unary_unary(
+                '/endure.admin.Admin/GetLimits',
+                request_serializer=endure_dot_proto_dot_admin__pb2.GetLimitsRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_admin__pb2.LimitsResponse.FromString,
+                _registered_method=True)
+        self.SetLimits = channel.unary_unary(
+                '/endure.admin.Admin/SetLimits',
+                request_serializer=endure_dot_proto_dot_admin__pb2.SetLimitsRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_admin__pb2.LimitsResponse.FromString,
+                _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/endure.admin.Admin/GetUsage',
+                request_serializer=endure_dot_proto_dot_admin__pb2.UsageRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_admin__pb2.UsageResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -138,6 +153,24 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLimits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLimits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUsage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +218,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListPartitions,
                     request_deserializer=endure_dot_proto_dot_admin__pb2.ListPartitionsRequest.FromString,
                     response_serializer=endure_dot_proto_dot_admin__pb2.ListPartitionsResponse.SerializeToString,
+            ),
+            'GetLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLimits,
+                    request_deserializer=endure_dot_proto_dot_admin__pb2.GetLimitsRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_admin__pb2.LimitsResponse.SerializeToString,
+            ),
+            'SetLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLimits,
+                    request_deserializer=endure_dot_proto_dot_admin__pb2.SetLimitsRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_admin__pb2.LimitsResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=endure_dot_proto_dot_admin__pb2.UsageRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_admin__pb2.UsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -430,6 +478,87 @@ class Admin:
             '/endure.admin.Admin/ListPartitions',
             endure_dot_proto_dot_admin__pb2.ListPartitionsRequest.SerializeToString,
             endure_dot_proto_dot_admin__pb2.ListPartitionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/endure.admin.Admin/GetLimits',
+            endure_dot_proto_dot_admin__pb2.GetLimitsRequest.SerializeToString,
+            endure_dot_proto_dot_admin__pb2.LimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/endure.admin.Admin/SetLimits',
+            endure_dot_proto_dot_admin__pb2.SetLimitsRequest.SerializeToString,
+            endure_dot_proto_dot_admin__pb2.LimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/endure.admin.Admin/GetUsage',
+            endure_dot_proto_dot_admin__pb2.UsageRequest.SerializeToString,
+            endure_dot_proto_dot_admin__pb2.UsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -314,30 +314,36 @@ class Completion(_message.Message):
     def __init__(self, invocation_id: _Optional[str] = ..., entry_index: _Optional[int] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., void: _Optional[_Union[Void, _Mapping]] = ...) -> None: ...
 
 class End(_message.Message):
-    __slots__ = ("invocation_id",)
+    __slots__ = ("invocation_id", "run_ms")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_MS_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
-    def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
+    run_ms: int
+    def __init__(self, invocation_id: _Optional[str] = ..., run_ms: _Optional[int] = ...) -> None: ...
 
 class Suspend(_message.Message):
-    __slots__ = ("invocation_id", "waiting_on")
+    __slots__ = ("invocation_id", "waiting_on", "run_ms")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     WAITING_ON_FIELD_NUMBER: _ClassVar[int]
+    RUN_MS_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     waiting_on: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, invocation_id: _Optional[str] = ..., waiting_on: _Optional[_Iterable[int]] = ...) -> None: ...
+    run_ms: int
+    def __init__(self, invocation_id: _Optional[str] = ..., waiting_on: _Optional[_Iterable[int]] = ..., run_ms: _Optional[int] = ...) -> None: ...
 
 class AttemptFailed(_message.Message):
-    __slots__ = ("invocation_id", "failure", "retry_at_ms", "pause")
+    __slots__ = ("invocation_id", "failure", "retry_at_ms", "pause", "run_ms")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     RETRY_AT_MS_FIELD_NUMBER: _ClassVar[int]
     PAUSE_FIELD_NUMBER: _ClassVar[int]
+    RUN_MS_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     failure: Failure
     retry_at_ms: int
     pause: bool
-    def __init__(self, invocation_id: _Optional[str] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry_at_ms: _Optional[int] = ..., pause: _Optional[bool] = ...) -> None: ...
+    run_ms: int
+    def __init__(self, invocation_id: _Optional[str] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry_at_ms: _Optional[int] = ..., pause: _Optional[bool] = ..., run_ms: _Optional[int] = ...) -> None: ...
 
 class TimerFired(_message.Message):
     __slots__ = ("timer_key",)
@@ -376,18 +382,20 @@ class Resume(_message.Message):
     def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
 
 class ResolvePromise(_message.Message):
-    __slots__ = ("workflow", "key", "name", "value", "failure")
+    __slots__ = ("workflow", "key", "name", "value", "failure", "tenant")
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     workflow: str
     key: str
     name: str
     value: bytes
     failure: Failure
-    def __init__(self, workflow: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ...) -> None: ...
+    tenant: str
+    def __init__(self, workflow: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class AnnounceLeader(_message.Message):
     __slots__ = ("epoch", "node")
@@ -440,7 +448,7 @@ class Envelope(_message.Message):
     def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., invoke: _Optional[_Union[Invoke, _Mapping]] = ..., append_entry: _Optional[_Union[AppendEntry, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., suspend: _Optional[_Union[Suspend, _Mapping]] = ..., attempt_failed: _Optional[_Union[AttemptFailed, _Mapping]] = ..., timer_fired: _Optional[_Union[TimerFired, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., kill: _Optional[_Union[Kill, _Mapping]] = ..., purge: _Optional[_Union[Purge, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., resolve_promise: _Optional[_Union[ResolvePromise, _Mapping]] = ..., announce_leader: _Optional[_Union[AnnounceLeader, _Mapping]] = ..., outbox_truncate: _Optional[_Union[OutboxTruncate, _Mapping]] = ...) -> None: ...
 
 class InvocationStatus(_message.Message):
-    __slots__ = ("invocation_id", "target", "handler_kind", "status", "tenant", "priority", "input", "idempotency_key", "caller", "created_at_ms", "modified_at_ms", "execute_at_ms", "attempts", "journal_length", "waiting_on", "last_failure", "value", "failure", "completed_at_ms", "retry_at_ms", "cancel_requested", "headers", "inbox_seq")
+    __slots__ = ("invocation_id", "target", "handler_kind", "status", "tenant", "priority", "input", "idempotency_key", "caller", "created_at_ms", "modified_at_ms", "execute_at_ms", "attempts", "journal_length", "waiting_on", "last_failure", "value", "failure", "completed_at_ms", "retry_at_ms", "cancel_requested", "headers", "inbox_seq", "usage")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -448,6 +456,13 @@ class InvocationStatus(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class UsageEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     HANDLER_KIND_FIELD_NUMBER: _ClassVar[int]
@@ -471,6 +486,7 @@ class InvocationStatus(_message.Message):
     CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     INBOX_SEQ_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     target: Target
     handler_kind: HandlerKind
@@ -494,7 +510,21 @@ class InvocationStatus(_message.Message):
     cancel_requested: bool
     headers: _containers.ScalarMap[str, str]
     inbox_seq: int
-    def __init__(self, invocation_id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., handler_kind: _Optional[_Union[HandlerKind, str]] = ..., status: _Optional[_Union[Status, str]] = ..., tenant: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., input: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., created_at_ms: _Optional[int] = ..., modified_at_ms: _Optional[int] = ..., execute_at_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., journal_length: _Optional[int] = ..., waiting_on: _Optional[_Iterable[int]] = ..., last_failure: _Optional[_Union[Failure, _Mapping]] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., completed_at_ms: _Optional[int] = ..., retry_at_ms: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., inbox_seq: _Optional[int] = ...) -> None: ...
+    usage: _containers.ScalarMap[str, float]
+    def __init__(self, invocation_id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., handler_kind: _Optional[_Union[HandlerKind, str]] = ..., status: _Optional[_Union[Status, str]] = ..., tenant: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., input: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., created_at_ms: _Optional[int] = ..., modified_at_ms: _Optional[int] = ..., execute_at_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., journal_length: _Optional[int] = ..., waiting_on: _Optional[_Iterable[int]] = ..., last_failure: _Optional[_Union[Failure, _Mapping]] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., completed_at_ms: _Optional[int] = ..., retry_at_ms: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., inbox_seq: _Optional[int] = ..., usage: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class UsageRow(_message.Message):
+    __slots__ = ("counters",)
+    class CountersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    counters: _containers.ScalarMap[str, float]
+    def __init__(self, counters: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Timer(_message.Message):
     __slots__ = ("wake_at_ms", "invocation_id", "complete_sleep", "start", "retry", "purge")

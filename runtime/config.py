@@ -18,6 +18,30 @@ class ConfigError(Exception):
     """The configuration is invalid; the message says which setting and why."""
 
 
+class LimitConfig(BaseModel):
+    """Flow-control limits of a tenant or of a service / handler; unset = unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_running: int | None = Field(default=None, ge=1, description="attempts running at once")
+    rate_per_s: float | None = Field(default=None, gt=0, description="invocations started per second")
+    burst: float | None = Field(default=None, ge=1, description="token-bucket burst (default: the rate)")
+    max_backlog: int | None = Field(default=None, ge=1, description="queued invocations before RESOURCE_EXHAUSTED")
+
+
+class TenantConfig(LimitConfig):
+    api_keys_sha256: list[str] = Field(default_factory=list, description="hex sha256 of each API key")
+    weight: float = Field(default=1.0, gt=0, description="share of the invoker under contention")
+
+    @field_validator("api_keys_sha256")
+    @classmethod
+    def _hashes(cls, value: list[str]) -> list[str]:
+        for h in value:
+            if len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
+                raise ValueError("API keys are stored as lowercase hex sha256 digests (64 characters)")
+        return value
+
+
 class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -31,10 +55,19 @@ class NodeConfig(BaseModel):
     max_waiting_calls: int = Field(default=10_000, ge=1)
     max_pending_appends: int = Field(default=50_000, ge=16, description="records queued in front of the log")
     eager_state_bytes: int = Field(default=1 << 20, ge=0)
+    metrics: str | None = Field(default="127.0.0.1:9464", description="Prometheus HTTP endpoint; none = off")
+    auth: bool = Field(default=False, description="require API keys; off = every request is tenant 'default'")
+    admin_token_sha256: str | None = Field(default=None, description="hex sha256 of the admin API's bearer token")
+    worker_token_sha256: str | None = Field(default=None, description="hex sha256 of the workers' bearer token")
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    handler_limits: dict[str, LimitConfig] = Field(default_factory=dict,
+                                                   description='keyed "service" or "service/handler"')
 
-    @field_validator("ingress", "admin")
+    @field_validator("ingress", "admin", "metrics")
     @classmethod
-    def _address(cls, value: str) -> str:
+    def _address(cls, value: str | None) -> str | None:
+        if value is None or value.lower() in ("", "none", "off"):
+            return None
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected HOST:PORT, got {value!r}")

@@ -31,7 +31,7 @@ def test_subpackages_import_under_endure() -> None:
 
 def test_bare_names_are_not_importable(tmp_path: Path) -> None:
     # Run from an empty folder so the project root is not on sys.path by accident.
-    code = "import importlib.util as u; print([n for n in %r if u.find_spec(n)])" % sorted(MAPPED)
+    code = f"import importlib.util as u; print([n for n in {sorted(MAPPED)!r} if u.find_spec(n)])"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

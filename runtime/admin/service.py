@@ -12,6 +12,8 @@ from endure.proto import admin_pb2_grpc as apb_grpc
 from endure.proto import ids
 from endure.proto import records_pb2 as pb
 from endure.runtime.invoker.invoker import Invoker
+from endure.runtime.invoker.limits import Limit
+from endure.runtime.invoker.limits_store import LimitsStore
 from endure.runtime.invoker.registry import ServiceRegistry
 from endure.runtime.log import NodeLog
 from endure.runtime.partition import keys
@@ -22,7 +24,8 @@ _MAX_PAGE = 1000
 
 class AdminService(apb_grpc.AdminServicer):
     def __init__(self, registry: ServiceRegistry, processors: Mapping[int, PartitionProcessor],
-                 invoker: Invoker, node_log: NodeLog) -> None:
+                 invoker: Invoker, node_log: NodeLog, limits_store: LimitsStore | None = None) -> None:
+        self._limits_store = limits_store
         self._registry = registry
         self._processors = processors
         self._invoker = invoker
@@ -135,6 +138,91 @@ class AdminService(apb_grpc.AdminServicer):
             for seg in vlog.segments():
                 info.segments.add(base_lsn=seg.base_lsn, loglet=f"{seg.kind}:{seg.loglet_id:#x}", sealed=seg.sealed)
         return out
+
+
+    def _limits_response(self) -> apb.LimitsResponse:
+        limits = self._invoker.limits
+        out = apb.LimitsResponse()
+        for name, limit in limits.tenants().items():
+            out.tenants[name].CopyFrom(_spec(limit))
+        for name, limit in limits.handlers().items():
+            out.targets[name].CopyFrom(_spec(limit))
+        for tenant, depth in self._invoker.backlog_by_tenant().items():
+            out.backlog[tenant] = depth
+        for key, n in limits.running.items():
+            out.running[key] = n
+        return out
+
+    async def GetLimits(self, request: apb.GetLimitsRequest,  # noqa: N802
+                        context: grpc.aio.ServicerContext) -> apb.LimitsResponse:
+        return self._limits_response()
+
+    async def SetLimits(self, request: apb.SetLimitsRequest,  # noqa: N802
+                        context: grpc.aio.ServicerContext) -> apb.LimitsResponse:
+        subject = request.WhichOneof("subject")
+        name = getattr(request, subject) if subject else ""
+        if not name:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name a tenant or a target (service[/handler])")
+        spec = request.limits
+        for field_name in ("max_running", "max_backlog"):
+            if spec.HasField(field_name) and getattr(spec, field_name) < 1:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field_name} must be at least 1")
+        for field_name in ("rate_per_s", "burst", "weight"):
+            if spec.HasField(field_name) and not getattr(spec, field_name) > 0:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field_name} must be positive")
+        limit = None if request.clear else Limit(
+            max_running=spec.max_running if spec.HasField("max_running") else None,
+            rate_per_s=spec.rate_per_s if spec.HasField("rate_per_s") else None,
+            burst=spec.burst if spec.HasField("burst") else None,
+            max_backlog=spec.max_backlog if spec.HasField("max_backlog") else None,
+            weight=spec.weight if spec.HasField("weight") else 1.0,
+        )
+        if self._limits_store is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "limits cannot be changed on this node")
+        await self._limits_store.set("tenant" if subject == "tenant" else "target", name, limit)  # type: ignore[union-attr]
+        self._invoker.limits_changed()
+        return self._limits_response()
+
+    async def GetUsage(self, request: apb.UsageRequest,  # noqa: N802
+                       context: grpc.aio.ServicerContext) -> apb.UsageResponse:
+        by = request.by or "tenant"
+        if by not in ("tenant", "service", "handler", "day"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "by is one of tenant, service, handler, day")
+        since_day = request.since_ms // 86_400_000
+        prefix = keys.USAGE + (keys.part(request.tenant) if request.tenant else b"")
+        groups: dict[tuple[str, str], dict[str, float]] = {}
+        for processor in self._processors.values():
+            for raw_key, raw in processor.store.scan(prefix):
+                tenant, day, service, handler = keys.parse_usage(raw_key)
+                if day < since_day:
+                    continue
+                group = {"tenant": "", "service": service, "handler": f"{service}/{handler}",
+                         "day": time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))}[by]
+                row = pb.UsageRow()
+                row.ParseFromString(raw)
+                totals = groups.setdefault((tenant, group), {})
+                for name, amount in row.counters.items():
+                    if name.endswith("peak_memory_bytes"):
+                        totals[name] = max(totals.get(name, 0.0), amount)
+                    else:
+                        totals[name] = totals.get(name, 0.0) + amount
+        out = apb.UsageResponse()
+        for (tenant, group), totals in sorted(groups.items()):
+            out.rows.add(tenant=tenant, group=group, counters=totals)
+        return out
+
+
+def _spec(limit: Limit) -> apb.LimitSpec:
+    spec = apb.LimitSpec(weight=limit.weight)
+    if limit.max_running is not None:
+        spec.max_running = limit.max_running
+    if limit.rate_per_s is not None:
+        spec.rate_per_s = limit.rate_per_s
+    if limit.burst is not None:
+        spec.burst = limit.burst
+    if limit.max_backlog is not None:
+        spec.max_backlog = limit.max_backlog
+    return spec
 
 
 def _matches(status: pb.InvocationStatus, req: apb.ListInvocationsRequest) -> bool:

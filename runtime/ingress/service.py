@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import grpc
 
@@ -18,7 +18,9 @@ from endure.proto import ids
 from endure.proto import ingress_pb2 as ipb
 from endure.proto import ingress_pb2_grpc as ipb_grpc
 from endure.proto import records_pb2 as pb
+from endure.runtime.auth import TenantResolver, Unauthenticated
 from endure.runtime.ingress.waiters import CompletionWaiters, TooManyWaiters
+from endure.runtime.invoker.limits import Limits
 from endure.runtime.invoker.registry import HandlerInfo, ServiceRegistry
 from endure.runtime.log import LogFull
 from endure.runtime.partition.processor import PartitionProcessor
@@ -29,14 +31,21 @@ log = logging.getLogger("endure.ingress")
 
 
 class RequestError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, retry_after_ms: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.retry_after_ms = retry_after_ms
 
 
 class IngressService(ipb_grpc.IngressServicer):
     def __init__(self, registry: ServiceRegistry, processors: Mapping[int, PartitionProcessor],
-                 waiters: CompletionWaiters, max_payload_bytes: int, max_json_depth: int = 64) -> None:
+                 waiters: CompletionWaiters, max_payload_bytes: int, max_json_depth: int = 64,
+                 tenants: TenantResolver | None = None, limits: Limits | None = None,
+                 backlog: Callable[[str], int] | None = None) -> None:
+        self._tenants = tenants or TenantResolver(False, {})
+        self._limits = limits or Limits()
+        self._backlog = backlog or (lambda _tenant: 0)
+        self.rejected = 0  # requests refused for overload (backlog, waiters, log queue)
         self._registry = registry
         self._processors = processors
         self._partitions = len(processors)
@@ -47,7 +56,24 @@ class IngressService(ipb_grpc.IngressServicer):
     # ------------------------------------------------------------------ validation
 
     def tenant(self, context: grpc.aio.ServicerContext) -> str:
-        return "default"
+        try:
+            return self._tenants.tenant(context.invocation_metadata())
+        except Unauthenticated as exc:
+            raise RequestError(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from exc
+
+    def _admit(self, tenant: str) -> None:
+        """Refuse new work while the tenant's queued backlog is at its limit (nothing accepted is dropped)."""
+        limit = self._limits.tenant(tenant)
+        if limit.max_backlog is None:
+            return
+        backlog = self._backlog(tenant)
+        if backlog >= limit.max_backlog:
+            self.rejected += 1
+            per_s = limit.rate_per_s or 100.0
+            retry_ms = int(min(60_000, max(100, 1000 * (backlog - limit.max_backlog + 1) / per_s)))
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"tenant {tenant!r} has {backlog} invocations queued (limit {limit.max_backlog}); "
+                               f"retry in {retry_ms} ms", retry_after_ms=retry_ms)
 
     def _json(self, raw: bytes, what: str) -> object:
         if len(raw) > self._max_payload:
@@ -98,6 +124,7 @@ class IngressService(ipb_grpc.IngressServicer):
                                f"{request.target.service}/{request.target.handler} is not a workflow's main handler")
         if len(request.idempotency_key) > 256:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "idempotency keys are at most 256 characters")
+        self._admit(tenant)
         t = request.target
         pkey = ids.stable_hash64(t.key) if t.key else None
         if info.kind == pb.WORKFLOW_RUN:
@@ -120,6 +147,7 @@ class IngressService(ipb_grpc.IngressServicer):
         try:
             await self._processors[partition].log.append([env.SerializeToString()], wait=False)
         except LogFull as exc:
+            self.rejected += 1
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                f"the log's append queue is full ({exc}); retry with backoff") from exc
 
@@ -138,6 +166,7 @@ class IngressService(ipb_grpc.IngressServicer):
         try:
             fut = self._waiters.register(invocation_id)
         except TooManyWaiters as exc:
+            self.rejected += 1
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         try:
             if not fresh:
@@ -156,6 +185,8 @@ class IngressService(ipb_grpc.IngressServicer):
         try:
             return await coro  # type: ignore[misc]
         except RequestError as exc:
+            if exc.retry_after_ms is not None:
+                context.set_trailing_metadata((("retry-after-ms", str(exc.retry_after_ms)),))
             await context.abort(exc.code, str(exc))
 
     async def Call(self, request: ipb.CallRequest, context: grpc.aio.ServicerContext) -> ipb.Output:  # noqa: N802
@@ -168,6 +199,7 @@ class IngressService(ipb_grpc.IngressServicer):
         try:
             fut = self._waiters.register(inv)
         except TooManyWaiters as exc:
+            self.rejected += 1
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         try:
             await self._append(partition, pb.Envelope(invoke=record))

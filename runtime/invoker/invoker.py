@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from endure.proto import records_pb2 as pb
 from endure.proto import worker_pb2 as wpb
+from endure.runtime.invoker.limits import Limits
 from endure.runtime.invoker.registry import ServiceRegistry
 from endure.runtime.invoker.scheduler import FairQueue, Runnable
 from endure.runtime.invoker.session import SessionOverflow, WorkerSession
@@ -54,10 +55,12 @@ class Attempt:
 
 class Invoker:
     def __init__(self, registry: ServiceRegistry, processors: Mapping[int, PartitionProcessor],
-                 config: InvokerConfig | None = None) -> None:
+                 config: InvokerConfig | None = None, limits: Limits | None = None) -> None:
         self.registry = registry
         self.processors = processors
         self.config = config or InvokerConfig()
+        self.limits = limits or Limits()
+        self._token_timer: asyncio.TimerHandle | None = None
         self.sessions: dict[str, WorkerSession] = {}
         self._queues: dict[str, FairQueue] = {}
         self._queued: set[str] = set()
@@ -72,6 +75,17 @@ class Invoker:
     def queued(self) -> int:
         return len(self._queued)
 
+    def backlog(self, tenant: str) -> int:
+        """Invocations of tenant waiting for a worker slot or for their limits, node-wide."""
+        return sum(queue.depth(tenant) for queue in self._queues.values())
+
+    def backlog_by_tenant(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for queue in self._queues.values():
+            for tenant, depth in queue.depths().items():
+                out[tenant] = out.get(tenant, 0) + depth
+        return out
+
     def running(self) -> int:
         return len(self._active)
 
@@ -85,7 +99,7 @@ class Invoker:
         for effect in effects:
             if isinstance(effect, StartInvocation):
                 if self._enqueue(Runnable(partition, effect.invocation_id, effect.service, effect.tenant,
-                                          effect.priority)):
+                                          effect.priority, effect.handler)):
                     touched.add(effect.service)
             elif isinstance(effect, CompleteEntry):
                 attempt = self._active.get(effect.invocation_id)
@@ -132,10 +146,13 @@ class Invoker:
             return False
         queue = self._queues.get(item.service)
         if queue is None:
-            queue = self._queues[item.service] = FairQueue()
+            queue = self._queues[item.service] = FairQueue(self.limits.weight)
         queue.push(item)
         self._queued.add(inv)
         return True
+
+    def _eligible(self, item: Runnable) -> bool:
+        return self.limits.can_start(item.tenant, item.service, item.handler)
 
     def _dispatch(self, service: str) -> None:
         queue = self._queues.get(service)
@@ -143,11 +160,34 @@ class Invoker:
             session = self._pick_worker(service)
             if session is None:
                 return
-            item = queue.pop()
+            item = queue.pop(self._eligible)
             if item is None:
+                self._retry_when_tokens()
                 return
             self._queued.discard(item.invocation_id)
             self._begin(item, session)
+
+    def limits_changed(self) -> None:
+        """Limits were raised or lowered: start what may now start."""
+        self._dispatch_all()
+
+    def _dispatch_all(self) -> None:
+        for service in list(self._queues):
+            self._dispatch(service)
+
+    def _retry_when_tokens(self) -> None:
+        """Rate-limited work waits for its bucket to refill: dispatch again then."""
+        if self._token_timer is not None:
+            return
+        wait = self.limits.next_token_in()
+        if wait is None:
+            return
+
+        def fire() -> None:
+            self._token_timer = None
+            self._dispatch_all()
+
+        self._token_timer = asyncio.get_running_loop().call_later(max(wait, 0.001), fire)
 
     def _pick_worker(self, service: str) -> WorkerSession | None:
         best = None
@@ -160,6 +200,7 @@ class Invoker:
     def _begin(self, item: Runnable, session: WorkerSession) -> None:
         attempt = Attempt(item, next(self._numbers), session)
         session.active += 1
+        self.limits.started(item.tenant, item.service, item.handler)
         self._active[item.invocation_id] = attempt
         self._send_start(attempt)
 
@@ -218,11 +259,12 @@ class Invoker:
         if session is not None:
             session.active -= 1
             attempt.session = None
+            item = attempt.runnable
+            self.limits.finished(item.tenant, item.service, item.handler)
             if abort_reason is not None:
                 self._send(session, wpb.RuntimeFrame(
                     abort=wpb.AbortFrame(invocation_id=inv, attempt=attempt.number, reason=abort_reason)))
-            for service in session.services:
-                self._dispatch(service)
+            self._dispatch_all()
 
     def _send(self, session: WorkerSession, frame: wpb.RuntimeFrame) -> None:
         try:
@@ -288,21 +330,25 @@ class Invoker:
             partition = attempt.runnable.partition
             envs = batches.setdefault(partition, [])
             inv = body.invocation_id
+            run_ms = int((time.monotonic() - attempt.started_at) * 1000)
             if kind == "entry":
                 envs.append(self._entry_record(body))
                 acks.setdefault(partition, []).append(
                     wpb.AckFrame(invocation_id=inv, attempt=body.attempt, index=body.index))
             elif kind == "end":
-                envs.append(pb.Envelope(end=pb.End(invocation_id=inv)))
+                envs.append(pb.Envelope(end=pb.End(invocation_id=inv, run_ms=run_ms)))
                 self.stats["ended"] += 1
                 self._lost.pop(inv, None)
                 self._end_attempt(attempt)
             elif kind == "suspend":
-                envs.append(pb.Envelope(suspend=pb.Suspend(invocation_id=inv, waiting_on=body.waiting_on)))
+                envs.append(pb.Envelope(suspend=pb.Suspend(invocation_id=inv, waiting_on=body.waiting_on,
+                                                           run_ms=run_ms)))
                 self.stats["suspended"] += 1
                 self._end_attempt(attempt)
             elif kind == "fail":
-                envs.append(pb.Envelope(attempt_failed=self._failure_record(attempt, body)))
+                failed = self._failure_record(attempt, body)
+                failed.run_ms = run_ms
+                envs.append(pb.Envelope(attempt_failed=failed))
                 self.stats["failed"] += 1
                 self._end_attempt(attempt)
         for partition, envs in batches.items():

@@ -22,6 +22,7 @@ class Runnable:
     service: str
     tenant: str
     priority: int
+    handler: str = ""
 
 
 @dataclass(slots=True)
@@ -30,13 +31,16 @@ class _TenantQueue:
     deficit: float = 0.0
     size: int = 0
 
-    def pop(self) -> Runnable:
+    def head(self) -> deque[Runnable]:
         for p in _ORDER:
             q = self.by_priority[p]
             if q:
-                self.size -= 1
-                return q.popleft()
+                return q
         raise IndexError("empty tenant queue")
+
+    def pop(self) -> Runnable:
+        self.size -= 1
+        return self.head().popleft()
 
 
 class FairQueue:
@@ -53,6 +57,9 @@ class FairQueue:
         q = self._tenants.get(tenant)
         return q.size if q else 0
 
+    def depths(self) -> dict[str, int]:
+        return {tenant: q.size for tenant, q in self._tenants.items()}
+
     def push(self, item: Runnable) -> None:
         q = self._tenants.get(item.tenant)
         if q is None:
@@ -63,19 +70,20 @@ class FairQueue:
         q.size += 1
         self._size += 1
 
-    def pop(self, eligible: Callable[[str], bool] = lambda _tenant: True) -> Runnable | None:
-        """The next item by DRR among tenants for which eligible(tenant) holds (e.g. under their limit)."""
+    def pop(self, eligible: Callable[[Runnable], bool] = lambda _item: True) -> Runnable | None:
+        """The next item by DRR among tenants whose next item is eligible (e.g. under its limits)."""
         skipped = 0
         while self._ring and skipped <= len(self._ring):
             tenant = self._ring[0]
             q = self._tenants[tenant]
-            if not eligible(tenant):
+            if not eligible(q.head()[0]):
                 self._ring.rotate(-1)
                 skipped += 1
                 continue
             if q.deficit < 1.0:
                 q.deficit += max(self._weight(tenant), 0.01)
                 self._ring.rotate(-1)
+                skipped = 0  # an eligible tenant is still in the ring
                 continue
             q.deficit -= 1.0
             item = q.pop()

@@ -20,6 +20,7 @@ class StartInvocation:
     service: str
     tenant: str
     priority: int
+    handler: str = ""
 
 
 @dataclass(frozen=True, slots=True)

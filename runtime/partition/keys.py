@@ -24,6 +24,7 @@ WORKFLOW = b"w/"
 PROMISE = b"p/"
 OUTBOX = b"o/"
 DEDUP = b"q/"
+USAGE = b"u/"
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -104,3 +105,23 @@ def outbox(seq: int) -> bytes:
 
 def dedup(producer: str) -> bytes:
     return DEDUP + producer.encode()
+
+
+def usage(tenant: str, day: int, service: str, handler: str) -> bytes:
+    """Metering row of a tenant's handler on a day (days since the epoch, UTC)."""
+    return USAGE + part(tenant) + _U32.pack(day) + part(service) + part(handler)
+
+
+def parse_usage(raw_key: bytes) -> tuple[str, int, str, str]:
+    """(tenant, day, service, handler) of a usage row's key."""
+    rest = raw_key[len(USAGE) :]
+    out: list[str | int] = []
+    for i in range(4):
+        if i == 1:
+            out.append(int(_U32.unpack(rest[:4])[0]))
+            rest = rest[4:]
+            continue
+        (length,) = _U16.unpack(rest[:2])
+        out.append(rest[2 : 2 + length].decode())
+        rest = rest[2 + length :]
+    return out[0], out[1], out[2], out[3]  # type: ignore[return-value]

@@ -193,7 +193,8 @@ class PartitionProcessor:
             status = pb.InvocationStatus()
             status.ParseFromString(raw)
             if status.status == pb.RUNNING:
-                owed.append(StartInvocation(status.invocation_id, status.target.service, status.tenant, status.priority))
+                owed.append(StartInvocation(status.invocation_id, status.target.service, status.tenant, status.priority,
+                                           status.target.handler))
         self.timers.start()
         self.shuffle.start()
         if owed:

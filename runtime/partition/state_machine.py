@@ -127,6 +127,27 @@ class StateMachine:
         status.modified_at_ms = now
         tx.put_proto(keys.status(status.invocation_id), status)
 
+    @staticmethod
+    def _meter(tx: Transaction, status: pb.InvocationStatus, now: int, counters: dict[str, float]) -> None:
+        """Add counters to the invocation's usage and to its tenant's row for the record's day.
+
+        Metering is derived from the log as it applies, so a replay never counts twice and a
+        crash never loses a count. The caller saves the status.
+        """
+        if not counters:
+            return
+        t = status.target
+        row_key = keys.usage(status.tenant, now // 86_400_000, t.service, t.handler)
+        row = tx.get_proto(row_key, pb.UsageRow) or pb.UsageRow()
+        for name, amount in counters.items():
+            if name.endswith("peak_memory_bytes"):
+                row.counters[name] = max(row.counters.get(name, 0.0), amount)
+                status.usage[name] = max(status.usage.get(name, 0.0), amount)
+            else:
+                row.counters[name] = row.counters.get(name, 0.0) + amount
+                status.usage[name] = status.usage.get(name, 0.0) + amount
+        tx.put_proto(row_key, row)
+
     def _arm_timer(self, tx: Transaction, timer: pb.Timer, action: str, effects: list[Effect]) -> str:
         key = keys.timer_key(timer.wake_at_ms, timer.invocation_id, action)
         tx.put_proto(keys.timer(key), timer)
@@ -145,7 +166,8 @@ class StateMachine:
         status.status = pb.RUNNING
         status.waiting_on[:] = []
         self._save(tx, status, now)
-        effects.append(StartInvocation(status.invocation_id, status.target.service, status.tenant, status.priority))
+        effects.append(StartInvocation(status.invocation_id, status.target.service, status.tenant, status.priority,
+                                           status.target.handler))
 
     @staticmethod
     def _entry(tx: Transaction, invocation_id: str, index: int) -> pb.JournalEntry | None:
@@ -195,6 +217,7 @@ class StateMachine:
             t = rec.target
             tx.put(keys.idempotency(rec.tenant, t.service, t.handler, t.key, rec.idempotency_key),
                    rec.invocation_id.encode())
+        self._meter(tx, status, now, {"invocations": 1.0})
         if rec.execute_at_ms > now:
             status.status = pb.SCHEDULED
             self._save(tx, status, now)
@@ -289,6 +312,14 @@ class StateMachine:
         elif kind in ("promise_get", "promise_peek", "promise_complete"):
             completed_now = self._promise_entry(tx, status, rec.index, entry, now, effects)
 
+        usage = dict(entry.usage)
+        usage["journal.bytes"] = float(rec.entry.ByteSize())
+        if kind == "meter":
+            for name, amount in entry.meter.counters.items():
+                usage[name] = usage.get(name, 0.0) + amount
+        elif kind == "set_state":
+            usage["state.bytes"] = float(len(entry.set_state.value))
+        self._meter(tx, status, now, usage)
         tx.put_proto(keys.journal(rec.invocation_id, rec.index), entry)
         self._save(tx, status, now)
         if completed_now:
@@ -394,6 +425,8 @@ class StateMachine:
         status = self._status(tx, rec.invocation_id)
         if status.status != pb.RUNNING:
             raise Rejected(f"{rec.invocation_id} is {pb.Status.Name(status.status)}, cannot suspend")
+        if rec.run_ms:
+            self._meter(tx, status, now, {"handler.run_ms": float(rec.run_ms)})
         for index in rec.waiting_on:
             entry = self._entry(tx, rec.invocation_id, index)
             if entry is None:
@@ -412,6 +445,8 @@ class StateMachine:
         status = self._status(tx, rec.invocation_id)
         if status.status != pb.RUNNING:
             raise Rejected(f"{rec.invocation_id} is {pb.Status.Name(status.status)}, cannot end")
+        if rec.run_ms:
+            self._meter(tx, status, now, {"handler.run_ms": float(rec.run_ms)})
         output = None
         if status.journal_length:
             last = self._entry(tx, rec.invocation_id, status.journal_length - 1)
@@ -454,6 +489,8 @@ class StateMachine:
         status = self._status(tx, rec.invocation_id)
         if status.status != pb.RUNNING:
             raise Rejected(f"{rec.invocation_id} is {pb.Status.Name(status.status)}, not running")
+        if rec.run_ms:
+            self._meter(tx, status, now, {"handler.run_ms": float(rec.run_ms)})
         status.attempts += 1
         status.last_failure.CopyFrom(rec.failure)
         if rec.pause:
