@@ -299,7 +299,8 @@ class IngressService(ipb_grpc.IngressServicer):
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{request.workflow!r} is not a workflow")
             if not request.name:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the promise needs a name")
-            record = pb.ResolvePromise(workflow=request.workflow, key=request.key, name=request.name)
+            record = pb.ResolvePromise(workflow=request.workflow, key=request.key, name=request.name,
+                                       tenant=self.tenant(context))
             if request.WhichOneof("outcome") == "failure":
                 record.failure.CopyFrom(request.failure)
             else:

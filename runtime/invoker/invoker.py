@@ -240,7 +240,7 @@ class Invoker:
         start.journal.extend(store.journal(item.invocation_id))
         if status.handler_kind != pb.SERVICE:
             budget = self.config.eager_state_bytes
-            for name, value in store.object_state(status.target.service, status.target.key):
+            for name, value in store.object_state(status.tenant, status.target.service, status.target.key):
                 budget -= len(name) + len(value)
                 if budget < 0:
                     start.state_complete = False

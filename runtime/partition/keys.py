@@ -56,12 +56,13 @@ def journal(invocation_id: str, index: int) -> bytes:
     return journal_prefix(invocation_id) + _U32.pack(index)
 
 
-def object_prefix(table: bytes, service: str, key: str) -> bytes:
-    return table + part(service) + part(key)
+def object_prefix(table: bytes, tenant: str, service: str, key: str) -> bytes:
+    """A keyed object's rows in a table: every tenant has its own objects, even with the same key."""
+    return table + part(tenant) + part(service) + part(key)
 
 
-def state(service: str, key: str, name: str) -> bytes:
-    return object_prefix(STATE, service, key) + part(name)
+def state(tenant: str, service: str, key: str, name: str) -> bytes:
+    return object_prefix(STATE, tenant, service, key) + part(name)
 
 
 def state_name(raw_key: bytes, prefix: bytes) -> str:
@@ -70,12 +71,12 @@ def state_name(raw_key: bytes, prefix: bytes) -> str:
     return rest[2 : 2 + length].decode()
 
 
-def inbox(service: str, key: str, seq: int) -> bytes:
-    return object_prefix(INBOX, service, key) + _U64.pack(seq)
+def inbox(tenant: str, service: str, key: str, seq: int) -> bytes:
+    return object_prefix(INBOX, tenant, service, key) + _U64.pack(seq)
 
 
-def lock(service: str, key: str) -> bytes:
-    return object_prefix(LOCK, service, key)
+def lock(tenant: str, service: str, key: str) -> bytes:
+    return object_prefix(LOCK, tenant, service, key)
 
 
 def timer_key(wake_at_ms: int, invocation_id: str, action: str) -> str:
@@ -91,12 +92,12 @@ def idempotency(tenant: str, service: str, handler: str, key: str, idempotency_k
     return IDEMPOTENCY + part(tenant) + part(service) + part(handler) + part(key) + part(idempotency_key)
 
 
-def workflow(service: str, key: str) -> bytes:
-    return object_prefix(WORKFLOW, service, key)
+def workflow(tenant: str, service: str, key: str) -> bytes:
+    return object_prefix(WORKFLOW, tenant, service, key)
 
 
-def promise(service: str, key: str, name: str) -> bytes:
-    return object_prefix(PROMISE, service, key) + part(name)
+def promise(tenant: str, service: str, key: str, name: str) -> bytes:
+    return object_prefix(PROMISE, tenant, service, key) + part(name)
 
 
 def outbox(seq: int) -> bytes:

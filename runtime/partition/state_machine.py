@@ -195,8 +195,16 @@ class StateMachine:
                     self._complete_caller(tx, existing, rec.caller, effects)
             return
         if rec.handler_kind == pb.WORKFLOW_RUN:
-            wf_key = keys.workflow(rec.target.service, rec.target.key)
-            if tx.get(wf_key) is not None:
+            wf_key = keys.workflow(rec.tenant, rec.target.service, rec.target.key)
+            first = tx.get(wf_key)
+            if first is not None:
+                # The workflow already ran (or runs) for this key: a caller gets a clear failure.
+                if rec.HasField("caller") and rec.caller.invocation_id:
+                    refusal = pb.InvocationStatus(invocation_id=rec.invocation_id, modified_at_ms=now)
+                    refusal.failure.code = 409
+                    refusal.failure.message = (f"workflow {rec.target.service}/{rec.target.key} was already "
+                                               f"submitted as {first.decode()}")
+                    self._complete_caller(tx, refusal, rec.caller, effects)
                 return
             tx.put(wf_key, rec.invocation_id.encode())
         status = pb.InvocationStatus(
@@ -229,10 +237,10 @@ class StateMachine:
     def _admit(self, tx: Transaction, status: pb.InvocationStatus, now: int, effects: list[Effect]) -> None:
         """Run now, or queue in the key's inbox behind the exclusive handler holding its lock."""
         if status.handler_kind in LOCKING:
-            lock_key = keys.lock(status.target.service, status.target.key)
+            lock_key = keys.lock(status.tenant, status.target.service, status.target.key)
             if tx.get(lock_key) is not None:
                 seq = self._next_seq(tx, keys.INBOX_NEXT)
-                tx.put(keys.inbox(status.target.service, status.target.key, seq), status.invocation_id.encode())
+                tx.put(keys.inbox(status.tenant, status.target.service, status.target.key, seq), status.invocation_id.encode())
                 status.status = pb.INBOXED
                 status.inbox_seq = seq
                 self._save(tx, status, now)
@@ -244,22 +252,22 @@ class StateMachine:
         if status.handler_kind not in LOCKING:
             return
         service, key = status.target.service, status.target.key
-        lock_key = keys.lock(service, key)
+        lock_key = keys.lock(status.tenant, service, key)
         holder = tx.get(lock_key)
         if holder is None or holder.decode() != status.invocation_id:
             return
         tx.delete(lock_key)
-        head = tx.first_key(keys.object_prefix(keys.INBOX, service, key))
-        if head is None:
+        inbox = keys.object_prefix(keys.INBOX, status.tenant, service, key)
+        while (head := tx.first_key(inbox)) is not None:
+            next_id = (tx.get(head) or b"").decode()
+            tx.delete(head)
+            nxt = tx.get_proto(keys.status(next_id), pb.InvocationStatus)
+            if nxt is None or nxt.status != pb.INBOXED:
+                continue  # a stale row: skip to the next in line
+            nxt.inbox_seq = 0
+            tx.put(lock_key, next_id.encode())
+            self._start(tx, nxt, now, effects)
             return
-        next_id = (tx.get(head) or b"").decode()
-        tx.delete(head)
-        nxt = tx.get_proto(keys.status(next_id), pb.InvocationStatus)
-        if nxt is None or nxt.status != pb.INBOXED:
-            return
-        nxt.inbox_seq = 0
-        tx.put(lock_key, next_id.encode())
-        self._start(tx, nxt, now, effects)
 
     # ------------------------------------------------------------------ journal
 
@@ -275,6 +283,9 @@ class StateMachine:
         kind = entry.WhichOneof("kind")
         if kind is None:
             raise Rejected(f"{rec.invocation_id}: entry {rec.index} has no kind", restart=rec.invocation_id)
+        if kind == "run" and entry.WhichOneof("result") is None:
+            raise Rejected(f"{rec.invocation_id}: run entry {rec.index} arrived without its result",
+                           restart=rec.invocation_id)
         if not entry.appended_at_ms:
             entry.appended_at_ms = now
         status.journal_length += 1
@@ -286,21 +297,21 @@ class StateMachine:
                 raise Rejected(f"{rec.invocation_id}: {kind} from a handler without exclusive state access",
                                restart=rec.invocation_id)
             if kind == "set_state":
-                tx.put(keys.state(target.service, target.key, entry.name), entry.set_state.value)
+                tx.put(keys.state(status.tenant, target.service, target.key, entry.name), entry.set_state.value)
             elif kind == "clear_state":
-                tx.delete(keys.state(target.service, target.key, entry.name))
+                tx.delete(keys.state(status.tenant, target.service, target.key, entry.name))
             else:
-                for k in tx.scan_keys(keys.object_prefix(keys.STATE, target.service, target.key)):
+                for k in tx.scan_keys(keys.object_prefix(keys.STATE, status.tenant, target.service, target.key)):
                     tx.delete(k)
         elif kind == "get_state" and not entry.WhichOneof("result"):
-            value = tx.get(keys.state(target.service, target.key, entry.name))
+            value = tx.get(keys.state(status.tenant, target.service, target.key, entry.name))
             if value is None:
                 entry.void.SetInParent()
             else:
                 entry.value = value
             completed_now = True
         elif kind == "get_state_keys" and not entry.WhichOneof("result"):
-            prefix = keys.object_prefix(keys.STATE, target.service, target.key)
+            prefix = keys.object_prefix(keys.STATE, status.tenant, target.service, target.key)
             names = sorted(keys.state_name(k, prefix) for k in tx.scan_keys(prefix))
             entry.value = json.dumps(names).encode()
             completed_now = True
@@ -354,7 +365,7 @@ class StateMachine:
                        now: int, effects: list[Effect]) -> bool:
         if status.handler_kind not in (pb.WORKFLOW_RUN, pb.WORKFLOW_SHARED):
             raise Rejected(f"{status.invocation_id}: promises belong to workflows")
-        pkey = keys.promise(status.target.service, status.target.key, entry.name)
+        pkey = keys.promise(status.tenant, status.target.service, status.target.key, entry.name)
         promise = tx.get_proto(pkey, pb.Promise) or pb.Promise()
         resolved = promise.WhichOneof("outcome")
         if entry.HasField("promise_get"):
@@ -425,6 +436,8 @@ class StateMachine:
         status = self._status(tx, rec.invocation_id)
         if status.status != pb.RUNNING:
             raise Rejected(f"{rec.invocation_id} is {pb.Status.Name(status.status)}, cannot suspend")
+        if not rec.waiting_on:
+            raise Rejected(f"{rec.invocation_id} suspends waiting on nothing", restart=rec.invocation_id)
         if rec.run_ms:
             self._meter(tx, status, now, {"handler.run_ms": float(rec.run_ms)})
         for index in rec.waiting_on:
@@ -525,8 +538,9 @@ class StateMachine:
             self._admit(tx, status, now, effects)
         elif action == "retry" and status.status == pb.BACKING_OFF:
             self._start(tx, status, now, effects)
-        elif action == "purge" and status.status in FINAL:
-            self._purge(tx, status)
+        elif (action == "purge" and status.status in FINAL
+              and timer.wake_at_ms == status.completed_at_ms + self.config.retention_ms):
+            self._purge(tx, status)  # (a purge timer of an earlier invocation with this id does nothing)
 
     def _purge(self, tx: Transaction, status: pb.InvocationStatus) -> None:
         inv = status.invocation_id
@@ -537,10 +551,10 @@ class StateMachine:
         if status.idempotency_key:
             tx.delete(keys.idempotency(status.tenant, t.service, t.handler, t.key, status.idempotency_key))
         if status.handler_kind == pb.WORKFLOW_RUN:
-            wf_key = keys.workflow(t.service, t.key)
+            wf_key = keys.workflow(status.tenant, t.service, t.key)
             if tx.get(wf_key) == inv.encode():
                 tx.delete(wf_key)
-                for k in tx.scan_keys(keys.object_prefix(keys.PROMISE, t.service, t.key)):
+                for k in tx.scan_keys(keys.object_prefix(keys.PROMISE, status.tenant, t.service, t.key)):
                     tx.delete(k)
 
     # ------------------------------------------------------------------ operator actions
@@ -551,7 +565,7 @@ class StateMachine:
             return
         if status.status in (pb.INBOXED, pb.SCHEDULED):
             if status.status == pb.INBOXED:
-                tx.delete(keys.inbox(status.target.service, status.target.key, status.inbox_seq))
+                tx.delete(keys.inbox(status.tenant, status.target.service, status.target.key, status.inbox_seq))
             status.failure.code = CANCELLED_CODE
             status.failure.message = "cancelled"
             self._finish(tx, status, pb.CANCELLED, now, effects)
@@ -589,7 +603,7 @@ class StateMachine:
         if status.status in FINAL:
             return
         if status.status == pb.INBOXED:
-            tx.delete(keys.inbox(status.target.service, status.target.key, status.inbox_seq))
+            tx.delete(keys.inbox(status.tenant, status.target.service, status.target.key, status.inbox_seq))
         if status.status in (pb.RUNNING, pb.SUSPENDED, pb.BACKING_OFF, pb.PAUSED):
             effects.append(AbortAttempt(status.invocation_id, "killed"))
             self._signal_children(tx, status, now, effects, pb.Envelope(kill=pb.Kill()))
@@ -634,7 +648,7 @@ class StateMachine:
         self._start(tx, status, now, effects)
 
     def _on_resolve_promise(self, tx: Transaction, rec: pb.ResolvePromise, now: int, effects: list[Effect]) -> None:
-        pkey = keys.promise(rec.workflow, rec.key, rec.name)
+        pkey = keys.promise(rec.tenant, rec.workflow, rec.key, rec.name)
         promise = tx.get_proto(pkey, pb.Promise) or pb.Promise()
         if promise.WhichOneof("outcome"):
             raise Rejected(f"promise {rec.workflow}/{rec.key}/{rec.name} was already completed")

@@ -83,8 +83,8 @@ class PartitionStore:
             out.append(entry)
         return out
 
-    def object_state(self, service: str, key: str) -> list[tuple[str, bytes]]:
-        prefix = keys.object_prefix(keys.STATE, service, key)
+    def object_state(self, tenant: str, service: str, key: str) -> list[tuple[str, bytes]]:
+        prefix = keys.object_prefix(keys.STATE, tenant, service, key)
         return [(keys.state_name(k, prefix), v) for k, v in self.scan(prefix)]
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:

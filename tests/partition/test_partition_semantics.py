@@ -80,9 +80,9 @@ def test_exclusive_handlers_queue_per_key_in_arrival_order(part):
     assert started(eff) == [ids_k[0], other]
     for i in ids_k[1:]:
         assert part.status(i).status == pb.INBOXED
-    inbox = [v.decode() for _, v in part.table(keys.object_prefix(keys.INBOX, "obj", "k"))]
+    inbox = [v.decode() for _, v in part.table(keys.object_prefix(keys.INBOX, "", "obj", "k"))]
     assert inbox == ids_k[1:]
-    assert part.store.get(keys.lock("obj", "k")) == ids_k[0].encode()
+    assert part.store.get(keys.lock("", "obj", "k")) == ids_k[0].encode()
     # Each End hands the key to the next one, in arrival order.
     for n, running in enumerate(ids_k):
         part.apply(run_entry(running, 0))
@@ -92,12 +92,12 @@ def test_exclusive_handlers_queue_per_key_in_arrival_order(part):
             assert started(eff) == [ids_k[n + 1]]
             assert part.status(ids_k[n + 1]).status == pb.RUNNING
             assert part.status(ids_k[n + 1]).inbox_seq == 0
-            assert part.store.get(keys.lock("obj", "k")) == ids_k[n + 1].encode()
+            assert part.store.get(keys.lock("", "obj", "k")) == ids_k[n + 1].encode()
         else:
             assert started(eff) == []
-    assert part.table(keys.object_prefix(keys.INBOX, "obj", "k")) == []
-    assert part.store.get(keys.lock("obj", "k")) is None
-    assert part.store.get(keys.lock("obj", "k2")) == other.encode()
+    assert part.table(keys.object_prefix(keys.INBOX, "", "obj", "k")) == []
+    assert part.store.get(keys.lock("", "obj", "k")) is None
+    assert part.store.get(keys.lock("", "obj", "k2")) == other.encode()
 
 
 def test_shared_handlers_never_wait(part):
@@ -111,7 +111,7 @@ def test_shared_handlers_never_wait(part):
     # Ending a shared handler does not touch the lock or the inbox.
     eff = finish(part, readers[0], 0)
     assert started(eff) == []
-    assert part.store.get(keys.lock("obj", "k")) == holder.encode()
+    assert part.store.get(keys.lock("", "obj", "k")) == holder.encode()
     assert part.status(queued).status == pb.INBOXED
 
 
@@ -136,7 +136,7 @@ def test_workflow_runs_once_per_key(part):
     eff = part.apply(invoke(second, service="wf", key="w", kind=pb.WORKFLOW_RUN))
     assert eff == []
     assert part.store.status(second) is None
-    assert part.store.get(keys.workflow("wf", "w")) == first.encode()
+    assert part.store.get(keys.workflow("", "wf", "w")) == first.encode()
     # The same id again: idempotent, nothing changes.
     eff = part.apply(invoke(first, service="wf", key="w", kind=pb.WORKFLOW_RUN))
     assert eff == []
@@ -298,7 +298,7 @@ def test_state_entries_and_lazy_get_state(part):
     part.apply(invoke(o, service="obj", key="k", kind=pb.EXCLUSIVE))
     part.apply(entry(o, 0, name="a", set_state=pb.SetStateEntry(value=b"1")),
                entry(o, 1, name="b", set_state=pb.SetStateEntry(value=b"2")))
-    assert part.store.object_state("obj", "k") == [("a", b"1"), ("b", b"2")]
+    assert part.store.object_state("", "obj", "k") == [("a", b"1"), ("b", b"2")]
     eff = part.apply(entry(o, 2, name="a", get_state=pb.GetStateEntry()))
     (ce,) = of_type(eff, CompleteEntry)
     assert ce.entry.value == b"1"
@@ -307,14 +307,14 @@ def test_state_entries_and_lazy_get_state(part):
     eff = part.apply(entry(o, 4, get_state_keys=pb.GetStateKeysEntry()))
     assert json.loads(of_type(eff, CompleteEntry)[0].entry.value) == ["a", "b"]
     part.apply(entry(o, 5, name="a", clear_state=pb.ClearStateEntry()))
-    assert part.store.object_state("obj", "k") == [("b", b"2")]
+    assert part.store.object_state("", "obj", "k") == [("b", b"2")]
     # A shared handler reads the committed state lazily.
     r = inv_id("reader", "k")
     part.apply(invoke(r, service="obj", handler="get", key="k", kind=pb.SHARED))
     eff = part.apply(entry(r, 0, name="b", get_state=pb.GetStateEntry()))
     assert of_type(eff, CompleteEntry)[0].entry.value == b"2"
     part.apply(entry(o, 6, clear_all_state=pb.ClearAllStateEntry()))
-    assert part.store.object_state("obj", "k") == []
+    assert part.store.object_state("", "obj", "k") == []
     # The journal keeps the completed get.
     assert part.store.journal(o)[2].value == b"1"
 
@@ -496,7 +496,7 @@ def test_cancellation_propagates_through_a_tree_of_calls(part):
     assert part.store.journal(root)[1].failure.code == 409
     assert part.store.journal(root)[2].value == b"out"
     # The object key of c2 is free again.
-    assert part.store.get(keys.lock("child-obj", "k")) is None
+    assert part.store.get(keys.lock("", "child-obj", "k")) is None
 
 
 def test_cancel_of_queued_or_scheduled_invocations_finishes_them(part):
@@ -505,7 +505,7 @@ def test_cancel_of_queued_or_scheduled_invocations_finishes_them(part):
                invoke(queued, service="o", key="k", kind=pb.EXCLUSIVE))
     eff = part.apply(env(cancel=pb.Cancel(invocation_id=queued)))
     assert part.status(queued).status == pb.CANCELLED and of_type(eff, InvocationCompleted)
-    assert part.table(keys.object_prefix(keys.INBOX, "o", "k")) == []
+    assert part.table(keys.object_prefix(keys.INBOX, "", "o", "k")) == []
     later = inv_id("later")
     part.apply(invoke(later, execute_at_ms=T0 + 10_000))
     part.apply(env(cancel=pb.Cancel(invocation_id=later)))
@@ -534,7 +534,7 @@ def test_kill_stops_at_once_fails_the_caller_and_frees_the_key(part):
     assert kills == [grandchild]
     assert [(c.invocation_id, c.entry_index, c.failure.code) for c in completions] == [(caller, 0, 409)]
     assert started(eff) == [nxt]
-    assert part.store.get(keys.lock("obj", "k")) == nxt.encode()
+    assert part.store.get(keys.lock("", "obj", "k")) == nxt.encode()
     # The caller sees the failure.
     eff = part.apply(env(completion=completions[0]))
     assert of_type(eff, CompleteEntry)[0].entry.failure.code == 409
@@ -549,6 +549,6 @@ def test_kill_of_a_queued_invocation(part):
     eff = part.apply(env(kill=pb.Kill(invocation_id=queued)))
     assert of_type(eff, AbortAttempt) == []
     assert part.status(queued).status == pb.KILLED
-    assert part.table(keys.object_prefix(keys.INBOX, "o", "k")) == []
-    assert part.store.get(keys.lock("o", "k")) == holder.encode()
+    assert part.table(keys.object_prefix(keys.INBOX, "", "o", "k")) == []
+    assert part.store.get(keys.lock("", "o", "k")) == holder.encode()
     assert started(finish(part, holder, 0)) == []
