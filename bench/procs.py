@@ -39,7 +39,7 @@ class BenchCluster:
         admin = self.admin or "127.0.0.1:0"
         self.runtime = subprocess.Popen(
             [sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir", str(self.dir / "data"),
-             "--partitions", str(self.partitions), "--ingress", ingress, "--admin", admin,
+             "--partitions", str(self.partitions), "--ingress", ingress, "--admin", admin, "--metrics", "127.0.0.1:0",
              "--log-level", "WARNING"],
             stdout=subprocess.PIPE, stderr=open(self.dir / "runtime.log", "ab"))  # noqa: SIM115
         assert self.runtime.stdout is not None

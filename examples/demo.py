@@ -40,7 +40,7 @@ class _Procs:
 
     def runtime(self) -> tuple[str, str]:
         proc = subprocess.Popen([sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir",
-                                 str(self.root / "data"), "--ingress", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                                 str(self.root / "data"), "--ingress", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
                                  "--log-level", "WARNING"], stdout=subprocess.PIPE,
                                 stderr=open(self.root / "runtime.log", "ab"), env=self.env)  # noqa: SIM115
         self.procs.append(proc)

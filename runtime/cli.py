@@ -87,6 +87,7 @@ def serve(
     partitions: int | None = typer.Option(None, "--partitions", help="partition count, fixed at creation"),
     ingress: str | None = typer.Option(None, "--ingress", help="client API HOST:PORT (default 127.0.0.1:7070)"),
     admin: str | None = typer.Option(None, "--admin", help="admin + worker HOST:PORT (default 127.0.0.1:7071)"),
+    metrics: str | None = typer.Option(None, "--metrics", help="Prometheus HOST:PORT (default 127.0.0.1:9464; 'off')"),
     config: Path | None = typer.Option(None, "--config", help="TOML config file"),
     log_level: str = typer.Option("INFO", "--log-level", envvar="ENDURE_LOG_LEVEL"),
 ) -> None:
@@ -97,7 +98,7 @@ def serve(
     _setup_logging(log_level)
     try:
         cfg = load_config(config, {"data_dir": data_dir, "partitions": partitions, "ingress": ingress,
-                                   "admin": admin})
+                                   "admin": admin, "metrics": metrics})
     except ConfigError as exc:
         _fail(str(exc), 2)
 
@@ -111,7 +112,9 @@ def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        print(f"endure: ready ingress=127.0.0.1:{node.ingress_port} admin=127.0.0.1:{node.admin_port}", flush=True)
+        metrics = f" metrics=127.0.0.1:{node.metrics_port}" if node.metrics_port else ""
+        print(f"endure: ready ingress=127.0.0.1:{node.ingress_port} admin=127.0.0.1:{node.admin_port}{metrics}",
+              flush=True)
         await stop.wait()
         logging.getLogger("endure.node").info("shutting down")
         await node.stop()
@@ -152,6 +155,7 @@ def dev(
     data_dir: Path = typer.Option(Path(".endure"), "--data-dir"),
     ingress: str = typer.Option("127.0.0.1:7070", "--ingress"),
     admin: str = typer.Option("127.0.0.1:7071", "--admin"),
+    metrics: str = typer.Option("127.0.0.1:9464", "--metrics", help="Prometheus HOST:PORT, or 'off'"),
 ) -> None:
     """Runtime and one worker in one command, for a laptop. Ctrl-C stops both."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
@@ -161,7 +165,7 @@ def dev(
 
     signal.signal(signal.SIGTERM, _interrupt)
     runtime = subprocess.Popen([sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir", str(data_dir),
-                                "--ingress", ingress, "--admin", admin], env=env)
+                                "--ingress", ingress, "--admin", admin, "--metrics", metrics], env=env)
     worker_proc = None
     try:
         _wait_for_port(admin, runtime)

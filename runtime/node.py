@@ -20,13 +20,17 @@ from endure.proto import admin_pb2_grpc as apb_grpc
 from endure.proto import ingress_pb2_grpc as ipb_grpc
 from endure.proto import worker_pb2_grpc as wpb_grpc
 from endure.runtime.admin.service import AdminService
-from endure.runtime.config import ConfigError, NodeConfig
+from endure.runtime.auth import TenantResolver, TokenInterceptor
+from endure.runtime.config import ConfigError, LimitConfig, NodeConfig
 from endure.runtime.ingress.service import IngressService
 from endure.runtime.ingress.waiters import CompletionWaiters
 from endure.runtime.invoker.endpoint import WorkerEndpoint
 from endure.runtime.invoker.invoker import Invoker, InvokerConfig
+from endure.runtime.invoker.limits import Limit, Limits
+from endure.runtime.invoker.limits_store import LimitsStore
 from endure.runtime.invoker.registry import ServiceRegistry
 from endure.runtime.log import NodeLog
+from endure.runtime.metrics import NodeMetrics
 from endure.runtime.partition.effects import Effect, InvocationCompleted
 from endure.runtime.partition.processor import PartitionProcessor
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
@@ -41,8 +45,9 @@ _MAX_MESSAGE = 64 << 20
 class _Effects:
     """Routes the leaders' effects: results to waiting clients, the rest to the invoker."""
 
-    def __init__(self, waiters: CompletionWaiters) -> None:
+    def __init__(self, waiters: CompletionWaiters, metrics: NodeMetrics) -> None:
         self.waiters = waiters
+        self.metrics = metrics
         self.invoker: Invoker | None = None
 
     def on_effects(self, partition: int, effects: Sequence[Effect]) -> None:
@@ -50,6 +55,7 @@ class _Effects:
         for effect in effects:
             if isinstance(effect, InvocationCompleted):
                 self.waiters.complete(effect.invocation_id, effect.status)
+                self.metrics.observe_finished(effect.status)
             else:
                 rest.append(effect)
         if rest and self.invoker is not None:
@@ -67,25 +73,35 @@ class Node:
         self.processors: dict[int, PartitionProcessor] = {}
         self.invoker: Invoker | None = None
         self.registry: ServiceRegistry | None = None
+        self.ingress: IngressService | None = None
+        self.waiters: CompletionWaiters | None = None
+        self.metrics = NodeMetrics()
         self._servers: list[grpc.aio.Server] = []
         self.ingress_port = 0
         self.admin_port = 0
+        self.metrics_port = 0
 
     async def start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log = await NodeLog.open(cfg.data_dir, cfg.partitions)
+        self.log = await NodeLog.open(cfg.data_dir, cfg.partitions, max_pending_records=cfg.max_pending_appends)
+        self.log.store.on_batch = self.metrics.observe_log_batch
         await self._check_partition_count()
         self.registry = ServiceRegistry(self.log.metadata)
         await self.registry.load()
-        waiters = CompletionWaiters(cfg.max_waiting_calls)
-        effects = _Effects(waiters)
+        limits = Limits({name: _limit(t, t.weight) for name, t in cfg.tenants.items()},
+                        {name: _limit(h) for name, h in cfg.handler_limits.items()})
+        limits_store = LimitsStore(self.log.metadata, limits)
+        await limits_store.load()
+        waiters = self.waiters = CompletionWaiters(cfg.max_waiting_calls)
+        effects = _Effects(waiters, self.metrics)
         for p in range(cfg.partitions):
             store = PartitionStore(cfg.data_dir / "partitions" / f"p{p}")
             machine = StateMachine(StateMachineConfig(p, cfg.partitions, int(cfg.retention_s * 1000)))
             self.processors[p] = PartitionProcessor(p, self.log.log(p), store, machine, effects, self.log.log,
                                                     node=cfg.node_name)
-        self.invoker = Invoker(self.registry, self.processors, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes))
+        self.invoker = Invoker(self.registry, self.processors, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes),
+                               limits)
         effects.invoker = self.invoker
 
         options = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]
@@ -95,19 +111,26 @@ class Node:
         pending = 4 * cfg.max_waiting_calls
         ingress = grpc.aio.server(options=[*options, ("grpc.server.max_pending_requests", pending),
                                            ("grpc.server.max_pending_requests_hard_limit", pending)])
-        ipb_grpc.add_IngressServicer_to_server(
-            IngressService(self.registry, self.processors, waiters, cfg.max_payload_bytes), ingress)
+        tenants = TenantResolver(cfg.auth, {name: t.api_keys_sha256 for name, t in cfg.tenants.items()})
+        self.ingress = IngressService(self.registry, self.processors, waiters, cfg.max_payload_bytes,
+                                      tenants=tenants, limits=limits, backlog=self.invoker.backlog)
+        ipb_grpc.add_IngressServicer_to_server(self.ingress, ingress)
         _add_health_and_reflection(ingress, [ingress_pb2.DESCRIPTOR.services_by_name["Ingress"].full_name])
         self.ingress_port = _bind(ingress, cfg.ingress)
 
-        admin = grpc.aio.server(options=options)
-        apb_grpc.add_AdminServicer_to_server(AdminService(self.registry, self.processors, self.invoker, self.log),
-                                             admin)
+        admin_name = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
+        worker_name = worker_pb2.DESCRIPTOR.services_by_name["WorkerEndpoint"].full_name
+        interceptor = TokenInterceptor({admin_name: cfg.admin_token_sha256, worker_name: cfg.worker_token_sha256})
+        admin = grpc.aio.server(options=options, interceptors=[interceptor])
+        apb_grpc.add_AdminServicer_to_server(
+            AdminService(self.registry, self.processors, self.invoker, self.log, limits_store), admin)
         wpb_grpc.add_WorkerEndpointServicer_to_server(WorkerEndpoint(self.invoker, self.registry), admin)
-        _add_health_and_reflection(admin, [admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
-                                           worker_pb2.DESCRIPTOR.services_by_name["WorkerEndpoint"].full_name])
+        _add_health_and_reflection(admin, [admin_name, worker_name])
         self.admin_port = _bind(admin, cfg.admin)
         self._servers = [ingress, admin]
+        self.metrics.attach(self)
+        if cfg.metrics:
+            self.metrics_port = self.metrics.serve(cfg.metrics)
 
         for processor in self.processors.values():
             await processor.start()
@@ -136,6 +159,12 @@ class Node:
             await self.log.close()
         for processor in self.processors.values():
             processor.store.close()
+        self.metrics.close()
+
+
+def _limit(config: LimitConfig, weight: float = 1.0) -> Limit:
+    return Limit(max_running=config.max_running, rate_per_s=config.rate_per_s, burst=config.burst,
+                 max_backlog=config.max_backlog, weight=weight)
 
 
 def _bind(server: grpc.aio.Server, address: str) -> int:

@@ -124,7 +124,7 @@ class Cluster:
         admin = self.admin or "127.0.0.1:0"
         self._restarts += 1
         args = [sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir", str(self.data_dir),
-                "--partitions", str(self.partitions), "--ingress", ingress, "--admin", admin, *(extra_args or [])]
+                "--partitions", str(self.partitions), "--ingress", ingress, "--admin", admin, "--metrics", "127.0.0.1:0", *(extra_args or [])]
         proc = Proc(args, self.root / f"runtime-{self._restarts}.log", self.env)
         match = proc.wait_for_line(_READY)
         self.ingress, self.admin = match.group(1), match.group(2)

@@ -165,7 +165,7 @@ def test_dev_serves_a_call_and_sigterm_stops_both_processes(tmp_path: Path) -> N
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(APPS_DIR), os.environ.get("PYTHONPATH", "")]),
                ENDURE_TEST_DIR=str(tmp_path))
     dev = Proc([sys.executable, "-m", "endure.runtime.cli", "dev", APP, "--data-dir", str(tmp_path / "data"),
-                "--ingress", ingress, "--admin", admin], tmp_path / "dev.log", env)
+                "--ingress", ingress, "--admin", admin, "--metrics", "127.0.0.1:0"], tmp_path / "dev.log", env)
     children: list[psutil.Process] = []
     try:
         def ready() -> bool:
