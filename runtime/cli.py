@@ -499,6 +499,91 @@ def invocations_resume(invocation_id: str, admin: str = ADMIN_OPT, as_json: bool
     _action("ResumeInvocation", invocation_id, admin, as_json)
 
 
+def _parse_since(since: str | None) -> int:
+    if not since:
+        return 0
+    if since.endswith("d") and since[:-1].isdigit():
+        return int((time.time() - int(since[:-1]) * 86_400) * 1000)
+    try:
+        return int(datetime.fromisoformat(since).timestamp() * 1000)
+    except ValueError:
+        _fail(f"--since takes a date (2026-12-01) or a number of days (7d), not {since!r}", 2)
+    return 0
+
+
+@app.command()
+def usage(
+    tenant: str | None = typer.Option(None, "--tenant"),
+    since: str | None = typer.Option(None, "--since", help="a date (YYYY-MM-DD) or days back (7d)"),
+    by: str = typer.Option("tenant", "--by", help="tenant, service, handler or day"),
+    admin: str = ADMIN_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Metered usage per tenant: invocations, handler time, journal and state bytes, LLM tokens, sandbox."""
+    resp = _admin_call(admin, "GetUsage", apb.UsageRequest(tenant=tenant or "", since_ms=_parse_since(since), by=by))
+    if as_json:
+        typer.echo(json.dumps(_dump(resp)))
+        return
+    counters = sorted({name for row in resp.rows for name in row.counters})
+    table = Table("tenant", *([by] if by != "tenant" else []), *counters)
+    for row in resp.rows:
+        values = [f"{row.counters.get(c, 0):,.0f}" for c in counters]
+        table.add_row(row.tenant, *([row.group] if by != "tenant" else []), *values)
+    console.print(table)
+
+
+limits_app = typer.Typer(help="Flow-control limits per tenant and per service / handler.", no_args_is_help=True)
+app.add_typer(limits_app, name="limits")
+
+
+def _print_limits(resp: apb.LimitsResponse, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(_dump(resp)))
+        return
+    table = Table("scope", "max running", "rate/s", "burst", "max backlog", "weight", "queued")
+    rows = [(f"tenant {n}", spec, str(resp.backlog.get(n, 0))) for n, spec in sorted(resp.tenants.items())]
+    rows += [(f"target {n}", spec, "") for n, spec in sorted(resp.targets.items())]
+    fields = ("max_running", "rate_per_s", "burst", "max_backlog", "weight")
+    for name, spec, queued in rows:
+        table.add_row(name, *[str(getattr(spec, f)) if spec.HasField(f) else "-" for f in fields], queued)
+    console.print(table)
+
+
+@limits_app.command("get")
+def limits_get(admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
+    """Show the limits in force and each tenant's queued backlog."""
+    _print_limits(_admin_call(admin, "GetLimits", apb.GetLimitsRequest()), as_json)
+
+
+@limits_app.command("set")
+def limits_set(
+    tenant: str | None = typer.Option(None, "--tenant", help="the tenant to limit"),
+    target: str | None = typer.Option(None, "--target", help="or a service / service/handler"),
+    max_running: int | None = typer.Option(None, "--max-running"),
+    rate: float | None = typer.Option(None, "--rate", help="invocations started per second"),
+    burst: float | None = typer.Option(None, "--burst"),
+    max_backlog: int | None = typer.Option(None, "--max-backlog"),
+    weight: float | None = typer.Option(None, "--weight", help="fair share under contention (tenants)"),
+    clear: bool = typer.Option(False, "--clear", help="remove the override"),
+    admin: str = ADMIN_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Set a tenant's or a target's limits; kept across restarts."""
+    if bool(tenant) == bool(target):
+        _fail("give exactly one of --tenant and --target", 2)
+    spec = apb.LimitSpec()
+    for name, value in (("max_running", max_running), ("rate_per_s", rate), ("burst", burst),
+                        ("max_backlog", max_backlog), ("weight", weight)):
+        if value is not None:
+            setattr(spec, name, value)
+    request = apb.SetLimitsRequest(limits=spec, clear=clear)
+    if tenant:
+        request.tenant = tenant
+    else:
+        request.target = target or ""
+    _print_limits(_admin_call(admin, "SetLimits", request), as_json)
+
+
 def main() -> None:
     app()
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from endure.proto import records_pb2, worker_pb2
+from endure.sdk import metrics
 from endure.sdk.errors import (
     AttemptDropped,
     CancelledError,
@@ -122,6 +123,7 @@ class Invocation:
         self._held: dict[int, records_pb2.JournalEntry] = {}
         self._end_pending = False
         self._acks: dict[int, tuple[asyncio.Future[Any], Any]] = {}
+        self._run_started: dict[int, float] = {}  # step start times, for the step latency metric
         self._completions: dict[int, asyncio.Future[Any]] = {}
         self._early: dict[int, Raw] = {}
         self._run_tasks: set[asyncio.Task[None]] = set()
@@ -183,6 +185,8 @@ class Invocation:
         self._finish(outcome)
 
     def _finish(self, outcome: bytes | records_pb2.Failure) -> None:
+        metrics.METRICS.finished(self.target.service, self.target.handler,
+                                 "ok" if isinstance(outcome, bytes) else "failed")
         try:
             index, recorded = self.begin("output", "")
         except (JournalMismatchError, AttemptDropped):
@@ -207,6 +211,7 @@ class Invocation:
         """A retryable failure of this attempt (or a journal mismatch): report it and stop."""
         if self.done:
             return
+        metrics.METRICS.finished(self.target.service, self.target.handler, "mismatch" if mismatch else "retry")
         self.sink.send(
             WorkerFrame(
                 fail=worker_pb2.FailFrame(
@@ -330,6 +335,9 @@ class Invocation:
             return
         fut, raw = pending
         self._last_progress = self.loop.time()
+        started = self._run_started.pop(index, None)
+        if started is not None:
+            metrics.METRICS.step(self._last_progress - started)
         if not fut.done():
             fut.set_result(raw)
         self._busy -= 1
@@ -424,6 +432,7 @@ class Invocation:
         else:
             entry.failure.CopyFrom(raw)
         self._acks[index] = (fut, raw)
+        self._run_started[index] = started
         self.emit(index, entry)
 
     # ------------------------------------------------------------------ waiting
@@ -516,6 +525,7 @@ class Invocation:
         """Free the slot: the runtime restarts the attempt when one of the entries completes."""
         if self.done:
             return
+        metrics.METRICS.finished(self.target.service, self.target.handler, "suspended")
         self.sink.send(
             WorkerFrame(
                 suspend=worker_pb2.SuspendFrame(

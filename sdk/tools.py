@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from endure.proto import records_pb2
+from endure.sdk import metrics
 from endure.sdk.context import ACK, COMPLETION, DurableFuture
 from endure.sdk.errors import TerminalError
 from endure.sdk.invocation import WithUsage
@@ -79,6 +80,7 @@ def run_sandbox(ctx: Context, name: str, method: str, *args: Any, **kwargs: Any)
 
     async def go() -> WithUsage:
         res = await getattr(get_sandbox(), method)(*args, **kwargs)
+        metrics.METRICS.sandbox_run(method.removeprefix("run_"), str(res.limit_hit) if res.limit_hit else None)
         return WithUsage(res, res.usage())
 
     return _journaled(ctx, name, _result_serde(), go)

@@ -207,7 +207,8 @@ class Worker:
     async def _session(self) -> None:
         async with grpc.aio.insecure_channel(self.runtime, options=_CHANNEL_OPTIONS) as channel:
             stub = worker_pb2_grpc.WorkerEndpointStub(channel)
-            call = stub.Connect()
+            token = os.environ.get("ENDURE_WORKER_TOKEN")  # when the runtime requires a worker token
+            call = stub.Connect(metadata=(("authorization", f"Bearer {token}"),) if token else None)
             self._out.clear()
             await call.write(
                 worker_pb2.WorkerMessage(frames=[worker_pb2.WorkerFrame(register=self._register)])
@@ -388,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="worker name shown by the runtime")
     parser.add_argument("--shutdown-grace", type=float, default=30.0)
     parser.add_argument("--log-level", default=os.environ.get("ENDURE_LOG_LEVEL", "INFO"))
+    parser.add_argument("--metrics", default=os.environ.get("ENDURE_WORKER_METRICS"),
+                        help="serve Prometheus metrics on HOST:PORT (off by default)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -397,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ImportError, AttributeError, TypeError, ValueError) as exc:
         print(f"endure worker: cannot load {args.app}: {exc}", file=sys.stderr)
         return 2
+    if args.metrics:
+        from endure.sdk import metrics
+
+        port = metrics.enable(args.metrics)
+        log.info("worker metrics on %s", f"{args.metrics.rpartition(':')[0]}:{port}")
     try:
         run_worker(
             app,
