@@ -61,7 +61,9 @@ def _root(
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from endure.sdk.logs import setup_logging
+
+    setup_logging(level, os.environ.get("ENDURE_LOG_FORMAT", "text"))
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from endure.proto import records_pb2, worker_pb2
-from endure.sdk import metrics
+from endure.sdk import logs, metrics
 from endure.sdk.errors import (
     AttemptDropped,
     CancelledError,
@@ -140,6 +140,8 @@ class Invocation:
     async def _main(self) -> None:
         from endure.sdk.context import context_for
 
+        logs.bind_invocation(invocation_id=self.id, tenant=self.tenant, service=self.target.service,
+                             handler=self.target.handler, attempt=self.attempt)
         defn = self.defn
         if defn is None:
             t = self.target

@@ -389,12 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="worker name shown by the runtime")
     parser.add_argument("--shutdown-grace", type=float, default=30.0)
     parser.add_argument("--log-level", default=os.environ.get("ENDURE_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("ENDURE_LOG_FORMAT", "text"))
     parser.add_argument("--metrics", default=os.environ.get("ENDURE_WORKER_METRICS"),
                         help="serve Prometheus metrics on HOST:PORT (off by default)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from endure.sdk.logs import setup_logging
+
+    setup_logging(args.log_level, args.log_format)
     try:
         app = load_app(args.app)
     except (ImportError, AttributeError, TypeError, ValueError) as exc:

@@ -149,7 +149,7 @@ class PartitionProcessor:
             try:
                 env.ParseFromString(record.payload)
             except Exception:  # a corrupt payload must not stop the partition
-                self.state_machine._reject(f"LSN {record.lsn}: undecodable record")
+                self.state_machine.reject(f"LSN {record.lsn}: undecodable record")
                 continue
             applied = self.state_machine.apply(tx, env, effects)
             if applied and env.HasField("announce_leader") and env.announce_leader.epoch == self._announced:

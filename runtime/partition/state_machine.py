@@ -82,7 +82,7 @@ class StateMachine:
         kind = env.WhichOneof("body")
         handler = self._handlers.get(kind)  # type: ignore[arg-type]
         if handler is None:
-            self._reject(f"record without a known body ({kind!r})")
+            self.reject(f"record without a known body ({kind!r})")
             return False
         # Roll back to these marks on rejection, so a rejected record leaves nothing half-written.
         # (Truncating instead of copying the effects list keeps a batch's apply linear in its size.)
@@ -93,15 +93,17 @@ class StateMachine:
         except Rejected as exc:
             tx.rollback(checkpoint)
             del effects[mark:]
-            self._reject(f"{kind}: {exc}")
+            self.reject(f"{kind}: {exc}", getattr(getattr(env, kind), "invocation_id", ""))
             if exc.restart:
                 effects.append(AbortAttempt(exc.restart, str(exc), restart=True))
             return False
         return True
 
-    def _reject(self, reason: str) -> None:
+    def reject(self, reason: str, invocation_id: str = "") -> None:
+        """Count and log a record that changes nothing (structured: with its invocation id)."""
         self.rejected += 1
-        log.warning("partition %d: rejected record: %s", self.config.partition, reason)
+        log.warning("partition %d: rejected record: %s", self.config.partition, reason,
+                    extra={"invocation_id": invocation_id} if invocation_id else None)
 
     # ------------------------------------------------------------------ helpers
 

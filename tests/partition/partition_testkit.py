@@ -142,7 +142,7 @@ def apply_batch(store: PartitionStore, sm: StateMachine, batch: Iterable[tuple[i
         try:
             msg.ParseFromString(payload)
         except Exception:
-            sm._reject(f"LSN {lsn}: undecodable record")
+            sm.reject(f"LSN {lsn}: undecodable record")
             continue
         sm.apply(tx, msg, effects)
     if last is not None:
