@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from endure.proto import records_pb2, worker_pb2
-from endure.sdk import logs, metrics
+from endure.sdk import logs, metrics, tracing
 from endure.sdk.errors import (
     AttemptDropped,
     CancelledError,
@@ -148,6 +148,10 @@ class Invocation:
             self._finish(Failure(code=404, message=f"no handler {t.service}/{t.handler} on this worker"))
             return
         ctx = context_for(defn.kind, self)
+        with tracing.attempt_span(self.headers, self.target.service, self.target.handler, self.id, self.attempt):
+            await self._run_handler(defn, ctx)
+
+    async def _run_handler(self, defn: HandlerDefinition, ctx: Any) -> None:
         outcome: bytes | records_pb2.Failure
         try:
             if defn.has_input:
@@ -391,12 +395,13 @@ class Invocation:
         raw: Raw
         while True:
             try:
-                if _is_async_fn(fn):
-                    result = await fn(*args)
-                else:
-                    result = await loop.run_in_executor(None, functools.partial(fn, *args))
-                    if inspect.isawaitable(result):
-                        result = await result
+                with tracing.step_span(name, index):
+                    if _is_async_fn(fn):
+                        result = await fn(*args)
+                    else:
+                        result = await loop.run_in_executor(None, functools.partial(fn, *args))
+                        if inspect.isawaitable(result):
+                            result = await result
                 if type(result) is WithUsage:
                     entry.usage.update(result.usage)
                     result = result.value

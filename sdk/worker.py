@@ -401,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ImportError, AttributeError, TypeError, ValueError) as exc:
         print(f"endure worker: cannot load {args.app}: {exc}", file=sys.stderr)
         return 2
+    from endure.sdk import tracing
+
+    tracing.enable_from_env()
     if args.metrics:
         from endure.sdk import metrics
 

@@ -142,6 +142,13 @@ class IngressService(ipb_grpc.IngressServicer):
         record.headers.update(request.headers)
         return record, ids.partition_of(inv, self._partitions)
 
+    @staticmethod
+    def _trace_context(request: ipb.CallRequest, context: grpc.aio.ServicerContext) -> None:
+        """W3C trace context from the client's metadata travels with the invocation (and its calls)."""
+        for key, value in context.invocation_metadata() or ():
+            if key in ("traceparent", "tracestate") and key not in request.headers:
+                request.headers[key] = value
+
     async def _append(self, partition: int, env: pb.Envelope) -> None:
         env.header.timestamp_ms = int(time.time() * 1000)
         try:
@@ -194,6 +201,7 @@ class IngressService(ipb_grpc.IngressServicer):
 
     async def _call(self, request: ipb.CallRequest, context: grpc.aio.ServicerContext) -> ipb.Output:
         tenant = self.tenant(context)
+        self._trace_context(request, context)
         record, partition = self._invoke(request, tenant, workflow_run=None)
         inv = record.invocation_id
         try:
@@ -220,6 +228,7 @@ class IngressService(ipb_grpc.IngressServicer):
         if delay > 365 * 24 * 3600 * 1000:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "a delay is at most one year")
         execute_at = int(time.time() * 1000) + delay if delay else 0
+        self._trace_context(request.call, context)
         record, partition = self._invoke(request.call, self.tenant(context), workflow_run=workflow_run,
                                          execute_at_ms=execute_at)
         await self._append(partition, pb.Envelope(invoke=record))

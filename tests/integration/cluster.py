@@ -107,7 +107,9 @@ class Proc:
 class Cluster:
     """One runtime (restartable on the same data dir) and any number of workers."""
 
-    def __init__(self, root: Path, partitions: int = 2, env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, partitions: int = 2, env: dict[str, str] | None = None,
+                 admin_token: str | None = None) -> None:
+        self.admin_metadata = (("authorization", f"Bearer {admin_token}"),) if admin_token else ()
         self.root = root
         self.data_dir = root / "data"
         self.partitions = partitions
@@ -128,6 +130,8 @@ class Cluster:
         proc = Proc(args, self.root / f"runtime-{self._restarts}.log", self.env)
         match = proc.wait_for_line(_READY)
         self.ingress, self.admin = match.group(1), match.group(2)
+        metrics = re.search(r"metrics=(\S+)", match.string)
+        self.metrics = metrics.group(1) if metrics else ""
         self.runtime = proc
         return proc
 
@@ -148,7 +152,7 @@ class Cluster:
     def connected_workers(self) -> set[str]:
         channel, stub = self.admin_stub()
         try:
-            resp = stub.ListServices(apb.ListServicesRequest(), timeout=10)
+            resp = stub.ListServices(apb.ListServicesRequest(), timeout=10, metadata=self.admin_metadata)
         finally:
             channel.close()
         return {w.name for s in resp.services for w in s.workers}
@@ -169,7 +173,8 @@ class Cluster:
     def describe(self, invocation_id: str) -> apb.InvocationDescription:
         channel, stub = self.admin_stub()
         try:
-            return stub.DescribeInvocation(apb.InvocationRef(invocation_id=invocation_id), timeout=10)
+            return stub.DescribeInvocation(apb.InvocationRef(invocation_id=invocation_id), timeout=10,
+                                           metadata=self.admin_metadata)
         finally:
             channel.close()
 
