@@ -43,6 +43,19 @@ async def tool(ctx: Context, value: int) -> int:
     return value + int(result.stdout.strip() or 0)
 
 
+async def _busy(ms: int) -> int:
+    import asyncio
+
+    await asyncio.sleep(ms / 1000)
+    return ms
+
+
+@bench.handler()
+async def work(ctx: Context, ms: int) -> int:
+    """One step that takes ms milliseconds (waiting, like an LLM call)."""
+    return await ctx.run("work", _busy, ms)
+
+
 counter = VirtualObject("counter")
 
 

@@ -23,7 +23,8 @@ class BenchCluster:
     """A runtime on free loopback ports plus workers; everything is killed and removed on close."""
 
     def __init__(self, partitions: int = 4, workers: int = 1, app: str = "endure.bench.apps:app",
-                 concurrency: int = 256) -> None:
+                 concurrency: int = 256, runtime_args: list[str] | None = None) -> None:
+        self.runtime_args = runtime_args or []
         self.dir = Path(tempfile.mkdtemp(prefix="endure-bench-"))
         self.partitions = partitions
         self.app = app
@@ -40,7 +41,7 @@ class BenchCluster:
         self.runtime = subprocess.Popen(
             [sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir", str(self.dir / "data"),
              "--partitions", str(self.partitions), "--ingress", ingress, "--admin", admin, "--metrics", "127.0.0.1:0",
-             "--log-level", "WARNING"],
+             "--log-level", "WARNING", *self.runtime_args],
             stdout=subprocess.PIPE, stderr=open(self.dir / "runtime.log", "ab"))  # noqa: SIM115
         assert self.runtime.stdout is not None
         deadline = time.monotonic() + 60
