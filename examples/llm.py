@@ -22,6 +22,10 @@ class Reply:
     model: str
 
 
+RESEARCH_ROLE = "You are a research assistant."
+"""The system prompt the research example starts with (the scripted model keys its replies on it)."""
+
+
 class ChatModel(Protocol):
     name: str
 
@@ -51,7 +55,9 @@ class ScriptedModel:
     """An offline stand-in, plainly not an LLM: replies come from a fixed script, in turn order.
 
     For the coding agent it first writes a program with a bug, then, once it sees the error in
-    the conversation, the fixed program, so the retry loop is exercised deterministically.
+    the conversation, the fixed program, so the retry loop is exercised deterministically. For the
+    research example (a system message starting with RESEARCH_ROLE) it echoes the question back as
+    a labelled canned note, so the same input always gives the same "answer".
     """
 
     name = "scripted-model (offline stand-in, not an LLM)"
@@ -60,9 +66,13 @@ class ScriptedModel:
     FIXED = "```python\nnumbers = [3, 1, 2]\nprint(sorted(numbers))\n```"
 
     def complete(self, messages: list[dict[str, str]]) -> Reply:
+        tokens_in = sum(len(m["content"].split()) for m in messages)
+        if messages and messages[0]["role"] == "system" and messages[0]["content"].startswith(RESEARCH_ROLE):
+            asked = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+            text = f"[scripted note, not an LLM] On {asked!r}: three sources agree; one disagrees."
+            return Reply(text=text, input_tokens=tokens_in, output_tokens=len(text.split()), model=self.name)
         saw_error = any(m["role"] == "user" and "Traceback" in m["content"] for m in messages)
         text = self.FIXED if saw_error else self.FIRST
-        tokens_in = sum(len(m["content"].split()) for m in messages)
         return Reply(text=text, input_tokens=tokens_in, output_tokens=len(text.split()), model=self.name)
 
 
