@@ -35,10 +35,15 @@ class NodeMetrics:
                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
                                    registry=self.registry)
         self._server: Any = None
+        self._finished_children: dict[tuple[int, str], Any] = {}
 
     def observe_finished(self, status: pb.InvocationStatus) -> None:
         outcome = "ok" if status.WhichOneof("output") == "value" else "failed"
-        self.finished.labels(pb.Status.Name(status.status).lower(), outcome).inc()
+        child = self._finished_children.get((status.status, outcome))
+        if child is None:
+            child = self._finished_children[(status.status, outcome)] = self.finished.labels(
+                pb.Status.Name(status.status).lower(), outcome)
+        child.inc()
         if status.completed_at_ms and status.created_at_ms:
             self.duration.observe(max(0.0, (status.completed_at_ms - status.created_at_ms) / 1000))
 

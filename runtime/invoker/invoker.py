@@ -237,7 +237,8 @@ class Invoker:
             state_complete=True,
         )
         start.headers.update(status.headers)
-        start.journal.extend(store.journal(item.invocation_id))
+        if status.journal_length:  # a first attempt has no journal to read
+            start.journal.extend(store.journal(item.invocation_id))
         if status.handler_kind != pb.SERVICE:
             budget = self.config.eager_state_bytes
             for name, value in store.object_state(status.tenant, status.target.service, status.target.key):

@@ -57,6 +57,7 @@ class Limits:
         self._tenants: dict[str, Limit] = {}
         self._handlers: dict[str, Limit] = {}  # "service" or "service/handler"
         self._buckets: dict[str, TokenBucket] = {}
+        self._scopes: dict[tuple[str, str, str], list[tuple[str, Limit]]] = {}  # cache of _keys
         self.running: Counter[str] = Counter()  # "tenant:NAME" / "handler:SERVICE[/HANDLER]" -> running attempts
         for name, limit in (tenants or {}).items():
             self.set_tenant(name, limit)
@@ -64,10 +65,12 @@ class Limits:
             self.set_handler(name, limit)
 
     def set_tenant(self, tenant: str, limit: Limit) -> None:
+        self._scopes.clear()
         self._tenants[tenant] = limit
         self._reset_bucket(f"tenant:{tenant}", limit)
 
     def set_handler(self, target: str, limit: Limit) -> None:
+        self._scopes.clear()
         self._handlers[target] = limit
         self._reset_bucket(f"handler:{target}", limit)
 
@@ -90,11 +93,18 @@ class Limits:
         return self.tenant(tenant).weight
 
     def _keys(self, tenant: str, service: str, handler: str) -> list[tuple[str, Limit]]:
+        """The limit scopes an invocation counts against (cached: this is on every start and end)."""
+        found = self._scopes.get((tenant, service, handler))
+        if found is not None:
+            return found
         keys = [(f"tenant:{tenant}", self.tenant(tenant))]
         for target in (service, f"{service}/{handler}"):
             limit = self._handlers.get(target)
             if limit is not None:
                 keys.append((f"handler:{target}", limit))
+        if len(self._scopes) > 10_000:
+            self._scopes.clear()
+        self._scopes[(tenant, service, handler)] = keys
         return keys
 
     def can_start(self, tenant: str, service: str, handler: str, now: float | None = None) -> bool:

@@ -57,6 +57,10 @@ class StateMachine:
     def __init__(self, config: StateMachineConfig) -> None:
         self.config = config
         self.rejected = 0  # records rejected since start, for metrics and tests
+        # Metering of the record being applied, then of its transaction (flushed before commit).
+        self._staged_usage: list[tuple[bytes, dict[str, float]]] = []
+        self._usage: dict[bytes, dict[str, float]] = {}
+        self._usage_tx: Transaction | None = None
         self._handlers = {
             field.name: getattr(self, f"_on_{field.name}")
             for field in pb.Envelope.DESCRIPTOR.oneofs_by_name["body"].fields
@@ -88,15 +92,19 @@ class StateMachine:
         # (Truncating instead of copying the effects list keeps a batch's apply linear in its size.)
         mark = len(effects)
         checkpoint = tx.checkpoint()
+        self._staged_usage.clear()
         try:
             handler(tx, getattr(env, kind), header.timestamp_ms, effects)
         except Rejected as exc:
             tx.rollback(checkpoint)
             del effects[mark:]
+            self._staged_usage.clear()
             self.reject(f"{kind}: {exc}", getattr(getattr(env, kind), "invocation_id", ""))
             if exc.restart:
                 effects.append(AbortAttempt(exc.restart, str(exc), restart=True))
             return False
+        if self._staged_usage:
+            self._merge_staged_usage(tx)
         return True
 
     def reject(self, reason: str, invocation_id: str = "") -> None:
@@ -129,26 +137,49 @@ class StateMachine:
         status.modified_at_ms = now
         tx.put_proto(keys.status(status.invocation_id), status)
 
-    @staticmethod
-    def _meter(tx: Transaction, status: pb.InvocationStatus, now: int, counters: dict[str, float]) -> None:
-        """Add counters to the invocation's usage and to its tenant's row for the record's day.
+    def _meter(self, tx: Transaction, status: pb.InvocationStatus, now: int, counters: dict[str, float]) -> None:
+        """Add counters to the invocation's usage and (staged) to its tenant's row for the record's day.
 
         Metering is derived from the log as it applies, so a replay never counts twice and a
-        crash never loses a count. The caller saves the status.
+        crash never loses a count. The caller saves the status; the rows are written once per
+        transaction (see _flush_usage), and a rejected record's counts are dropped with it.
         """
         if not counters:
             return
-        t = status.target
-        row_key = keys.usage(status.tenant, now // 86_400_000, t.service, t.handler)
-        row = tx.get_proto(row_key, pb.UsageRow) or pb.UsageRow()
         for name, amount in counters.items():
             if name.endswith("peak_memory_bytes"):
-                row.counters[name] = max(row.counters.get(name, 0.0), amount)
                 status.usage[name] = max(status.usage.get(name, 0.0), amount)
             else:
-                row.counters[name] = row.counters.get(name, 0.0) + amount
                 status.usage[name] = status.usage.get(name, 0.0) + amount
-        tx.put_proto(row_key, row)
+        t = status.target
+        self._staged_usage.append((keys.usage(status.tenant, now // 86_400_000, t.service, t.handler), counters))
+
+    def _merge_staged_usage(self, tx: Transaction) -> None:
+        if self._usage_tx is not tx:
+            self._usage_tx = tx
+            self._usage = {}
+            tx.before_commit(self._flush_usage)
+        for row_key, counters in self._staged_usage:
+            totals = self._usage.setdefault(row_key, {})
+            for name, amount in counters.items():
+                if name.endswith("peak_memory_bytes"):
+                    totals[name] = max(totals.get(name, 0.0), amount)
+                else:
+                    totals[name] = totals.get(name, 0.0) + amount
+        self._staged_usage.clear()
+
+    def _flush_usage(self, tx: Transaction) -> None:
+        """Add the transaction's metering to the usage rows: one read and one write per row."""
+        for row_key, totals in self._usage.items():
+            row = tx.get_proto(row_key, pb.UsageRow) or pb.UsageRow()
+            for name, amount in totals.items():
+                if name.endswith("peak_memory_bytes"):
+                    row.counters[name] = max(row.counters.get(name, 0.0), amount)
+                else:
+                    row.counters[name] = row.counters.get(name, 0.0) + amount
+            tx.put_proto(row_key, row)
+        self._usage = {}
+        self._usage_tx = None
 
     def _arm_timer(self, tx: Transaction, timer: pb.Timer, action: str, effects: list[Effect]) -> str:
         key = keys.timer_key(timer.wake_at_ms, timer.invocation_id, action)

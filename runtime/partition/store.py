@@ -8,7 +8,7 @@ durable source and a lost tail of store writes is replayed from the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -106,6 +106,7 @@ class Transaction:
         self._store = store
         self._changes: dict[bytes, object] = {}
         self._undo: list[tuple[bytes, object]] = []  # (key, buffered value before the change or None)
+        self._before_commit: list[Callable[[Transaction], None]] = []
 
     def get(self, key: bytes) -> bytes | None:
         value = self._changes.get(key)
@@ -169,7 +170,15 @@ class Transaction:
                 best = key
         return best
 
+    def before_commit(self, hook: Callable[[Transaction], None]) -> None:
+        """Run hook(tx) once, right before this transaction is written (to flush aggregated rows)."""
+        if hook not in self._before_commit:
+            self._before_commit.append(hook)
+
     def commit(self, applied_lsn: int) -> None:
+        for hook in self._before_commit:
+            hook(self)
+        self._before_commit.clear()
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key, value in self._changes.items():
             if value is _DELETED:
