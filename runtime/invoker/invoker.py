@@ -334,8 +334,9 @@ class Invoker:
             run_ms = int((time.monotonic() - attempt.started_at) * 1000)
             if kind == "entry":
                 envs.append(self._entry_record(body))
-                acks.setdefault(partition, []).append(
-                    wpb.AckFrame(invocation_id=inv, attempt=body.attempt, index=body.index))
+                if not body.entry.HasField("output"):  # an output is followed by End: nobody waits for its ack
+                    acks.setdefault(partition, []).append(
+                        wpb.AckFrame(invocation_id=inv, attempt=body.attempt, index=body.index))
             elif kind == "end":
                 envs.append(pb.Envelope(end=pb.End(invocation_id=inv, run_ms=run_ms)))
                 self.stats["ended"] += 1
