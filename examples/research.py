@@ -163,8 +163,8 @@ async def run(ctx: WorkflowContext, q: Question) -> Report:
         await _fail(ctx, f"{exc.message}; undid {', '.join(undone) or 'nothing'}", exc.code)
 
     report = Report(question=q.question, findings=findings, published_as=page, notified=1)
-    ctx.set("phase", "done")
     await ctx.promise("report", Report).resolve(report)
+    ctx.set("phase", "done")  # after the promise: a status that says "done" always has the report
     return report
 
 

@@ -114,7 +114,7 @@ async def test_research_fans_out_gathers_sleeps_and_publishes(cluster: Cluster, 
 
     # the journal: fan-out, gather, durable sleep, the three steps, the promise, the output
     assert entries(cluster, inv) == [*expected_journal(ANGLES), *[("run", s) for s in SAGA],
-                                     ("set_state", "phase"), ("promise_complete", "report"), ("output", "")]
+                                     ("promise_complete", "report"), ("set_state", "phase"), ("output", "")]
     sleep = entry(cluster, inv, "sleep", "cool-down")
     created = cluster.describe(inv).status.created_at_ms
     assert sleep.sleep.wake_at_ms >= created + 500
