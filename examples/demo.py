@@ -102,15 +102,17 @@ async def _run(root: Path) -> int:
             console.print("[bold]2.[/bold] the coding agent gets a task: sort [3,1,2] and print it")
             inv = await client.send("coding_agent/solve", {"prompt": "sort [3, 1, 2] and print it"}, key="demo")
 
-            def journal_has(n: int) -> bool:
-                return len(_journal(admin, inv).journal) >= n
+            def waiting_for_reviewer() -> bool:
+                return any(e.name == "notify reviewer" for e in _journal(admin, inv).journal)
 
-            _wait(lambda: journal_has(5), "the agent's first steps")
+            # Kill at a fixed point (the agent has written, tested and fixed its code and now waits for a
+            # human), so every step before it is durable and the demo shows the same thing on every run.
+            _wait(waiting_for_reviewer, "the agent to finish its steps and ask for approval")
             first.kill()
             first.wait()
             done = len(_journal(admin, inv).journal)
-            console.print(f"[bold]3.[/bold] kill -9 worker 1 in the middle of the task ({done} journal entries "
-                          "durable)")
+            console.print(f"[bold]3.[/bold] kill -9 worker 1 while the agent waits for its reviewer ({done} journal "
+                          "entries durable)")
             console.print("[bold]4.[/bold] starting worker 2; the agent resumes from its journal")
             procs.worker(admin, "worker-2")
             approval = None

@@ -6,6 +6,7 @@ is killed at the end of the test, and lives in the test's own temporary folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -184,6 +186,18 @@ class Cluster:
 
 
 # ---------------------------------------------------------------------- helpers for the e2e matrix
+
+
+@contextlib.contextmanager
+def running_cluster(root: Path, app: str) -> Iterator[Cluster]:
+    """A runtime and one worker ("w1") serving app, with ENDURE_TEST_DIR=root; stopped on exit."""
+    c = Cluster(root, env={"ENDURE_TEST_DIR": str(root)})
+    try:
+        c.start_runtime()
+        c.start_worker(app, name="w1")
+        yield c
+    finally:
+        c.stop()
 
 
 def wait_until(predicate, timeout: float = 60.0, what: str = "condition", interval: float = 0.02):  # noqa: ANN001, ANN201

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from cluster import APPS_DIR, Cluster, Proc, free_port, read_markers, wait_until
+from cluster import APPS_DIR, Cluster, Proc, free_port, read_markers, running_cluster, wait_until
 
 from endure.proto import records_pb2 as pb
 
@@ -29,13 +29,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(root: Path) -> Iterator[Cluster]:
-    c = Cluster(root, env={"ENDURE_TEST_DIR": str(root)})
-    try:
-        c.start_runtime()
-        c.start_worker(APP, name="w1")
+    with running_cluster(root, APP) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def endure(cluster: Cluster, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster import Cluster, Proc, admin_call, list_services, read_markers, wait_until
+from cluster import Cluster, Proc, admin_call, list_services, read_markers, running_cluster, wait_until
 
 from endure.proto import ids
 from endure.proto import records_pb2 as pb
@@ -28,13 +28,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(root: Path) -> Iterator[Cluster]:
-    c = Cluster(root, env={"ENDURE_TEST_DIR": str(root)})
-    try:
-        c.start_runtime()
-        c.start_worker(APP, name="w1")
+    with running_cluster(root, APP) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def status_name(cluster: Cluster, inv: str) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster import Cluster, wait_until
+from cluster import Cluster, running_cluster, wait_until
 
 from endure.proto import admin_pb2 as apb
 from endure.sdk.client import Client, RequestError
@@ -23,13 +23,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(root: Path) -> Iterator[Cluster]:
-    c = Cluster(root, env={"ENDURE_TEST_DIR": str(root)})
-    try:
-        c.start_runtime()
-        c.start_worker(APP, name="w1")
+    with running_cluster(root, APP) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def partitions_consistent(cluster: Cluster) -> None:
