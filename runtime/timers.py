@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from endure.proto import records_pb2 as pb
 from endure.runtime.partition import keys
 from endure.runtime.partition.store import PartitionStore
+from endure.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("endure.timers")
 
@@ -48,12 +49,7 @@ class TimerService:
         self._task = asyncio.create_task(self._run(), name="timers")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     def pending(self) -> int:
         return len(self._heap)

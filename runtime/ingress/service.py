@@ -168,15 +168,19 @@ class IngressService(ipb_grpc.IngressServicer):
             raise RequestError(grpc.StatusCode.NOT_FOUND, f"no invocation {invocation_id}")
         return partition, status
 
-    async def _wait(self, invocation_id: str, partition: int, tenant: str, fresh: bool) -> ipb.Output:
-        """Wait for the invocation's end. Registered before any read, so no completion slips by."""
+    async def _wait(self, invocation_id: str, partition: int, tenant: str,
+                    append: pb.Envelope | None = None) -> ipb.Output:
+        """Wait for the invocation's end: registered before appending `append` (a new invocation) or
+        before reading its status (an existing one), so no completion slips by."""
         try:
             fut = self._waiters.register(invocation_id)
         except TooManyWaiters as exc:
             self.rejected += 1
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         try:
-            if not fresh:
+            if append is not None:
+                await self._append(partition, append)
+            else:
                 status = self._processors[partition].store.status(invocation_id)
                 if status is None or status.tenant != tenant:
                     raise RequestError(grpc.StatusCode.NOT_FOUND, f"no invocation {invocation_id}")
@@ -203,17 +207,7 @@ class IngressService(ipb_grpc.IngressServicer):
         tenant = self.tenant(context)
         self._trace_context(request, context)
         record, partition = self._invoke(request, tenant, workflow_run=None)
-        inv = record.invocation_id
-        try:
-            fut = self._waiters.register(inv)
-        except TooManyWaiters as exc:
-            self.rejected += 1
-            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
-        try:
-            await self._append(partition, pb.Envelope(invoke=record))
-            return _output(await fut)
-        finally:
-            self._waiters.unregister(inv, fut)
+        return await self._wait(record.invocation_id, partition, tenant, append=pb.Envelope(invoke=record))
 
     async def Send(self, request: ipb.SendRequest, context: grpc.aio.ServicerContext) -> ipb.SendResponse:  # noqa: N802
         return await self._guard(context, self._send(request, context, workflow_run=None))  # type: ignore[return-value]
@@ -254,7 +248,7 @@ class IngressService(ipb_grpc.IngressServicer):
             tenant = self.tenant(context)
             inv = self._attach_target(request, tenant)
             partition, _ = self._locate(inv, tenant)
-            return await self._wait(inv, partition, tenant, fresh=False)
+            return await self._wait(inv, partition, tenant)
 
         return await self._guard(context, attach())  # type: ignore[return-value]
 

@@ -20,6 +20,7 @@ from endure.runtime.partition.effects import ArmTimer, DeliverOutbox, Effect, St
 from endure.runtime.partition.shuffle import Shuffle
 from endure.runtime.partition.state_machine import StateMachine
 from endure.runtime.partition.store import PartitionStore
+from endure.runtime.tasks import cancel_and_wait
 from endure.runtime.timers import TimerService, now_ms
 
 log = logging.getLogger("endure.partition")
@@ -70,12 +71,7 @@ class PartitionProcessor:
         self._task = asyncio.create_task(self._run(), name=f"partition-{self.partition}")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         await self.timers.stop()
         await self.shuffle.stop()
         if self.epoch:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from endure.proto import records_pb2 as pb
 from endure.runtime.partition import keys
 from endure.runtime.partition.store import PartitionStore
+from endure.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("endure.shuffle")
 
@@ -46,13 +47,7 @@ class Shuffle:
         self._wake.set()
 
     async def stop(self) -> None:
-        for task in (self._task, self._truncating):
-            if task:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+        await cancel_and_wait(self._task, self._truncating)
 
     def enqueue(self, message: pb.OutboxMessage) -> None:
         if self._overflow_from is not None or len(self._queue) >= self._capacity:
