@@ -42,12 +42,7 @@ class PartitionStore:
         return None if value is None else bytes(value)
 
     def get_proto(self, key: bytes, cls: type[M]) -> M | None:
-        raw = self.get(key)
-        if raw is None:
-            return None
-        msg = cls()
-        msg.ParseFromString(raw)
-        return msg
+        return _parse(self.get(key), cls)
 
     def scan(self, prefix: bytes, start: bytes | None = None, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Rows whose key starts with prefix, from start (inclusive) in key order."""
@@ -99,6 +94,14 @@ class PartitionStore:
         self._db.write(batch, write_opt=self._write_opts)
 
 
+def _parse(raw: bytes | None, cls: type[M]) -> M | None:
+    if raw is None:
+        return None
+    msg = cls()
+    msg.ParseFromString(raw)
+    return msg
+
+
 class Transaction:
     """Buffered changes over the store; reads see the buffer first."""
 
@@ -117,12 +120,7 @@ class Transaction:
         return self._store.get(key)
 
     def get_proto(self, key: bytes, cls: type[M]) -> M | None:
-        raw = self.get(key)
-        if raw is None:
-            return None
-        msg = cls()
-        msg.ParseFromString(raw)
-        return msg
+        return _parse(self.get(key), cls)
 
     def put(self, key: bytes, value: bytes) -> None:
         self._undo.append((key, self._changes.get(key)))
