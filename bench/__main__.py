@@ -19,6 +19,7 @@ WORKLOADS: list[str] = [
     "fairness_bench",  # python -m endure.bench fairness: a flooding tenant vs a quiet one
     "recovery_bench",  # python -m endure.bench recovery: resume time after kill -9
     "sandbox_bench",  # python -m endure.bench sandbox: Wasmtime guests' compile, start and run latency
+    "compare.compare_bench",  # python -m endure.bench compare: Endure vs Restate, Temporal, DBOS side by side
 ]
 
 

@@ -1,0 +1,1 @@
+"""Side-by-side benchmark of Endure, Restate, Temporal and DBOS (`python -m endure.bench compare`)."""
