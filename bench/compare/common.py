@@ -237,14 +237,19 @@ class TreeMeter:
             if not tree:
                 continue
             cpu = 0.0
-            rss = 0
+            rss = pss = 0
             for q in tree:
                 try:
                     t = q.cpu_times()
                     cpu += t.user + t.system - self._start[name].get(q.pid, 0.0)
-                    rss += q.memory_info().rss
-                except psutil.NoSuchProcess:
+                    mem = q.memory_full_info()
+                    rss += mem.rss
+                    pss += getattr(mem, "pss", mem.rss)
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
+            # rss_mb: summed RSS (counts shared memory once per process: overstates Postgres);
+            # pss_mb: summed proportional set size (shared pages split between their users).
             out[name] = {"cpu_s": round(cpu, 3), "cpu_pct": round(100 * cpu / elapsed, 1),
-                         "rss_mb": round(rss / 2**20, 1), "processes": len(tree)}
+                         "rss_mb": round(rss / 2**20, 1), "pss_mb": round(pss / 2**20, 1),
+                         "processes": len(tree)}
         return out
