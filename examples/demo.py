@@ -78,7 +78,7 @@ def _journal(admin: str, invocation_id: str) -> apb.InvocationDescription:
                                                               timeout=10)
 
 
-def _wait(predicate: object, what: str, timeout: float = 120.0) -> None:
+def _wait(predicate: object, what: str, timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
         if time.monotonic() > deadline:

@@ -237,7 +237,7 @@ def test_endure_demo_shows_no_step_ran_again(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENDURE_LLM", "ENDURE_DEMO"))}
     env["TMPDIR"] = str(tmp_path)  # the demo's runtime data and logs stay in this test's folder
     done = subprocess.run([sys.executable, "-m", "endure.runtime.cli", "demo"], capture_output=True, text=True,
-                          timeout=120, env=env)
+                          timeout=600, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no finished step ran again" in done.stdout, done.stdout
     assert "approved': True" in done.stdout

@@ -51,7 +51,7 @@ async def test_sigterm_lets_handlers_reach_suspension_then_exits(runtime: FakeRu
         await asyncio.sleep(0.1)  # inside the 0.5 s step
         proc.send_signal(signal.SIGTERM)
         assert proc.stderr is not None
-        while b"stopping: draining 1 invocation" not in await asyncio.wait_for(proc.stderr.readline(), 10):
+        while b"stopping: draining 1 invocation" not in await asyncio.wait_for(proc.stderr.readline(), 60):
             pass
         s.start("proc", "echo", b'"late"')  # not taken after SIGTERM
         run = await s.expect_entry("run", 0, ack=True)
@@ -59,7 +59,7 @@ async def test_sigterm_lets_handlers_reach_suspension_then_exits(runtime: FakeRu
         await s.expect_entry("sleep", 1, ack=True)
         sus = await s.expect("suspend")
         assert sus.invocation_id == inv and list(sus.waiting_on) == [1]
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
         await s.no_frame(0.1)
     finally:
         if proc.returncode is None:
