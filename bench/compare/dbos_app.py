@@ -127,6 +127,10 @@ def main() -> None:
     config = Config()
     config.bind = [f"127.0.0.1:{args.port}"]
     config.keep_alive_timeout = 3600
+    # hypercorn closes a connection after 1000 requests by default; the server then sees a broken
+    # pipe mid-invocation and retries it after a backoff (stalls of seconds). Restate's SDK docs set
+    # the same three limits to the maximum.
+    config.keep_alive_max_requests = 2**31 - 1
     config.loglevel = "WARNING"
     uvloop.install()
     asyncio.run(serve(app, config))  # type: ignore[arg-type]

@@ -54,8 +54,12 @@ def main() -> None:
     args = parser.parse_args()
     config = Config()
     config.bind = [f"127.0.0.1:{args.port}"]
-    config.h2_max_concurrent_streams = 10_000
+    config.h2_max_concurrent_streams = 2**31 - 1
     config.keep_alive_timeout = 3600
+    # hypercorn closes a connection after 1000 requests by default; the server then sees a broken
+    # pipe mid-invocation and retries it after a backoff (stalls of seconds). Restate's SDK docs set
+    # the same three limits to the maximum.
+    config.keep_alive_max_requests = 2**31 - 1
     config.loglevel = "WARNING"
     uvloop.install()
     asyncio.run(serve(app, config))  # type: ignore[arg-type]
