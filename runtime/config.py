@@ -54,6 +54,8 @@ class NodeConfig(BaseModel):
     max_payload_bytes: int = Field(default=4 << 20, ge=1024, le=64 << 20)
     max_waiting_calls: int = Field(default=10_000, ge=1)
     max_pending_appends: int = Field(default=50_000, ge=16, description="records queued in front of the log")
+    max_queued: int = Field(default=200_000, ge=1, description="runnable invocations waiting for a worker, node-wide; "
+                            "beyond it the ingress answers RESOURCE_EXHAUSTED")
     eager_state_bytes: int = Field(default=1 << 20, ge=0)
     metrics: str | None = Field(default="127.0.0.1:9464", description="Prometheus HTTP endpoint; none = off")
     auth: bool = Field(default=False, description="require API keys; off = every request is tenant 'default'")

@@ -100,7 +100,8 @@ class Node:
             machine = StateMachine(StateMachineConfig(p, cfg.partitions, int(cfg.retention_s * 1000)))
             self.processors[p] = PartitionProcessor(p, self.log.log(p), store, machine, effects, self.log.log,
                                                     node=cfg.node_name)
-        self.invoker = Invoker(self.registry, self.processors, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes),
+        self.invoker = Invoker(self.registry, self.processors, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
+                                                                           max_queued=cfg.max_queued),
                                limits)
         effects.invoker = self.invoker
 
@@ -113,7 +114,8 @@ class Node:
                                            ("grpc.server.max_pending_requests_hard_limit", pending)])
         tenants = TenantResolver(cfg.auth, {name: t.api_keys_sha256 for name, t in cfg.tenants.items()})
         self.ingress = IngressService(self.registry, self.processors, waiters, cfg.max_payload_bytes,
-                                      tenants=tenants, limits=limits, backlog=self.invoker.backlog)
+                                      tenants=tenants, limits=limits, backlog=self.invoker.backlog,
+                                      queued=self.invoker.queued, max_queued=cfg.max_queued)
         ipb_grpc.add_IngressServicer_to_server(self.ingress, ingress)
         _add_health_and_reflection(ingress, [ingress_pb2.DESCRIPTOR.services_by_name["Ingress"].full_name])
         self.ingress_port = _bind(ingress, cfg.ingress)

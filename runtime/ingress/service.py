@@ -41,8 +41,11 @@ class IngressService(ipb_grpc.IngressServicer):
     def __init__(self, registry: ServiceRegistry, processors: Mapping[int, PartitionProcessor],
                  waiters: CompletionWaiters, max_payload_bytes: int, max_json_depth: int = 64,
                  tenants: TenantResolver | None = None, limits: Limits | None = None,
-                 backlog: Callable[[str], int] | None = None) -> None:
+                 backlog: Callable[[str], int] | None = None, queued: Callable[[], int] | None = None,
+                 max_queued: int = 200_000) -> None:
         self._tenants = tenants or TenantResolver(False, {})
+        self._queued = queued or (lambda: 0)
+        self._max_queued = max_queued
         self._limits = limits or Limits()
         self._backlog = backlog or (lambda _tenant: 0)
         self.rejected = 0  # requests refused for overload (backlog, waiters, log queue)
@@ -62,7 +65,14 @@ class IngressService(ipb_grpc.IngressServicer):
             raise RequestError(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from exc
 
     def _admit(self, tenant: str) -> None:
-        """Refuse new work while the tenant's queued backlog is at its limit (nothing accepted is dropped)."""
+        """Refuse new work while the node's or the tenant's queued backlog is at its limit (nothing
+        accepted is dropped: what waits is durable, and the in-memory run queue stays bounded)."""
+        queued = self._queued()
+        if queued >= self._max_queued:
+            self.rejected += 1
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"{queued} invocations are queued on this node (limit {self._max_queued}); "
+                               "retry in 1000 ms", retry_after_ms=1000)
         limit = self._limits.tenant(tenant)
         if limit.max_backlog is None:
             return

@@ -296,3 +296,20 @@ async def test_metrics_of_runtime_and_worker_and_traces_follow_the_client(open_c
     wait_until(lambda: len(spans()) >= 2, 30, "the attempt and step spans")  # printed as spans end
     names = [line for line in worker.lines if '"name": ' in line]
     assert any('"name": "h/stamp"' in n for n in names) and any('"name": "run stamp"' in n for n in names)
+
+
+async def test_node_wide_queue_bound_refuses_new_work_and_keeps_what_it_accepted(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, env={"ENDURE_TEST_DIR": str(tmp_path), "ENDURE_MAX_QUEUED": "3"})
+    try:
+        c.start_runtime()
+        c.start_worker(APP, name="w1").kill9()  # registers the services, then no worker is left
+        async with Client(c.ingress) as client_:
+            ids = [await client_.send("h/stamp", f"q{i}") for i in range(3)]
+            wait_until(lambda: sum(limits(c).backlog.values()) == 3, 60, "three queued invocations")
+            with pytest.raises(RequestError) as err:
+                await client_.send("h/stamp", "q-extra")
+            assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            c.start_worker(APP, name="w2")
+            assert await asyncio.gather(*(client_.attach(i, timeout=60) for i in ids)) == ["q0", "q1", "q2"]
+    finally:
+        c.stop()
