@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -15,8 +14,7 @@ import psutil
 
 from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
-
-_READY = re.compile(rb"endure: ready ingress=(\S+) admin=(\S+)")
+from endure.runtime.ready import ReadyLine
 
 
 class BenchCluster:
@@ -47,9 +45,9 @@ class BenchCluster:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             line = self.runtime.stdout.readline()
-            match = _READY.search(line)
-            if match:
-                self.ingress, self.admin = match.group(1).decode(), match.group(2).decode()
+            ready = ReadyLine.parse(line)
+            if ready:
+                self.ingress, self.admin = ready.ingress, ready.admin
                 return
             if not line and self.runtime.poll() is not None:
                 break

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -25,10 +24,10 @@ from rich.table import Table
 
 from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
+from endure.runtime.ready import ReadyLine
 from endure.sdk.client import Client
 
 APP = "endure.examples.coding_agent:app"
-_READY = re.compile(rb"endure: ready ingress=(\S+) admin=(\S+)")
 console = Console(width=max(Console().width, 110))
 
 
@@ -46,9 +45,9 @@ class _Procs:
         self.procs.append(proc)
         assert proc.stdout is not None
         for line in proc.stdout:
-            match = _READY.search(line)
-            if match:
-                return match.group(1).decode(), match.group(2).decode()
+            ready = ReadyLine.parse(line)
+            if ready:
+                return ready.ingress, ready.admin
         raise RuntimeError(f"the runtime did not start; see {self.root / 'runtime.log'}")
 
     def worker(self, admin: str, name: str) -> subprocess.Popen[bytes]:

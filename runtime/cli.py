@@ -96,6 +96,7 @@ def serve(
     """Run the runtime: ingress, admin API, worker endpoint and the partitions, until SIGTERM."""
     from endure.runtime.config import ConfigError, load_config
     from endure.runtime.node import Node
+    from endure.runtime.ready import ReadyLine
 
     _setup_logging(log_level)
     try:
@@ -114,9 +115,9 @@ def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        metrics = f" metrics=127.0.0.1:{node.metrics_port}" if node.metrics_port else ""
-        print(f"endure: ready ingress=127.0.0.1:{node.ingress_port} admin=127.0.0.1:{node.admin_port}{metrics}",
-              flush=True)
+        ready = ReadyLine(f"127.0.0.1:{node.ingress_port}", f"127.0.0.1:{node.admin_port}",
+                          f"127.0.0.1:{node.metrics_port}" if node.metrics_port else "")
+        print(ready.format(), flush=True)
         await stop.wait()
         logging.getLogger("endure.node").info("shutting down")
         await node.stop()

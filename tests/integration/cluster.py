@@ -21,9 +21,10 @@ import grpc
 
 from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
+from endure.runtime.ready import ReadyLine
 
 APPS_DIR = Path(__file__).resolve().parent / "apps"
-_READY = re.compile(r"endure: ready ingress=(\S+) admin=(\S+)")
+_READY = re.compile(r"endure: ready ")
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -130,10 +131,9 @@ class Cluster:
         args = [sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir", str(self.data_dir),
                 "--partitions", str(self.partitions), "--ingress", ingress, "--admin", admin, "--metrics", "127.0.0.1:0", *(extra_args or [])]
         proc = Proc(args, self.root / f"runtime-{self._restarts}.log", self.env)
-        match = proc.wait_for_line(_READY)
-        self.ingress, self.admin = match.group(1), match.group(2)
-        metrics = re.search(r"metrics=(\S+)", match.string)
-        self.metrics = metrics.group(1) if metrics else ""
+        ready = ReadyLine.parse(proc.wait_for_line(_READY).string)
+        assert ready is not None
+        self.ingress, self.admin, self.metrics = ready.ingress, ready.admin, ready.metrics
         self.runtime = proc
         return proc
 
