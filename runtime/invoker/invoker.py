@@ -49,7 +49,7 @@ class InvokerConfig:
 class Attempt:
     runnable: Runnable
     number: int
-    session: WorkerSession | None  # None while waiting for the previous attempt's appends to apply
+    session: WorkerSession | None  # None once the attempt has ended (its slot is free)
     started_at: float = field(default_factory=time.monotonic)
 
 
