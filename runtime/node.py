@@ -105,7 +105,16 @@ class Node:
                                limits)
         effects.invoker = self.invoker
 
-        options = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]
+        options = [
+            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            # Workers (and long-waiting clients) ping every 10 s to notice a dead peer on idle streams;
+            # gRPC's server default answers pings more often than every 5 min with GOAWAY
+            # "too_many_pings", which dropped idle worker streams every ~40 s.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+            ("grpc.http2.max_ping_strikes", 0),
+        ]
         # gRPC core cancels (CANCELLED, not RESOURCE_EXHAUSTED) calls that wait unaccepted while more
         # than max_pending_requests (default 1000) do: a burst of a few thousand calls would lose some
         # before the ingress sees them. Our own limits answer overload; keep core's bound well above them.

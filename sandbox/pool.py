@@ -56,10 +56,16 @@ class _Worker:
         (n,) = struct.unpack(">I", hdr)
         return json.loads(await self.proc.stdout.readexactly(n))  # type: ignore[no-any-return]
 
+    def alive(self) -> bool:
+        return self.proc.returncode is None and self.proc.stdin is not None and not self.proc.stdin.is_closing()
+
     async def request(self, body: bytes, run_timeout_s: float | None = None) -> dict[str, Any]:
         """Send a request; wait up to SETUP_TIMEOUT_S until the guest starts, then run_timeout_s."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(struct.pack(">I", len(body)) + body)
+        try:
+            self.proc.stdin.write(struct.pack(">I", len(body)) + body)
+        except RuntimeError as exc:  # asyncio already closed the pipe of a process that died
+            raise BrokenPipeError(str(exc)) from exc
         await self.proc.stdin.drain()
         timeout = SETUP_TIMEOUT_S
         self.guest_started = False
@@ -108,6 +114,7 @@ class WorkerPool:
         self._started = False
         self._bg: set[asyncio.Task[None]] = set()
         self.replaced = 0
+        self.last_spawn_error: str | None = None
 
     async def _spawn(self) -> _Worker:
         cmd = [sys.executable, "-m", "endure.sandbox.worker"]
@@ -157,7 +164,8 @@ class WorkerPool:
             while not self._closed:
                 try:
                     w = await self._spawn()
-                except Exception:
+                except Exception as exc:
+                    self.last_spawn_error = repr(exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
                     continue
@@ -184,7 +192,7 @@ class WorkerPool:
             raise SandboxError("sandbox is closed")
         if not self._started:
             await self.start()
-        w = await self._idle.get()
+        w = await self._next_idle()
         msg = dict(msg, id=next(self._req_ids), op="run")
         body = json.dumps(msg).encode()
         healthy = False
@@ -221,6 +229,22 @@ class WorkerPool:
         if not reply.get("ok"):
             return SandboxResult(error_kind=ErrorKind.INTERNAL, error=str(reply.get("error")))
         return SandboxResult.model_validate(reply["result"])
+
+    async def _next_idle(self) -> _Worker:
+        """A live idle process. One that died while idle (not during a run) is replaced and skipped,
+        so its death costs the caller nothing; if none comes within SETUP_TIMEOUT_S (replacements
+        keep failing to start), raise instead of waiting forever."""
+        deadline = asyncio.get_running_loop().time() + SETUP_TIMEOUT_S
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                w = await asyncio.wait_for(self._idle.get(), max(left, 0.001))
+            except TimeoutError:
+                raise SandboxError(f"no sandbox process became available within {SETUP_TIMEOUT_S:.0f}s "
+                                   f"(replacements failed to start: {self.last_spawn_error or 'unknown'})") from None
+            if w.alive():
+                return w
+            await self._retire(w)
 
     async def crash_one_for_tests(self) -> None:
         """Make one idle process abort (test hook for crash recovery)."""

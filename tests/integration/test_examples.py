@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -236,8 +237,16 @@ async def test_coding_agent_retries_in_the_sandbox_and_waits_for_approval(cluste
 def test_endure_demo_shows_no_step_ran_again(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENDURE_LLM", "ENDURE_DEMO"))}
     env["TMPDIR"] = str(tmp_path)  # the demo's runtime data and logs stay in this test's folder
-    done = subprocess.run([sys.executable, "-m", "endure.runtime.cli", "demo"], capture_output=True, text=True,
-                          timeout=600, env=env)
+    # Its own process group: if it hangs, killing the group also ends its runtime and workers.
+    demo = subprocess.Popen([sys.executable, "-m", "endure.runtime.cli", "demo"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        stdout, stderr = demo.communicate(timeout=600)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.communicate()
+    done = subprocess.CompletedProcess(demo.args, demo.returncode, stdout, stderr)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no finished step ran again" in done.stdout, done.stdout
     assert "approved': True" in done.stdout

@@ -243,3 +243,19 @@ async def test_pool_process_crash_is_replaced(sandbox: Sandbox) -> None:
     await sandbox.pool.crash_one_for_tests()
     assert sandbox.pool.replaced == replaced + 1
     await assert_healthy(sandbox)
+
+
+async def test_pool_processes_killed_while_idle_cost_the_next_runs_nothing(sandbox: Sandbox) -> None:
+    """A pool process that dies between runs (OOM killer, kill -9) is skipped and replaced: the
+    next runs succeed instead of failing on its closed pipe."""
+    import signal
+
+    victims = [w for w in sandbox.pool._all if w.alive()]
+    for w in victims:
+        os.kill(w.proc.pid, signal.SIGKILL)
+    for w in victims:
+        await w.proc.wait()  # asyncio notices the exits and closes the pipes
+    for _ in range(sandbox.pool.size + 1):
+        res = await sandbox.run_python("print(6 * 7)")
+        assert res.ok, res
+    await assert_healthy(sandbox)
