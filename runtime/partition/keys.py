@@ -25,6 +25,7 @@ PROMISE = b"p/"
 OUTBOX = b"o/"
 DEDUP = b"q/"
 USAGE = b"u/"
+RUNNING = b"r/"  # index of RUNNING invocations: what a new leader must restart, without a full scan
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -46,6 +47,10 @@ def read_u64(raw: bytes) -> int:
 
 def status(invocation_id: str) -> bytes:
     return STATUS + invocation_id.encode()
+
+
+def running(invocation_id: str) -> bytes:
+    return RUNNING + invocation_id.encode()
 
 
 def journal_prefix(invocation_id: str) -> bytes:

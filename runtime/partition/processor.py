@@ -185,10 +185,9 @@ class PartitionProcessor:
         log.info("partition %d: leader with epoch %d at LSN %d", self.partition, self.epoch, self.applied_lsn)
         self._sink.on_leadership(self.partition, True)
         owed: list[Effect] = []
-        for _, raw in self.store.scan(keys.STATUS):
-            status = pb.InvocationStatus()
-            status.ParseFromString(raw)
-            if status.status == pb.RUNNING:
+        for raw_key, _ in self.store.scan(keys.RUNNING):
+            status = self.store.status(raw_key[len(keys.RUNNING) :].decode())
+            if status is not None and status.status == pb.RUNNING:
                 owed.append(StartInvocation(status.invocation_id, status.target.service, status.tenant, status.priority,
                                            status.target.handler))
         self.timers.start()

@@ -136,6 +136,10 @@ class StateMachine:
     def _save(tx: Transaction, status: pb.InvocationStatus, now: int) -> None:
         status.modified_at_ms = now
         tx.put_proto(keys.status(status.invocation_id), status)
+        if status.status == pb.RUNNING:
+            tx.put(keys.running(status.invocation_id), b"")
+        elif status.status not in (pb.SCHEDULED, pb.INBOXED):  # (those never ran)
+            tx.delete(keys.running(status.invocation_id))
 
     def _meter(self, tx: Transaction, status: pb.InvocationStatus, now: int, counters: dict[str, float]) -> None:
         """Add counters to the invocation's usage and (staged) to its tenant's row for the record's day.

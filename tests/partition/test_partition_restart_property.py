@@ -367,6 +367,14 @@ def test_restarts_at_random_points_end_in_the_same_store(data):
         for _ in range(steps):
             gen.step()
         expected = list(guide.store.items())
+        # The running index (what a new leader restarts) lists exactly the RUNNING invocations.
+        running = set()
+        for _, raw in guide.store.scan(keys.STATUS):
+            status = pb.InvocationStatus()
+            status.ParseFromString(raw)
+            if status.status == pb.RUNNING:
+                running.add(status.invocation_id)
+        assert {k[len(keys.RUNNING):].decode() for k, _ in guide.store.scan(keys.RUNNING)} == running
         guide.close()
 
         plain = replay(root / "plain", gen.records, data, crashes=False, retention_ms=retention)
