@@ -105,6 +105,7 @@ class Worker:
         self._out: list[worker_pb2.WorkerFrame] = []
         self._wake = asyncio.Event()
         self._flushed = asyncio.Event()
+        self._writing = False  # the writer is sending a message right now
         self._stopping = False
         self._stop_event = asyncio.Event()
         self._drained = asyncio.Event()
@@ -237,8 +238,11 @@ class Worker:
                     )
                     self._drop_all()
                 if not writer.done():
-                    self._flushed.clear()
-                    if self._out:
+                    # Flush what is queued or being written (a frame swapped out by the writer but
+                    # not yet sent, e.g. the last SuspendFrame, must not be lost), half-close, and
+                    # let the runtime end the stream so it has read everything.
+                    if self._out or self._writing:
+                        self._flushed.clear()
                         self._wake.set()
                         await asyncio.wait(
                             {writer, asyncio.create_task(self._flushed.wait())},
@@ -249,6 +253,8 @@ class Worker:
                         await asyncio.wait_for(call.done_writing(), timeout=2.0)
                     except Exception:
                         pass
+                    if not reader.done():
+                        await asyncio.wait({reader}, timeout=2.0)
             finally:
                 for t in (reader, writer, stopper):
                     t.cancel()
@@ -262,7 +268,11 @@ class Worker:
             wake.clear()
             while self._out:
                 frames, self._out = self._out, []
-                await call.write(worker_pb2.WorkerMessage(frames=frames))
+                self._writing = True
+                try:
+                    await call.write(worker_pb2.WorkerMessage(frames=frames))
+                finally:
+                    self._writing = False
             self._flushed.set()
 
     async def _reader(self, call: Any) -> None:
