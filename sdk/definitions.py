@@ -113,6 +113,15 @@ class _Base:
         self.inactivity_timeout = inactivity_timeout or DEFAULT_INACTIVITY_TIMEOUT
         self.handlers: dict[str, HandlerDefinition] = {}
 
+    def _decorator(
+        self, kind: int, name: str | None, retry: RetryPolicy | None, inactivity_timeout: timedelta | None
+    ) -> Callable[[F], F]:
+        def deco(fn: F) -> F:
+            self._add(fn, name, kind, retry, inactivity_timeout)
+            return fn
+
+        return deco
+
     def _add(
         self,
         fn: Callable[..., Awaitable[Any]],
@@ -165,11 +174,7 @@ class Service(_Base):
         retry: RetryPolicy | None = None,
         inactivity_timeout: timedelta | None = None,
     ) -> Callable[[F], F]:
-        def deco(fn: F) -> F:
-            self._add(fn, name, records_pb2.SERVICE, retry, inactivity_timeout)
-            return fn
-
-        return deco
+        return self._decorator(records_pb2.SERVICE, name, retry, inactivity_timeout)
 
 
 class VirtualObject(_Base):
@@ -188,12 +193,7 @@ class VirtualObject(_Base):
         if kind not in ("exclusive", "shared"):
             raise ValueError("VirtualObject handler kind must be 'exclusive' or 'shared'")
         hk = records_pb2.EXCLUSIVE if kind == "exclusive" else records_pb2.SHARED
-
-        def deco(fn: F) -> F:
-            self._add(fn, name, hk, retry, inactivity_timeout)
-            return fn
-
-        return deco
+        return self._decorator(hk, name, retry, inactivity_timeout)
 
 
 class Workflow(_Base):
@@ -224,11 +224,7 @@ class Workflow(_Base):
         retry: RetryPolicy | None = None,
         inactivity_timeout: timedelta | None = None,
     ) -> Callable[[F], F]:
-        def deco(fn: F) -> F:
-            self._add(fn, name, records_pb2.WORKFLOW_SHARED, retry, inactivity_timeout)
-            return fn
-
-        return deco
+        return self._decorator(records_pb2.WORKFLOW_SHARED, name, retry, inactivity_timeout)
 
 
 ServiceLike = Service | VirtualObject | Workflow
