@@ -126,6 +126,14 @@ class Invoker:
                     self._end_attempt(attempt, abort_reason=effect.reason)
                     if effect.restart and session is not None:
                         self._spawn(self._restart_after(attempt.runnable, session, 0.0))
+                elif effect.restart:
+                    # The attempt already ended (its last frames were refused): start it again
+                    # from the journal, or it would stay RUNNING with nobody running it.
+                    status = self.processors[partition].store.status(effect.invocation_id)
+                    if status is not None and status.status == pb.RUNNING and self._enqueue(Runnable(
+                            partition, effect.invocation_id, status.target.service, status.tenant,
+                            status.priority, status.target.handler)):
+                        touched.add(status.target.service)
         for service in touched:
             self._dispatch(service)
 
