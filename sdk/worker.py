@@ -24,8 +24,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import grpc
-import grpc.aio
+# The worker forks sandbox pool processes; gRPC's fork handlers can stall a child forked while
+# gRPC threads are busy. The children exec at once and never use gRPC, so turn fork support off.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
+import grpc  # noqa: E402
+import grpc.aio  # noqa: E402
 
 from endure.proto import worker_pb2, worker_pb2_grpc
 from endure.sdk import tools
