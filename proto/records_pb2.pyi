@@ -7,6 +7,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class FailureCause(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FAILURE_ERROR: _ClassVar[FailureCause]
+    FAILURE_CANCELLED: _ClassVar[FailureCause]
+    FAILURE_KILLED: _ClassVar[FailureCause]
+
 class HandlerKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     HANDLER_KIND_UNSPECIFIED: _ClassVar[HandlerKind]
@@ -35,6 +41,9 @@ class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COMPLETED: _ClassVar[Status]
     KILLED: _ClassVar[Status]
     CANCELLED: _ClassVar[Status]
+FAILURE_ERROR: FailureCause
+FAILURE_CANCELLED: FailureCause
+FAILURE_KILLED: FailureCause
 HANDLER_KIND_UNSPECIFIED: HandlerKind
 SERVICE: HandlerKind
 EXCLUSIVE: HandlerKind
@@ -57,12 +66,14 @@ KILLED: Status
 CANCELLED: Status
 
 class Failure(_message.Message):
-    __slots__ = ("code", "message")
+    __slots__ = ("code", "message", "cause")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    cause: FailureCause
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., cause: _Optional[_Union[FailureCause, str]] = ...) -> None: ...
 
 class Void(_message.Message):
     __slots__ = ()

@@ -38,7 +38,7 @@ class NodeMetrics:
         self._finished_children: dict[tuple[int, str], Any] = {}
 
     def observe_finished(self, status: pb.InvocationStatus) -> None:
-        outcome = "ok" if status.WhichOneof("output") == "value" else "failed"
+        outcome = "ok" if status.WhichOneof("result") == "value" else "failed"
         child = self._finished_children.get((status.status, outcome))
         if child is None:
             child = self._finished_children[(status.status, outcome)] = self.finished.labels(

@@ -64,7 +64,7 @@ def _encode(definition: HandlerDefinition | None, arg: Any) -> bytes:
 
 
 def _decode(definition: HandlerDefinition | None, output: ipb.Output) -> Any:
-    if output.WhichOneof("outcome") == "failure":
+    if output.WhichOneof("result") == "failure":
         raise InvocationError(output.invocation_id, output.failure.code, output.failure.message)
     if definition is not None:
         return definition.output_serde.loads(output.value)

@@ -70,7 +70,7 @@ class AdminService(apb_grpc.AdminServicer):
                     out.next_page_token = f"{last.partition}:{last.status.invocation_id}"
                     return out
                 status.ClearField("input")
-                status.ClearField("output")
+                status.ClearField("result")
                 out.invocations.add(status=status, partition=partition,
                                     on_worker=self._invoker.is_active(status.invocation_id))
         return out

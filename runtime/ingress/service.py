@@ -314,7 +314,7 @@ class IngressService(ipb_grpc.IngressServicer):
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the promise needs a name")
             record = pb.ResolvePromise(workflow=request.workflow, key=request.key, name=request.name,
                                        tenant=self.tenant(context))
-            if request.WhichOneof("outcome") == "failure":
+            if request.WhichOneof("result") == "failure":
                 record.failure.CopyFrom(request.failure)
             else:
                 self._json(request.value, "the promise's value")
@@ -351,7 +351,7 @@ class IngressService(ipb_grpc.IngressServicer):
 
 def _output(status: pb.InvocationStatus) -> ipb.Output:
     out = ipb.Output(invocation_id=status.invocation_id)
-    if status.WhichOneof("output") == "value":
+    if status.WhichOneof("result") == "value":
         out.value = status.value
     else:
         out.failure.CopyFrom(status.failure)

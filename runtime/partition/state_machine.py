@@ -404,7 +404,7 @@ class StateMachine:
             raise Rejected(f"{status.invocation_id}: promises belong to workflows")
         pkey = keys.promise(status.tenant, status.target.service, status.target.key, entry.name)
         promise = tx.get_proto(pkey, pb.Promise) or pb.Promise()
-        resolved = promise.WhichOneof("outcome")
+        resolved = promise.WhichOneof("result")
         if entry.HasField("promise_get"):
             if resolved:
                 _copy_outcome(promise, entry)
@@ -504,7 +504,7 @@ class StateMachine:
                 output = last.output
         if output is None:
             raise Rejected(f"{rec.invocation_id} ended without an output entry")
-        if output.WhichOneof("outcome") == "value":
+        if output.WhichOneof("result") == "value":
             status.value = output.value
         else:
             status.failure.CopyFrom(output.failure)
@@ -528,7 +528,7 @@ class StateMachine:
     def _complete_caller(self, tx: Transaction, status: pb.InvocationStatus, caller: pb.Caller,
                          effects: list[Effect]) -> None:
         completion = pb.Completion(invocation_id=caller.invocation_id, entry_index=caller.entry_index)
-        if status.WhichOneof("output") == "value":
+        if status.WhichOneof("result") == "value":
             completion.value = status.value
         else:
             completion.failure.CopyFrom(status.failure)
@@ -687,9 +687,9 @@ class StateMachine:
     def _on_resolve_promise(self, tx: Transaction, rec: pb.ResolvePromise, now: int, effects: list[Effect]) -> None:
         pkey = keys.promise(rec.tenant, rec.workflow, rec.key, rec.name)
         promise = tx.get_proto(pkey, pb.Promise) or pb.Promise()
-        if promise.WhichOneof("outcome"):
+        if promise.WhichOneof("result"):
             raise Rejected(f"promise {rec.workflow}/{rec.key}/{rec.name} was already completed")
-        if rec.WhichOneof("outcome") is None:
+        if rec.WhichOneof("result") is None:
             raise Rejected("promise resolution without a value or failure")
         _copy_outcome(rec, promise)
         self._settle_promise(tx, promise, now, effects)
@@ -711,8 +711,7 @@ class StateMachine:
 
 def _copy_outcome(src: Any, dst: Any) -> None:
     """Copy value / failure / void between messages that share those field names."""
-    oneofs = src.DESCRIPTOR.oneofs_by_name
-    which = src.WhichOneof("result" if "result" in oneofs else "outcome")
+    which = src.WhichOneof("result")
     if which == "value":
         dst.value = src.value
     elif which == "failure":
