@@ -35,7 +35,6 @@ from pathlib import Path
 from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from .loglet import (
-    BeyondTailError,
     LogClosedError,
     LogError,
     LogFull,
@@ -43,6 +42,7 @@ from .loglet import (
     LogRecord,
     SealedError,
     TrimmedError,
+    check_read_range,
 )
 
 __all__ = ["LocalLoglet", "LocalLogletStore", "LogCorruptionError", "log_db_options"]
@@ -299,15 +299,8 @@ class LocalLoglet:
         return self._tail, self._seal_durable
 
     def check_readable(self, from_lsn: int, to_lsn: int, limit: int) -> None:
-        """Raise the specific error for a bad read range (shared with the virtual log)."""
-        if limit < 1:
-            raise ValueError(f"read limit must be >= 1, got {limit}")
-        if from_lsn > to_lsn:
-            raise ValueError(f"read range is backwards: from_lsn {from_lsn} > to_lsn {to_lsn}")
-        if from_lsn <= self._trim_point:
-            raise TrimmedError(from_lsn, self._trim_point)
-        if to_lsn > self._tail:
-            raise BeyondTailError(to_lsn, self._tail)
+        """Raise the specific error for a bad read range."""
+        check_read_range(from_lsn, to_lsn, limit, self._trim_point, self._tail)
         if from_lsn < self._base:
             raise ValueError(f"LSN {from_lsn} is below the base LSN {self._base} of loglet {self._id:#x}")
 

@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "BeyondTailError",
+    "check_read_range",
     "LogClosedError",
     "LogError",
     "LogFull",
@@ -78,6 +79,18 @@ class BeyondTailError(LogError):
             f"cannot {what} LSN {lsn}: the tail is {tail}, so the last committed LSN is {tail - 1}; "
             "use wait_for_tail() or reader() to follow new records"
         )
+
+
+def check_read_range(from_lsn: int, to_lsn: int, limit: int, trim_point: int, tail: int) -> None:
+    """Raise the specific error for a bad read range; shared by every loglet and the virtual log."""
+    if limit < 1:
+        raise ValueError(f"read limit must be >= 1, got {limit}")
+    if from_lsn > to_lsn:
+        raise ValueError(f"read range is backwards: from_lsn {from_lsn} > to_lsn {to_lsn}")
+    if from_lsn <= trim_point:
+        raise TrimmedError(from_lsn, trim_point)
+    if to_lsn > tail:
+        raise BeyondTailError(to_lsn, tail)
 
 
 class LogFull(LogError):

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .loglet import BeyondTailError, Loglet, LogRecord, SealedError, TrimmedError, VersionMismatch
+from .loglet import BeyondTailError, Loglet, LogRecord, SealedError, VersionMismatch, check_read_range
 from .metadata import MetadataStore
 
 __all__ = ["LogletProvider", "Segment", "VirtualLog", "chain_key"]
@@ -236,15 +236,7 @@ class VirtualLog:
 
     async def read(self, from_lsn: int, to_lsn: int, limit: int = 1000) -> list[LogRecord]:
         """Records in [from_lsn, to_lsn), at most `limit`, across segment boundaries."""
-        if limit < 1:
-            raise ValueError(f"read limit must be >= 1, got {limit}")
-        if from_lsn > to_lsn:
-            raise ValueError(f"read range is backwards: from_lsn {from_lsn} > to_lsn {to_lsn}")
-        if from_lsn <= self._trim_point:
-            raise TrimmedError(from_lsn, self._trim_point)
-        tail = self.tail()
-        if to_lsn > tail:
-            raise BeyondTailError(to_lsn, tail)
+        check_read_range(from_lsn, to_lsn, limit, self._trim_point, self.tail())
         end = min(to_lsn, from_lsn + limit)
         bases, loglets = self._bases, self._loglets
         i = len(bases) - 1
