@@ -53,6 +53,20 @@ class RunStats:
         }
 
 
+async def _timed(request: Request, i: int, stats: RunStats, measured: bool) -> None:
+    """One request; counted (latency, completion or error) only inside the measured window."""
+    t0 = time.perf_counter()
+    try:
+        await request(i)
+    except Exception:
+        if measured:
+            stats.errors += 1
+        return
+    if measured:
+        stats.latencies.append(time.perf_counter() - t0)
+        stats.completed += 1
+
+
 async def closed_loop(request: Request, concurrency: int, seconds: float, warmup: float,
                       progress: Callable[[float], None] | None = None) -> RunStats:
     stats = RunStats()
@@ -62,16 +76,7 @@ async def closed_loop(request: Request, concurrency: int, seconds: float, warmup
 
     async def client(i: int) -> None:
         while time.monotonic() < stop_at:
-            t0 = time.perf_counter()
-            try:
-                await request(i)
-            except Exception:
-                if measuring:
-                    stats.errors += 1
-                continue
-            if measuring:
-                stats.latencies.append(time.perf_counter() - t0)
-                stats.completed += 1
+            await _timed(request, i, stats, measuring)
 
     tasks = [asyncio.create_task(client(i)) for i in range(concurrency)]
     await _tick_until(start + warmup, start, progress)
@@ -93,16 +98,7 @@ async def open_loop(request: Request, rate: float, seconds: float, warmup: float
     sent = 0
 
     async def one(i: int, measured: bool) -> None:
-        t0 = time.perf_counter()
-        try:
-            await request(i)
-        except Exception:
-            if measured:
-                stats.errors += 1
-            return
-        if measured:
-            stats.latencies.append(time.perf_counter() - t0)
-            stats.completed += 1
+        await _timed(request, i, stats, measured)
 
     while (now := time.monotonic()) < stop_at:
         due = int((now - start) * rate)
