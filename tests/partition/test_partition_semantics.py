@@ -552,3 +552,41 @@ def test_kill_of_a_queued_invocation(part):
     assert part.table(keys.object_prefix(keys.INBOX, "", "o", "k")) == []
     assert part.store.get(keys.lock("", "o", "k")) == holder.encode()
     assert started(finish(part, holder, 0)) == []
+
+
+# ---------------------------------------------------------------------- typed cancellation and kill
+
+
+def test_cancelled_and_killed_failures_carry_their_cause(part):
+    # A cancelled inboxed invocation, and the awakeable a running one waits on.
+    holder, queued = inv_id("h", "k"), inv_id("q", "k")
+    part.apply(invoke(holder, service="o", key="k", kind=pb.EXCLUSIVE),
+               invoke(queued, service="o", key="k", kind=pb.EXCLUSIVE))
+    part.apply(env(cancel=pb.Cancel(invocation_id=queued)))
+    s = part.status(queued)
+    assert (s.status, s.failure.code, s.failure.cause) == (pb.CANCELLED, 409, pb.FAILURE_CANCELLED)
+    waiting = inv_id("waiting")
+    part.apply(invoke(waiting), entry(waiting, 0, awakeable=pb.AwakeableEntry()))
+    eff = part.apply(env(cancel=pb.Cancel(invocation_id=waiting)))
+    (done,) = of_type(eff, CompleteEntry)
+    assert done.entry.failure.cause == pb.FAILURE_CANCELLED
+    assert part.store.journal(waiting)[0].failure.cause == pb.FAILURE_CANCELLED
+    # A killed invocation, and the failure its caller receives.
+    caller = inv_id("caller")
+    part.apply(invoke(caller))
+    victim = _call(part, caller, 0, "svc2")
+    eff = part.apply(env(kill=pb.Kill(invocation_id=victim)))
+    s = part.status(victim)
+    assert (s.status, s.failure.code, s.failure.cause) == (pb.KILLED, 409, pb.FAILURE_KILLED)
+    (back,) = [e.message.envelope.completion for e in of_type(eff, DeliverOutbox)]
+    assert back.failure.cause == pb.FAILURE_KILLED
+
+
+def test_a_handlers_own_409_cancelled_failure_is_completed_not_cancelled(part):
+    a = inv_id("own409")
+    part.apply(invoke(a))
+    part.apply(entry(a, 0, output=pb.OutputEntry(failure=pb.Failure(code=409, message="cancelled"))))
+    part.apply(end(a))
+    s = part.status(a)
+    assert s.status == pb.COMPLETED and not s.cancel_requested
+    assert (s.failure.code, s.failure.message, s.failure.cause) == (409, "cancelled", pb.FAILURE_ERROR)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from endure.proto import journal
 from endure.proto import records_pb2 as pb
 from endure.runtime.partition import keys
 from endure.runtime.partition.effects import AbortAttempt, CancelAttempt, CompleteEntry, Effect
@@ -23,9 +24,6 @@ from endure.runtime.partition.store import Transaction
 if TYPE_CHECKING:
     from endure.runtime.partition.state_machine.machine import StateMachine
 
-CANCELLED_CODE = 409
-
-
 def on_cancel(sm: StateMachine, tx: Transaction, rec: pb.Cancel, now: int, effects: list[Effect]) -> None:
     status = load_status(tx, rec.invocation_id)
     if status.status in FINAL:
@@ -33,8 +31,7 @@ def on_cancel(sm: StateMachine, tx: Transaction, rec: pb.Cancel, now: int, effec
     if status.status in (pb.INBOXED, pb.SCHEDULED):
         if status.status == pb.INBOXED:
             tx.delete(keys.inbox(status.tenant, status.target.service, status.target.key, status.inbox_seq))
-        status.failure.code = CANCELLED_CODE
-        status.failure.message = "cancelled"
+        status.failure.CopyFrom(journal.cancelled_failure())
         finish(sm, tx, status, pb.CANCELLED, now, effects)
         return
     if status.cancel_requested and status.status == pb.RUNNING:
@@ -50,7 +47,7 @@ def on_cancel(sm: StateMachine, tx: Transaction, rec: pb.Cancel, now: int, effec
 
 
 def cancel_waits(tx: Transaction, status: pb.InvocationStatus, effects: list[Effect]) -> None:
-    """Complete the sleeps, awakeables and promise gets the handler waits on with 'cancelled'.
+    """Complete the sleeps, awakeables and promise gets the handler waits on with a typed cancellation.
 
     Journaled, so a replay raises the cancellation at exactly the await that saw it. Calls
     are left to complete when their cancelled callee ends (after its own compensations).
@@ -59,9 +56,8 @@ def cancel_waits(tx: Transaction, status: pb.InvocationStatus, effects: list[Eff
         entry = load_entry(tx, status.invocation_id, index)
         if entry is None or entry.WhichOneof("result") is not None:
             continue
-        if entry.WhichOneof("kind") in ("sleep", "awakeable", "promise_get"):
-            entry.failure.code = CANCELLED_CODE
-            entry.failure.message = "cancelled"
+        if entry.WhichOneof("kind") in journal.KINDS_CANCELLED_WITH_INVOCATION:
+            entry.failure.CopyFrom(journal.cancelled_failure())
             tx.put_proto(keys.journal(status.invocation_id, index), entry)
             if status.status == pb.RUNNING:
                 effects.append(CompleteEntry(status.invocation_id, index, entry))
@@ -76,8 +72,7 @@ def on_kill(sm: StateMachine, tx: Transaction, rec: pb.Kill, now: int, effects: 
     if status.status in (pb.RUNNING, pb.SUSPENDED, pb.BACKING_OFF, pb.PAUSED):
         effects.append(AbortAttempt(status.invocation_id, "killed"))
         signal_children(sm, tx, status, now, effects, pb.Envelope(kill=pb.Kill()))
-    status.failure.code = CANCELLED_CODE
-    status.failure.message = "killed"
+    status.failure.CopyFrom(journal.killed_failure())
     finish(sm, tx, status, pb.KILLED, now, effects)
 
 
