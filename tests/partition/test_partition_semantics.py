@@ -590,3 +590,50 @@ def test_a_handlers_own_409_cancelled_failure_is_completed_not_cancelled(part):
     s = part.status(a)
     assert s.status == pb.COMPLETED and not s.cancel_requested
     assert (s.failure.code, s.failure.message, s.failure.cause) == (409, "cancelled", pb.FAILURE_ERROR)
+
+
+# ---------------------------------------------------------------------- attempts
+
+
+def test_attempts_count_the_attempts_started(part):
+    once = inv_id("once")
+    part.apply(invoke(once))
+    assert part.status(once).attempts == 1
+    finish(part, once, 0)
+    assert (part.status(once).status, part.status(once).attempts) == (pb.COMPLETED, 1)
+
+    retried = inv_id("retried")
+    part.apply(invoke(retried))
+    eff = part.apply(env(attempt_failed=pb.AttemptFailed(invocation_id=retried, failure=pb.Failure(code=500),
+                                                         retry_at_ms=T0 + 100)))
+    (arm,) = of_type(eff, ArmTimer)
+    assert part.status(retried).attempts == 1 and part.store.failed_attempts(retried) == 1
+    assert started(part.apply(env(ts=T0 + 100, timer_fired=pb.TimerFired(timer_key=arm.key)))) == [retried]
+    finish(part, retried, 0)
+    s = part.status(retried)
+    assert (s.status, s.attempts) == (pb.COMPLETED, 2)
+    assert part.store.failed_attempts(retried) == 1
+
+
+def test_retry_timers_are_unique_per_attempt_and_resumptions_are_no_failures(part):
+    a = inv_id("sleepy")
+    part.apply(invoke(a))
+    part.apply(entry(a, 0, sleep=pb.SleepEntry(wake_at_ms=T0 + 10)))
+    part.apply(env(suspend=pb.Suspend(invocation_id=a, waiting_on=[0])))
+    (sleep_key,) = [k for k, t in part.timers().items() if t.HasField("complete_sleep")]
+    assert started(part.apply(env(ts=T0 + 10, timer_fired=pb.TimerFired(timer_key=sleep_key)))) == [a]
+    assert part.status(a).attempts == 2 and part.store.failed_attempts(a) == 0  # a resumption, no failure
+    retry_keys = []
+    for n in range(2):
+        eff = part.apply(env(attempt_failed=pb.AttemptFailed(invocation_id=a, failure=pb.Failure(code=500),
+                                                             retry_at_ms=T0 + 100 + n)))
+        (arm,) = of_type(eff, ArmTimer)
+        retry_keys.append(arm.key)
+        assert part.store.failed_attempts(a) == n + 1
+        assert started(part.apply(env(ts=T0 + 100 + n, timer_fired=pb.TimerFired(timer_key=arm.key)))) == [a]
+    assert len(set(retry_keys)) == 2 and part.status(a).attempts == 4
+    finish(part, a, 1)
+    # The purge at the end of retention drops the failure count with the status.
+    purge_key = next(k for k, t in part.timers().items() if t.HasField("purge"))
+    part.apply(env(ts=T0 + RETENTION, timer_fired=pb.TimerFired(timer_key=purge_key)))
+    assert part.store.status(a) is None and part.store.failed_attempts(a) == 0

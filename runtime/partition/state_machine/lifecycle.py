@@ -16,6 +16,7 @@ from endure.runtime.partition.state_machine.shared import (
     load_entry,
     load_status,
     outbox,
+    read_u64,
     save_status,
     start,
 )
@@ -162,7 +163,9 @@ def on_attempt_failed(sm: StateMachine, tx: Transaction, rec: pb.AttemptFailed, 
         raise Rejected(f"{rec.invocation_id} is {pb.Status.Name(status.status)}, not running")
     if rec.run_ms:
         sm.metering.meter(status, now, {"handler.run_ms": float(rec.run_ms)})
-    status.attempts += 1
+    # The retry policy counts failures (a resumption after a suspension is an attempt, not a failure).
+    failures = read_u64(tx, keys.failed_attempts(rec.invocation_id)) + 1
+    tx.put(keys.failed_attempts(rec.invocation_id), keys.u64(failures))
     status.last_failure.CopyFrom(rec.failure)
     if rec.pause:
         status.status = pb.PAUSED
@@ -175,4 +178,4 @@ def on_attempt_failed(sm: StateMachine, tx: Transaction, rec: pb.AttemptFailed, 
         status.retry_at_ms = rec.retry_at_ms
         save_status(tx, status, now)
         arm_timer(tx, pb.Timer(wake_at_ms=rec.retry_at_ms, invocation_id=rec.invocation_id,
-                               retry=pb.Void()), f"retry{status.attempts}", effects)
+                               retry=pb.Void()), f"retry{status.attempts}", effects)  # one per attempt

@@ -72,7 +72,12 @@ def load_entry(tx: Transaction, invocation_id: str, index: int) -> pb.JournalEnt
 
 
 def start(tx: Transaction, status: pb.InvocationStatus, now: int, effects: list[Effect]) -> None:
-    """Run (or resume) the invocation: the leader starts a new attempt on a worker."""
+    """Run (or resume) the invocation: the leader starts a new attempt on a worker.
+
+    `status.attempts` counts these starts (the first one included), so `describe` of an invocation
+    that ran once shows 1; the retry policy counts failed attempts instead (see on_attempt_failed).
+    """
+    status.attempts += 1
     status.status = pb.RUNNING
     status.waiting_on[:] = []
     save_status(tx, status, now)

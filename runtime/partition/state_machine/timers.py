@@ -42,6 +42,7 @@ def purge(tx: Transaction, status: pb.InvocationStatus) -> None:
     """Drop a finished invocation: status, journal, idempotency row, and a workflow's key and promises."""
     inv = status.invocation_id
     tx.delete(keys.status(inv))
+    tx.delete(keys.failed_attempts(inv))
     for index in range(status.journal_length):
         tx.delete(keys.journal(inv, index))
     t = status.target
