@@ -398,7 +398,7 @@ class Invoker:
         status = self.processors[item.partition].store.status(item.invocation_id)
         info = self.registry.handler(status.target.service, status.target.handler) if status else None
         policy = info.retry if info is not None and info.retry.initial_interval_ms else _DEFAULT_RETRY
-        failures = (status.attempts if status else 0) + 1
+        failures = self.processors[item.partition].store.failed_attempts(item.invocation_id) + 1
         now_ms = int(time.time() * 1000)
         exhausted = bool(policy.max_attempts and failures >= policy.max_attempts)
         if status is not None and policy.max_duration_ms:

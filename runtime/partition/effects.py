@@ -22,6 +22,12 @@ class StartInvocation:
     priority: int
     handler: str = ""
 
+    @classmethod
+    def of(cls, status: pb.InvocationStatus) -> StartInvocation:
+        """The start of this invocation, as its status describes it (the one place it is built)."""
+        return cls(status.invocation_id, status.target.service, status.tenant, status.priority,
+                   status.target.handler)
+
 
 @dataclass(frozen=True, slots=True)
 class CompleteEntry:

@@ -26,6 +26,7 @@ OUTBOX = b"o/"
 DEDUP = b"q/"
 USAGE = b"u/"
 RUNNING = b"r/"  # index of RUNNING invocations: what a new leader must restart, without a full scan
+FAILED_ATTEMPTS = b"f/"  # failed attempts of an invocation: what its retry policy counts
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -51,6 +52,10 @@ def status(invocation_id: str) -> bytes:
 
 def running(invocation_id: str) -> bytes:
     return RUNNING + invocation_id.encode()
+
+
+def failed_attempts(invocation_id: str) -> bytes:
+    return FAILED_ATTEMPTS + invocation_id.encode()
 
 
 def journal_prefix(invocation_id: str) -> bytes:

@@ -18,7 +18,7 @@ from endure.runtime.log import LogRecord, VirtualLog
 from endure.runtime.partition import keys
 from endure.runtime.partition.effects import ArmTimer, DeliverOutbox, Effect, StartInvocation
 from endure.runtime.partition.shuffle import Shuffle
-from endure.runtime.partition.state_machine import StateMachine
+from endure.runtime.partition.state_machine import StateMachine, apply_batch
 from endure.runtime.partition.store import PartitionStore
 from endure.runtime.tasks import cancel_and_wait
 from endure.runtime.timers import TimerService, now_ms
@@ -137,20 +137,9 @@ class PartitionProcessor:
 
     def _apply_batch(self, batch: list[LogRecord]) -> None:
         tx = self.store.transaction()
-        effects: list[Effect] = []
-        became_leader = False
-        env = pb.Envelope()
-        for record in batch:
-            env.Clear()
-            try:
-                env.ParseFromString(record.payload)
-            except Exception:  # a corrupt payload must not stop the partition
-                self.state_machine.reject(f"LSN {record.lsn}: undecodable record")
-                continue
-            applied = self.state_machine.apply(tx, env, effects)
-            if applied and env.HasField("announce_leader") and env.announce_leader.epoch == self._announced:
-                became_leader = True
-                effects.clear()  # everything owed is re-derived from the store below
+        outcome = apply_batch(self.state_machine, tx, batch, announced_epoch=self._announced)
+        effects = outcome.effects
+        became_leader = outcome.announced
         last = batch[-1].lsn
         tx.commit(last)
         self.applied_lsn = last
@@ -188,8 +177,7 @@ class PartitionProcessor:
         for raw_key, _ in self.store.scan(keys.RUNNING):
             status = self.store.status(raw_key[len(keys.RUNNING) :].decode())
             if status is not None and status.status == pb.RUNNING:
-                owed.append(StartInvocation(status.invocation_id, status.target.service, status.tenant, status.priority,
-                                           status.target.handler))
+                owed.append(StartInvocation.of(status))
         self.timers.start()
         self.shuffle.start()
         if owed:

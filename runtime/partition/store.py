@@ -70,6 +70,12 @@ class PartitionStore:
     def status(self, invocation_id: str) -> pb.InvocationStatus | None:
         return self.get_proto(keys.status(invocation_id), pb.InvocationStatus)
 
+    def failed_attempts(self, invocation_id: str) -> int:
+        """How many attempts of the invocation failed (what a retry policy counts; not `status.attempts`,
+        which counts every attempt started, resumptions included)."""
+        raw = self.get(keys.failed_attempts(invocation_id))
+        return keys.read_u64(raw) if raw else 0
+
     def journal(self, invocation_id: str) -> list[pb.JournalEntry]:
         out = []
         for _, raw in self.scan(keys.journal_prefix(invocation_id)):

@@ -88,7 +88,7 @@ async def test_run_terminal_failure_is_journaled_and_reraised(cluster: Cluster, 
     first = cluster.describe(caught).journal[0]
     assert (first.name, first.failure.code, first.failure.message) == ("refuse", 418, "step refused")
     status = cluster.describe(uncaught).status
-    assert (pb.Status.Name(status.status), status.attempts) == ("COMPLETED", 0)  # attempts = failed attempts
+    assert (pb.Status.Name(status.status), status.attempts) == ("COMPLETED", 1)  # attempts = attempts started
     assert count(root, "rt1:refuse") == 1 and count(root, "rt2:refuse") == 1
 
 
@@ -257,7 +257,7 @@ async def test_retry_plain_exception_then_success(cluster: Cluster, root: Path) 
         inv = await client.send("e2e/flaky", "fl1")
         assert await client.attach(inv, timeout=30) == 3
     status = cluster.describe(inv).status
-    assert status.attempts == 2  # failed attempts; the third succeeded
+    assert status.attempts == 3  # attempts started: two failed, the third succeeded
     assert "transient failure 2" in status.last_failure.message
     assert count(root, "fl1:attempt") == 3
 
@@ -268,7 +268,7 @@ async def test_terminal_error_fails_without_retry(cluster: Cluster, root: Path) 
         with pytest.raises(InvocationError) as err:
             await client.attach(inv, timeout=30)
     assert (err.value.code, err.value.message) == (400, "bad request: no retry")
-    assert cluster.describe(inv).status.attempts == 0  # no failed (retryable) attempt
+    assert cluster.describe(inv).status.attempts == 1  # one attempt, no retry
     assert count(root, "te1:attempt") == 1
 
 
@@ -302,7 +302,8 @@ async def test_retry_policy_exhausted_pauses_then_resumes(cluster: Cluster, root
 async def test_changed_handler_pauses_on_journal_mismatch_and_resumes_after_fix(cluster: Cluster, root: Path) -> None:
     async with Client(cluster.ingress) as client:
         inv = await client.send("e2e/evolving", "ev1")
-        wait_until(lambda: cluster.describe(inv).status.attempts >= 2, 30, "step a journaled and step b retried")
+        # (attempts started: two failed ones and the retry after them)
+        wait_until(lambda: cluster.describe(inv).status.attempts >= 3, 30, "step a journaled and step b retried")
         assert cluster.describe(inv).journal[0].name == "a"
         (root / "mode-ev1").write_text("v2")  # the deployed code changed: replay diverges at entry 0
         status = wait_status(cluster, inv, "PAUSED")

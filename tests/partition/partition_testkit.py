@@ -8,9 +8,11 @@ from pathlib import Path
 
 from endure.proto import ids
 from endure.proto import records_pb2 as pb
+from endure.runtime.log import LogRecord
 from endure.runtime.partition import keys
 from endure.runtime.partition.effects import Effect
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
+from endure.runtime.partition.state_machine import apply_batch as run_batch
 from endure.runtime.partition.store import PartitionStore
 
 log = logging.getLogger("endure.partition")
@@ -131,23 +133,12 @@ class Partition:
 
 
 def apply_batch(store: PartitionStore, sm: StateMachine, batch: Iterable[tuple[int, bytes]]) -> list[Effect]:
-    """What PartitionProcessor._apply_batch does: parse, apply each record, commit once at the last LSN."""
+    """Apply a batch with the processor's own loop (state_machine.apply_batch), commit once at the last LSN."""
     tx = store.transaction()
-    effects: list[Effect] = []
-    last = None
-    msg = pb.Envelope()
-    for lsn, payload in batch:
-        last = lsn
-        msg.Clear()
-        try:
-            msg.ParseFromString(payload)
-        except Exception:
-            sm.reject(f"LSN {lsn}: undecodable record")
-            continue
-        sm.apply(tx, msg, effects)
-    if last is not None:
-        tx.commit(last)
-    return effects
+    outcome = run_batch(sm, tx, [LogRecord(lsn, payload) for lsn, payload in batch])
+    if outcome.last_lsn is not None:
+        tx.commit(outcome.last_lsn)
+    return outcome.effects
 
 
 def of_type(effects: Iterable[Effect], cls: type) -> list:

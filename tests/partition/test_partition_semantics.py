@@ -552,3 +552,88 @@ def test_kill_of_a_queued_invocation(part):
     assert part.table(keys.object_prefix(keys.INBOX, "", "o", "k")) == []
     assert part.store.get(keys.lock("", "o", "k")) == holder.encode()
     assert started(finish(part, holder, 0)) == []
+
+
+# ---------------------------------------------------------------------- typed cancellation and kill
+
+
+def test_cancelled_and_killed_failures_carry_their_cause(part):
+    # A cancelled inboxed invocation, and the awakeable a running one waits on.
+    holder, queued = inv_id("h", "k"), inv_id("q", "k")
+    part.apply(invoke(holder, service="o", key="k", kind=pb.EXCLUSIVE),
+               invoke(queued, service="o", key="k", kind=pb.EXCLUSIVE))
+    part.apply(env(cancel=pb.Cancel(invocation_id=queued)))
+    s = part.status(queued)
+    assert (s.status, s.failure.code, s.failure.cause) == (pb.CANCELLED, 409, pb.FAILURE_CANCELLED)
+    waiting = inv_id("waiting")
+    part.apply(invoke(waiting), entry(waiting, 0, awakeable=pb.AwakeableEntry()))
+    eff = part.apply(env(cancel=pb.Cancel(invocation_id=waiting)))
+    (done,) = of_type(eff, CompleteEntry)
+    assert done.entry.failure.cause == pb.FAILURE_CANCELLED
+    assert part.store.journal(waiting)[0].failure.cause == pb.FAILURE_CANCELLED
+    # A killed invocation, and the failure its caller receives.
+    caller = inv_id("caller")
+    part.apply(invoke(caller))
+    victim = _call(part, caller, 0, "svc2")
+    eff = part.apply(env(kill=pb.Kill(invocation_id=victim)))
+    s = part.status(victim)
+    assert (s.status, s.failure.code, s.failure.cause) == (pb.KILLED, 409, pb.FAILURE_KILLED)
+    (back,) = [e.message.envelope.completion for e in of_type(eff, DeliverOutbox)]
+    assert back.failure.cause == pb.FAILURE_KILLED
+
+
+def test_a_handlers_own_409_cancelled_failure_is_completed_not_cancelled(part):
+    a = inv_id("own409")
+    part.apply(invoke(a))
+    part.apply(entry(a, 0, output=pb.OutputEntry(failure=pb.Failure(code=409, message="cancelled"))))
+    part.apply(end(a))
+    s = part.status(a)
+    assert s.status == pb.COMPLETED and not s.cancel_requested
+    assert (s.failure.code, s.failure.message, s.failure.cause) == (409, "cancelled", pb.FAILURE_ERROR)
+
+
+# ---------------------------------------------------------------------- attempts
+
+
+def test_attempts_count_the_attempts_started(part):
+    once = inv_id("once")
+    part.apply(invoke(once))
+    assert part.status(once).attempts == 1
+    finish(part, once, 0)
+    assert (part.status(once).status, part.status(once).attempts) == (pb.COMPLETED, 1)
+
+    retried = inv_id("retried")
+    part.apply(invoke(retried))
+    eff = part.apply(env(attempt_failed=pb.AttemptFailed(invocation_id=retried, failure=pb.Failure(code=500),
+                                                         retry_at_ms=T0 + 100)))
+    (arm,) = of_type(eff, ArmTimer)
+    assert part.status(retried).attempts == 1 and part.store.failed_attempts(retried) == 1
+    assert started(part.apply(env(ts=T0 + 100, timer_fired=pb.TimerFired(timer_key=arm.key)))) == [retried]
+    finish(part, retried, 0)
+    s = part.status(retried)
+    assert (s.status, s.attempts) == (pb.COMPLETED, 2)
+    assert part.store.failed_attempts(retried) == 1
+
+
+def test_retry_timers_are_unique_per_attempt_and_resumptions_are_no_failures(part):
+    a = inv_id("sleepy")
+    part.apply(invoke(a))
+    part.apply(entry(a, 0, sleep=pb.SleepEntry(wake_at_ms=T0 + 10)))
+    part.apply(env(suspend=pb.Suspend(invocation_id=a, waiting_on=[0])))
+    (sleep_key,) = [k for k, t in part.timers().items() if t.HasField("complete_sleep")]
+    assert started(part.apply(env(ts=T0 + 10, timer_fired=pb.TimerFired(timer_key=sleep_key)))) == [a]
+    assert part.status(a).attempts == 2 and part.store.failed_attempts(a) == 0  # a resumption, no failure
+    retry_keys = []
+    for n in range(2):
+        eff = part.apply(env(attempt_failed=pb.AttemptFailed(invocation_id=a, failure=pb.Failure(code=500),
+                                                             retry_at_ms=T0 + 100 + n)))
+        (arm,) = of_type(eff, ArmTimer)
+        retry_keys.append(arm.key)
+        assert part.store.failed_attempts(a) == n + 1
+        assert started(part.apply(env(ts=T0 + 100 + n, timer_fired=pb.TimerFired(timer_key=arm.key)))) == [a]
+    assert len(set(retry_keys)) == 2 and part.status(a).attempts == 4
+    finish(part, a, 1)
+    # The purge at the end of retention drops the failure count with the status.
+    purge_key = next(k for k, t in part.timers().items() if t.HasField("purge"))
+    part.apply(env(ts=T0 + RETENTION, timer_fired=pb.TimerFired(timer_key=purge_key)))
+    assert part.store.status(a) is None and part.store.failed_attempts(a) == 0
