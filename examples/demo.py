@@ -24,6 +24,8 @@ from rich.table import Table
 
 from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
+from endure.proto import journal
+from endure.proto import records_pb2 as pb
 from endure.runtime.ready import ReadyLine
 from endure.sdk.client import Client
 
@@ -77,6 +79,19 @@ def _journal(admin: str, invocation_id: str) -> apb.InvocationDescription:
                                                               timeout=10)
 
 
+def _result_text(entry: pb.JournalEntry) -> str:
+    """A step's result for the table: its value, or which outcome it had (a failure named by its
+    typed cause: cancelled, killed)."""
+    which = entry.WhichOneof("result")
+    if which == "value":
+        return entry.value.decode(errors="replace")
+    if which == "failure" and journal.is_cancellation(entry.failure):
+        return "cancelled"
+    if which == "failure" and journal.is_kill(entry.failure):
+        return "killed"
+    return which or ""
+
+
 def _wait(predicate: object, what: str, timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
@@ -128,12 +143,11 @@ async def _run(root: Path) -> int:
         table = Table("#", "step", "kind", "result", "times its code ran", title=f"journal of {inv}")
         for i, entry in enumerate(description.journal):
             kind = entry.WhichOneof("kind") or ""
-            which = entry.WhichOneof("result")
-            result = entry.value.decode(errors="replace") if which == "value" else (which or "")
+            result = _result_text(entry)
             result = result.replace("\n", " ")[:48]
             runs = str(executed.get(entry.name, "")) if kind == "run" else ""
             if entry.name.startswith("sandbox"):
-                runs = "1 (in Wasmtime)" if which else ""
+                runs = "1 (in Wasmtime)" if journal.has_result(entry) else ""
             table.add_row(str(i), entry.name, kind, result, runs)
         console.print(table)
         reran = [step for step, n in executed.items() if n > 1]

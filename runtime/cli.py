@@ -25,6 +25,7 @@ from rich.table import Table
 
 from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
+from endure.proto import journal
 from endure.proto import records_pb2 as pb
 from endure.proto import worker_pb2 as wpb
 
@@ -419,19 +420,30 @@ def invocations_list(
         console.print(f"more: --page-token {resp.next_page_token}")
 
 
+def _ended(failure: pb.Failure) -> str:
+    """How a failure is named: cancelled / killed from its typed cause, never from its message."""
+    if journal.is_cancellation(failure):
+        return "cancelled"
+    if journal.is_kill(failure):
+        return "killed"
+    return "failed"
+
+
 def _entry_detail(entry: pb.JournalEntry) -> str:
     which = entry.WhichOneof("result")
     if which == "value":
         text = entry.value.decode(errors="replace")
         return text if len(text) <= 80 else text[:77] + "..."
     if which == "failure":
-        return f"failed ({entry.failure.code}): {entry.failure.message}"
+        return f"{_ended(entry.failure)} ({entry.failure.code}): {entry.failure.message}"
     if which == "void":
         return "done"
     kind = entry.WhichOneof("kind")
     if kind == "output":
         out = entry.output
-        return out.value.decode(errors="replace")[:80] if out.HasField("value") else f"failed: {out.failure.message}"
+        if out.HasField("value"):
+            return out.value.decode(errors="replace")[:80]
+        return f"{_ended(out.failure)}: {out.failure.message}"
     if kind in ("set_state",):
         return entry.set_state.value.decode(errors="replace")[:80]
     if kind in ("call", "send"):
@@ -439,7 +451,8 @@ def _entry_detail(entry: pb.JournalEntry) -> str:
         return f"→ {c.target.service}/{c.target.handler} {c.invocation_id}"
     if kind == "sleep":
         return f"until {_ms(entry.sleep.wake_at_ms)}"
-    return "pending" if kind in ("sleep", "call", "awakeable", "promise_get") else ""
+    rules = journal.RULES.get(kind or "")
+    return "pending" if rules is not None and rules.waits_outside else ""
 
 
 @invocations_app.command("describe")

@@ -2,8 +2,9 @@
 
 `Client` is async; `SyncClient` wraps it for scripts. Handlers are named by strings or, typed, by
 the decorated function itself, so the input and output are (de)serialized with its types. Errors
-are exceptions: `InvocationError` for a handler's terminal failure, `RequestError` (with the gRPC
-status code) for a request the ingress refused.
+are exceptions: `InvocationError` for a handler's terminal failure (`InvocationCancelled` and
+`InvocationKilled` when the failure's cause says so, never its text), `RequestError` (with the
+gRPC status code) for a request the ingress refused.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import grpc
 
 from endure.proto import ingress_pb2 as ipb
 from endure.proto import ingress_pb2_grpc as ipb_grpc
+from endure.proto import journal
 from endure.proto import records_pb2 as pb
 from endure.sdk.definitions import HandlerDefinition, handler_definition
 
@@ -36,13 +38,40 @@ class RequestError(Exception):
 
 
 class InvocationError(Exception):
-    """The handler ended with a terminal failure."""
+    """The handler ended with a terminal failure; `cause` is the failure's typed cause."""
+
+    cause: pb.FailureCause.ValueType = pb.FAILURE_ERROR
+    _ended = "failed"  # how str() says it ended: from the cause, never from the message
 
     def __init__(self, invocation_id: str, code: int, message: str) -> None:
-        super().__init__(f"invocation {invocation_id} failed ({code}): {message}")
+        super().__init__(f"invocation {invocation_id} {self._ended} ({code}): {message}")
         self.invocation_id = invocation_id
         self.code = code
         self.message = message
+
+    @staticmethod
+    def from_failure(invocation_id: str, failure: pb.Failure) -> InvocationError:
+        """The exception for an output's failure, by its cause (a handler's own
+        TerminalError("cancelled", 409) stays a plain InvocationError)."""
+        if journal.is_cancellation(failure):
+            return InvocationCancelled(invocation_id, failure.code, failure.message)
+        if journal.is_kill(failure):
+            return InvocationKilled(invocation_id, failure.code, failure.message)
+        return InvocationError(invocation_id, failure.code, failure.message)
+
+
+class InvocationCancelled(InvocationError):
+    """The invocation was cancelled (by an operator or its caller) and ended after its compensations."""
+
+    cause = pb.FAILURE_CANCELLED
+    _ended = "was cancelled"
+
+
+class InvocationKilled(InvocationError):
+    """The invocation was killed: it stopped at once, without compensations."""
+
+    cause = pb.FAILURE_KILLED
+    _ended = "was killed"
 
 
 def _target(handler: Any, key: str | None) -> tuple[pb.Target, HandlerDefinition | None]:
@@ -65,7 +94,7 @@ def _encode(definition: HandlerDefinition | None, arg: Any) -> bytes:
 
 def _decode(definition: HandlerDefinition | None, output: ipb.Output) -> Any:
     if output.WhichOneof("result") == "failure":
-        raise InvocationError(output.invocation_id, output.failure.code, output.failure.message)
+        raise InvocationError.from_failure(output.invocation_id, output.failure)
     if definition is not None:
         return definition.output_serde.loads(output.value)
     return json.loads(output.value) if output.value else None

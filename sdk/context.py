@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from endure.proto import ids, records_pb2
+from endure.proto import ids, journal, records_pb2
 from endure.sdk.definitions import handler_definition
 from endure.sdk.errors import CancelledError, TerminalError
-from endure.sdk.invocation import ACK, COMPLETION
+from endure.sdk.invocation import RESOLVED_BY
 from endure.sdk.retry import RetryPolicy
 from endure.sdk.serde import ANY, Serde, serde_for
 
@@ -35,18 +35,23 @@ _LIST_STR: Serde[Any] = serde_for(list[str])
 
 
 class DurableFuture(Generic[T]):
-    """The result of a journaled operation. Await it, or pass it to `ctx.gather` / `ctx.select`."""
+    """The result of a journaled operation. Await it, or pass it to `ctx.gather` / `ctx.select`.
 
-    __slots__ = ("_inv", "index", "_fut", "_serde", "_kind")
+    `entry_kind` is the journal entry's kind; whether the future waits for an Ack or a completion
+    (`_kind`) follows from its rules (`RESOLVED_BY`), not from each call site.
+    """
+
+    __slots__ = ("_inv", "index", "_fut", "_serde", "_kind", "entry_kind")
 
     def __init__(
-        self, inv: Invocation, index: int, fut: asyncio.Future[Any], serde: Serde[Any] | None, kind: int
+        self, inv: Invocation, index: int, fut: asyncio.Future[Any], serde: Serde[Any] | None, entry_kind: str
     ) -> None:
         self._inv = inv
         self.index = index
         self._fut = fut
         self._serde = serde
-        self._kind = kind
+        self.entry_kind = entry_kind
+        self._kind = RESOLVED_BY[entry_kind]
 
     def done(self) -> bool:
         return self._fut.done()
@@ -58,7 +63,11 @@ class DurableFuture(Generic[T]):
             serde = self._serde
             return raw if serde is None else serde.loads(raw)  # type: ignore[return-value]
         if isinstance(raw, records_pb2.Failure):
-            raise _failure_error(raw)
+            if journal.is_cancellation(raw) and journal.RULES[self.entry_kind].cancelled_with_invocation:
+                # The runtime fails these entries with a cancellation only when it cancels this
+                # invocation: remember it even if the CancelFrame is still on its way.
+                self._inv.cancel_requested = True
+            raise _failure_error(raw, self.entry_kind)
         return raw  # type: ignore[no-any-return]
 
     def __await__(self) -> Generator[Any, None, T]:
@@ -74,7 +83,7 @@ class CallFuture(DurableFuture[T]):
     def __init__(
         self, inv: Invocation, index: int, fut: asyncio.Future[Any], serde: Serde[Any], invocation_id: str
     ) -> None:
-        super().__init__(inv, index, fut, serde, COMPLETION)
+        super().__init__(inv, index, fut, serde, "call")
         self.invocation_id = invocation_id
 
 
@@ -94,7 +103,7 @@ class DurablePromise(Generic[T]):
         i, rec = inv.begin("promise_get", self.name)
         if rec is None:
             inv.emit(i, JournalEntry(name=self.name, promise_get=records_pb2.PromiseGetEntry()))
-        return DurableFuture(inv, i, inv.completion(i, rec), self._serde, COMPLETION)
+        return DurableFuture(inv, i, inv.completion(i, rec), self._serde, "promise_get")
 
     def peek(self) -> DurableFuture[T | None]:
         """The value if resolved, None if not yet; raises TerminalError if rejected."""
@@ -102,7 +111,7 @@ class DurablePromise(Generic[T]):
         i, rec = inv.begin("promise_peek", self.name)
         if rec is None:
             inv.emit(i, JournalEntry(name=self.name, promise_peek=records_pb2.PromisePeekEntry()))
-        return DurableFuture(inv, i, inv.completion(i, rec), self._serde, COMPLETION)
+        return DurableFuture(inv, i, inv.completion(i, rec), self._serde, "promise_peek")
 
     def resolve(self, value: T) -> DurableFuture[None]:
         """Resolve; raises TerminalError(409) if the promise was already completed."""
@@ -119,13 +128,47 @@ class DurablePromise(Generic[T]):
         i, rec = inv.begin("promise_complete", self.name)
         if rec is None:
             inv.emit(i, JournalEntry(name=self.name, promise_complete=body))
-        return DurableFuture(inv, i, inv.completion(i, rec), None, COMPLETION)
+        return DurableFuture(inv, i, inv.completion(i, rec), None, "promise_complete")
 
 
-def _failure_error(failure: records_pb2.Failure) -> TerminalError:
-    if failure.code == 409 and failure.message == "cancelled":
-        return CancelledError()
+def _failure_error(failure: records_pb2.Failure, kind: str = "") -> TerminalError:
+    """The exception a handler sees for a failed entry of that kind: CancelledError for a
+    cancellation (typed by its cause), TerminalError for anything else, whatever its text."""
+    if journal.is_cancellation(failure) or _untyped_cancellation(failure, kind):
+        return CancelledError(failure.message or "cancelled")
     return TerminalError(failure.message, failure.code or 500)
+
+
+# Kinds whose failure, before failures had a cause, could only be a cancellation: the runtime
+# fails these on cancel (`cancelled_with_invocation`), and a combinator's failure is only ever the
+# cancellation the SDK journals (`Context._journal_cancelled`).
+_UNTYPED_CANCELLATION_KINDS = journal.KINDS_CANCELLED_WITH_INVOCATION | {"combinator"}
+
+
+def _untyped_cancellation(failure: records_pb2.Failure, kind: str) -> bool:
+    """A cancellation recorded before failures had a cause.
+
+    Journals written then (and a state machine not yet switched to `journal.cancelled_failure`)
+    hold cancellations as (409, "cancelled") with cause FAILURE_ERROR; a replay must still raise
+    CancelledError there or it diverges. Only for kinds where no other failure can arrive: a
+    call's or a step's failure, where a handler's own TerminalError("cancelled", 409) arrives, is
+    never read as a cancellation. Delete once no such journal or runtime is left.
+    """
+    return (
+        failure.cause == records_pb2.FAILURE_ERROR
+        and kind in _UNTYPED_CANCELLATION_KINDS
+        and failure.code == journal.CONFLICT_CODE
+        and failure.message == "cancelled"
+    )
+
+
+def _journal_cancelled_run(inv: Invocation, index: int, name: str, serde: Serde[Any]) -> DurableFuture[Any]:
+    """A step reached after a cancellation: journal the cancellation as its failure instead of
+    running it, so a replay raises at the same step (ctx.run, sandbox runs and tools)."""
+    inv.cancel_pending = False
+    failure = journal.cancelled_failure()
+    entry = JournalEntry(name=name, run=records_pb2.RunEntry(), failure=failure)
+    return DurableFuture(inv, index, inv.emit_and_ack(index, entry, failure), serde, "run")
 
 
 def _dumps(serde: Serde[Any], value: Any, what: str) -> bytes:
@@ -214,16 +257,10 @@ class Context:
         serde = serde_for(type_hint) if type_hint is not None else _return_serde(fn)
         i, rec = inv.begin("run", name)
         if rec is not None:
-            return DurableFuture(inv, i, inv.completion(i, rec), serde, COMPLETION)
+            return DurableFuture(inv, i, inv.completion(i, rec), serde, "run")
         if inv.cancel_pending:
-            # Journal the cancellation as this step's failure: a replay raises at the same place.
-            inv.cancel_pending = False
-            failure = records_pb2.Failure(code=409, message="cancelled")
-            fut = inv.emit_and_ack(
-                i, JournalEntry(name=name, run=records_pb2.RunEntry(), failure=failure), failure
-            )
-            return DurableFuture(inv, i, fut, serde, ACK)
-        return DurableFuture(inv, i, inv.start_run(i, name, fn, args, retry, serde), serde, ACK)
+            return _journal_cancelled_run(inv, i, name, serde)
+        return DurableFuture(inv, i, inv.start_run(i, name, fn, args, retry, serde), serde, "run")
 
     def sleep(self, duration: timedelta | float, name: str = "") -> DurableFuture[None]:
         """A durable timer (seconds or timedelta); survives worker restarts and suspension."""
@@ -232,7 +269,7 @@ class Context:
         if rec is None:
             wake = int(time.time() * 1000) + _ms(duration)
             inv.emit(i, JournalEntry(name=name, sleep=records_pb2.SleepEntry(wake_at_ms=wake)))
-        return DurableFuture(inv, i, inv.completion(i, rec), None, COMPLETION)
+        return DurableFuture(inv, i, inv.completion(i, rec), None, "sleep")
 
     # ------------------------------------------------------------------ calls
 
@@ -325,7 +362,7 @@ class Context:
         if rec is None:
             inv.emit(i, JournalEntry(awakeable=records_pb2.AwakeableEntry()))
         serde = serde_for(type_hint) if type_hint is not None else ANY
-        return ids.awakeable_id(inv.id, i), DurableFuture(inv, i, inv.completion(i, rec), serde, COMPLETION)
+        return ids.awakeable_id(inv.id, i), DurableFuture(inv, i, inv.completion(i, rec), serde, "awakeable")
 
     # ------------------------------------------------------------------ combinators
 
@@ -336,7 +373,7 @@ class Context:
         i, rec = inv.begin("combinator", "gather")
         if rec is not None:
             if rec.WhichOneof("result") == "failure":
-                raise _failure_error(rec.failure)
+                raise _failure_error(rec.failure, "combinator")
             by_index = {f.index: f for f in futures}
             order = [by_index[x] for x in rec.combinator.completed if x in by_index]
             await _Wait(inv, futures, False)
@@ -348,7 +385,7 @@ class Context:
                 raise
             entry = JournalEntry(name="gather")
             entry.combinator.completed.extend(f.index for f in order)
-            await DurableFuture(inv, i, inv.emit_and_ack(i, entry, None), None, ACK)
+            await DurableFuture(inv, i, inv.emit_and_ack(i, entry, None), None, "combinator")
         for f in order:
             if isinstance(f._fut.result(), records_pb2.Failure):
                 f._decode(f._fut.result())
@@ -373,7 +410,7 @@ class Context:
         i, rec = inv.begin("combinator", "select")
         if rec is not None:
             if rec.WhichOneof("result") == "failure":
-                raise _failure_error(rec.failure)
+                raise _failure_error(rec.failure, "combinator")
             winner_index = rec.combinator.completed[0] if rec.combinator.completed else futs[0].index
             pos = next((p for p, f in enumerate(futs) if f.index == winner_index), 0)
             winner = futs[pos]
@@ -388,16 +425,15 @@ class Context:
             pos = next(p for p, f in enumerate(futs) if f is winner)
             entry = JournalEntry(name="select")
             entry.combinator.completed.append(winner.index)
-            await DurableFuture(inv, i, inv.emit_and_ack(i, entry, None), None, ACK)
+            await DurableFuture(inv, i, inv.emit_and_ack(i, entry, None), None, "combinator")
         return keys[pos], winner._decode(winner._fut.result())
 
     async def _journal_cancelled(self, index: int, name: str) -> None:
         """Journal a combinator interrupted by cancellation as failed, so replays raise there too."""
         inv = self._inv
-        entry = JournalEntry(name=name, combinator=records_pb2.CombinatorEntry())
-        entry.failure.code = 409
-        entry.failure.message = "cancelled"
-        await DurableFuture(inv, index, inv.emit_and_ack(index, entry, None), None, ACK)
+        entry = JournalEntry(name=name, combinator=records_pb2.CombinatorEntry(),
+                             failure=journal.cancelled_failure())
+        await DurableFuture(inv, index, inv.emit_and_ack(index, entry, None), None, "combinator")
 
     # ------------------------------------------------------------------ determinism
 
@@ -520,7 +556,7 @@ class ObjectSharedContext(Context):
         i, rec = inv.begin("get_state", name)
         serde = serde_for(type_hint) if type_hint is not None else ANY
         if rec is not None:
-            return DurableFuture(inv, i, inv.completion(i, rec), serde, COMPLETION)
+            return DurableFuture(inv, i, inv.completion(i, rec), serde, "get_state")
         state = inv.state
         if inv.state_complete or name in state:
             value = state.get(name)
@@ -530,22 +566,22 @@ class ObjectSharedContext(Context):
             else:
                 entry.value = value
             inv.emit(i, entry)
-            return DurableFuture(inv, i, inv.resolved(value), serde, COMPLETION)
+            return DurableFuture(inv, i, inv.resolved(value), serde, "get_state")
         inv.emit(i, JournalEntry(name=name, get_state=records_pb2.GetStateEntry()))
-        return DurableFuture(inv, i, inv.completion(i, None), serde, COMPLETION)
+        return DurableFuture(inv, i, inv.completion(i, None), serde, "get_state")
 
     def state_keys(self) -> DurableFuture[list[str]]:
         """The names of all state entries of this key, sorted."""
         inv = self._inv
         i, rec = inv.begin("get_state_keys", "")
         if rec is not None:
-            return DurableFuture(inv, i, inv.completion(i, rec), _LIST_STR, COMPLETION)
+            return DurableFuture(inv, i, inv.completion(i, rec), _LIST_STR, "get_state_keys")
         if inv.state_complete:
             data = _LIST_STR.dumps(sorted(k for k, v in inv.state.items() if v is not None))
             inv.emit(i, JournalEntry(get_state_keys=records_pb2.GetStateKeysEntry(), value=data))
-            return DurableFuture(inv, i, inv.resolved(data), _LIST_STR, COMPLETION)
+            return DurableFuture(inv, i, inv.resolved(data), _LIST_STR, "get_state_keys")
         inv.emit(i, JournalEntry(get_state_keys=records_pb2.GetStateKeysEntry()))
-        return DurableFuture(inv, i, inv.completion(i, None), _LIST_STR, COMPLETION)
+        return DurableFuture(inv, i, inv.completion(i, None), _LIST_STR, "get_state_keys")
 
 
 class ObjectContext(ObjectSharedContext):

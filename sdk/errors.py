@@ -23,7 +23,10 @@ class CancelledError(TerminalError):
     """The invocation was cancelled: raised at the handler's current (or next) durable await.
 
     A TerminalError with code 409, so a handler that does not catch it fails as cancelled, and one
-    that does can run compensations before it returns.
+    that does can run compensations before it returns. When it escapes the handler, the output
+    failure has cause FAILURE_CANCELLED only if the runtime did cancel this invocation; raised by
+    a handler on its own (no cancel requested), it is an ordinary terminal error (FAILURE_ERROR).
+    It is also what a handler sees when a call's callee was cancelled.
     """
 
     def __init__(self, message: str = "cancelled") -> None:

@@ -13,10 +13,10 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from endure.proto import records_pb2, worker_pb2
+from endure.proto import journal, records_pb2, worker_pb2
 from endure.sdk import logs, metrics, tracing
 from endure.sdk.errors import (
     AttemptDropped,
@@ -44,6 +44,27 @@ Raw: TypeAlias = "bytes | records_pb2.Failure | None"
 
 ACK = 0  # resolved by the entry's ack (run, combinator): the worker itself is busy
 COMPLETION = 1  # resolved by a completion from the runtime: a suspension point
+
+# How a new entry of each kind is resolved, from the journal rules: a kind whose result the worker
+# journals itself (`acked`) waits for the Ack; every other kind waits for a completion (filled on
+# append by the state machine, or later by a Completion record).
+RESOLVED_BY: Mapping[str, int] = {k: ACK if r.acked else COMPLETION for k, r in journal.RULES.items()}
+
+
+def _replay_compares_name() -> frozenset[str]:
+    """Kinds whose replay compares the name as well as the kind (the kind is always compared).
+
+    A rule that asks to compare anything else fails here, at import, instead of being ignored.
+    """
+    for r in journal.RULES.values():
+        unknown = set(r.replay_compares) - {"kind", "name"}
+        if unknown or "kind" not in r.replay_compares:
+            raise RuntimeError(f"replay of {r.kind!r} entries compares {r.replay_compares}; "
+                               "the SDK compares 'kind' and optionally 'name'")
+    return frozenset(k for k, r in journal.RULES.items() if "name" in r.replay_compares)
+
+
+_COMPARES_NAME = _replay_compares_name()
 
 _MISSING: Any = object()
 
@@ -117,6 +138,10 @@ class Invocation:
         self.state: dict[str, bytes | None] = {s.key: s.value for s in start.state}
         self.state_complete: bool = start.state_complete
         self.cancel_pending: bool = start.cancelled
+        # Sticky: the runtime cancelled this invocation (the start said so, a CancelFrame came, or
+        # one of its own waits was completed with a cancellation). Only then does a CancelledError
+        # that escapes the handler end it with cause FAILURE_CANCELLED.
+        self.cancel_requested: bool = start.cancelled
         self.done = False
         self.task: asyncio.Task[None] | None = None
         self.timeout: float = defn.inactivity_timeout.total_seconds() if defn is not None else 60.0
@@ -168,7 +193,7 @@ class Invocation:
         except TerminalError as exc:
             if self.done:
                 return
-            outcome = Failure(code=exc.code, message=exc.message)
+            outcome = self._terminal_failure(exc)
         except (AttemptDropped, JournalMismatchError, asyncio.CancelledError):
             if not self.done:  # cancelled by someone else (e.g. the user): a retryable failure
                 self.fail(500, "handler task was cancelled")
@@ -189,6 +214,17 @@ class Invocation:
             if self.done:
                 return
         self._finish(outcome)
+
+    def _terminal_failure(self, exc: TerminalError) -> records_pb2.Failure:
+        """The output failure of a handler that raised exc.
+
+        Cause FAILURE_CANCELLED only for a CancelledError while the runtime has cancelled this
+        invocation: a handler that raises CancelledError or TerminalError("cancelled", 409) on its
+        own (no cancel requested) fails with FAILURE_ERROR, like any terminal error.
+        """
+        if isinstance(exc, CancelledError) and self.cancel_requested:
+            return journal.cancelled_failure(exc.message)
+        return Failure(code=exc.code, message=exc.message)
 
     def _finish(self, outcome: bytes | records_pb2.Failure) -> None:
         metrics.METRICS.finished(self.target.service, self.target.handler,
@@ -264,7 +300,7 @@ class Invocation:
         if index < self.replay_len:
             entry = self.journal[index]
             recorded = entry.WhichOneof("kind")
-            if recorded != kind or entry.name != name:
+            if recorded != kind or (kind in _COMPARES_NAME and entry.name != name):
                 err = JournalMismatchError(index, f"{recorded} '{entry.name}'", f"{kind} '{name}'")
                 self.fail(500, str(err), mismatch=True)
                 raise err
@@ -498,6 +534,7 @@ class Invocation:
         """Cancellation requested: raise at the blocked await(s), or at the next one."""
         if self.done:
             return
+        self.cancel_requested = True
         if self._waiters:
             for w in list(self._waiters):
                 if not w.done():

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from endure.proto import records_pb2
 from endure.sdk import metrics
-from endure.sdk.context import ACK, COMPLETION, DurableFuture
+from endure.sdk.context import DurableFuture, _journal_cancelled_run
 from endure.sdk.errors import TerminalError
 from endure.sdk.invocation import WithUsage
 from endure.sdk.serde import Serde, serde_for
@@ -66,13 +65,10 @@ def _journaled(
     inv = ctx._inv
     i, rec = inv.begin("run", name)
     if rec is not None:
-        return DurableFuture(inv, i, inv.completion(i, rec), serde, COMPLETION)
+        return DurableFuture(inv, i, inv.completion(i, rec), serde, "run")
     if inv.cancel_pending:
-        inv.cancel_pending = False
-        failure = records_pb2.Failure(code=409, message="cancelled")
-        entry = records_pb2.JournalEntry(name=name, run=records_pb2.RunEntry(), failure=failure)
-        return DurableFuture(inv, i, inv.emit_and_ack(i, entry, failure), serde, ACK)
-    return DurableFuture(inv, i, inv.start_run(i, name, fn, (), None, serde), serde, ACK)
+        return _journal_cancelled_run(inv, i, name, serde)
+    return DurableFuture(inv, i, inv.start_run(i, name, fn, (), None, serde), serde, "run")
 
 
 def run_sandbox(ctx: Context, name: str, method: str, *args: Any, **kwargs: Any) -> DurableFuture[Any]:

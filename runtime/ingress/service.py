@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import grpc
 
-from endure.proto import ids
+from endure.proto import ids, journal
 from endure.proto import ingress_pb2 as ipb
 from endure.proto import ingress_pb2_grpc as ipb_grpc
 from endure.proto import records_pb2 as pb
@@ -314,9 +314,7 @@ class IngressService(ipb_grpc.IngressServicer):
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the promise needs a name")
             record = pb.ResolvePromise(workflow=request.workflow, key=request.key, name=request.name,
                                        tenant=self.tenant(context))
-            if request.WhichOneof("result") == "failure":
-                record.failure.CopyFrom(request.failure)
-            else:
+            if journal.copy_result(request, record) != "failure":
                 self._json(request.value, "the promise's value")
                 record.value = request.value or b"null"
             partition = ids.stable_hash64(request.key) % self._partitions
@@ -351,10 +349,8 @@ class IngressService(ipb_grpc.IngressServicer):
 
 def _output(status: pb.InvocationStatus) -> ipb.Output:
     out = ipb.Output(invocation_id=status.invocation_id)
-    if status.WhichOneof("result") == "value":
-        out.value = status.value
-    else:
-        out.failure.CopyFrom(status.failure)
+    if journal.copy_result(status, out) is None:
+        out.failure.CopyFrom(status.failure)  # no outcome recorded: an empty failure, as always
     return out
 
 

@@ -106,12 +106,10 @@ class Invoker:
                 if attempt is not None and attempt.session is not None:
                     frame = wpb.CompleteFrame(invocation_id=effect.invocation_id, attempt=attempt.number,
                                               index=effect.index)
-                    which = effect.entry.WhichOneof("result")
-                    if which == "value":
-                        frame.value = effect.entry.value
-                    elif which == "failure":
-                        frame.failure.CopyFrom(effect.entry.failure)
-                    else:
+                    # Imported here so this change stays within these lines (the rest is being rewritten).
+                    from endure.proto.journal import copy_result
+
+                    if copy_result(effect.entry, frame) is None:
                         frame.void.SetInParent()
                     self._send(attempt.session, wpb.RuntimeFrame(complete=frame))
             elif isinstance(effect, CancelAttempt):

@@ -286,6 +286,13 @@ async def cancellable(ctx: Context, tag: str) -> str:
 
 
 @svc.handler()
+async def own_conflict(ctx: Context, tag: str) -> str:
+    """Fails on its own with the text of a cancellation: it must not look like one."""
+    await ctx.run("step", mark, f"{tag}:ran")
+    raise TerminalError("cancelled", 409)
+
+
+@svc.handler()
 async def cancel_parent(ctx: Context, tag: str) -> str:
     try:
         return await ctx.call("e2e", "cancellable", f"{tag}-child")
