@@ -33,6 +33,7 @@ import grpc.aio  # noqa: E402
 
 from endure.proto import worker_pb2, worker_pb2_grpc
 from endure.sdk import tools
+from endure.sdk.backoff import Backoff
 from endure.sdk.definitions import App
 from endure.sdk.errors import RegistrationError
 from endure.sdk.invocation import Invocation
@@ -100,6 +101,7 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
+        self._reconnect = Backoff(reconnect_initial, 2.0, reconnect_max)  # doubling, no jitter (as always)
         self.threads = threads
         self.worker_id: str | None = None
         self.registered = asyncio.Event()  # set while a session is registered (tests, health)
@@ -169,7 +171,7 @@ class Worker:
             )
         )
         tools.configure(getattr(self.app, "tools", None))
-        backoff = self.reconnect_initial
+        delays = self._reconnect.iter()
         try:
             while not self._stopping:
                 registered_before = self.connections
@@ -189,12 +191,11 @@ class Worker:
                 if self._stopping:
                     break
                 if self.connections > registered_before:
-                    backoff = self.reconnect_initial
+                    delays.reset()
                 try:
-                    await asyncio.wait_for(self._stop_event.wait(), timeout=backoff)
+                    await asyncio.wait_for(self._stop_event.wait(), timeout=next(delays))
                 except TimeoutError:
                     pass
-                backoff = min(backoff * 2, self.reconnect_max)
         finally:
             self._drop_all()
             await tools.close_sandbox()

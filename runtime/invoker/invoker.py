@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,10 +31,14 @@ from endure.runtime.partition.effects import (
     StartInvocation,
 )
 from endure.runtime.partition.processor import PartitionProcessor
+from endure.sdk.backoff import Backoff, BackoffError, Jitter
 
 log = logging.getLogger("endure.invoker")
 
 _DEFAULT_RETRY = wpb.RetryPolicy(initial_interval_ms=100, factor=2.0, max_interval_ms=10_000)
+_FAILURE_JITTER = Jitter.symmetric(0.25)  # retries of failed attempts spread over 0.75x..1.25x
+_LOST_JITTER = Jitter.symmetric(0.2)
+_LOST_MAX_INTERVAL_S = 10.0
 
 
 @dataclass(slots=True)
@@ -68,6 +71,8 @@ class Invoker:
         self._lost: dict[str, int] = {}  # invocation -> attempts lost with their worker, for backoff
         self._numbers = itertools.count(1)
         self._tasks: set[asyncio.Task[object]] = set()
+        self._lost_backoff = Backoff(self.config.lost_worker_backoff_s, 2.0, _LOST_MAX_INTERVAL_S,
+                                     jitter=_LOST_JITTER)
         self.stats = {"started": 0, "ended": 0, "suspended": 0, "failed": 0, "lost": 0}
 
     # ------------------------------------------------------------------ views
@@ -314,7 +319,7 @@ class Invoker:
             tries = self._lost.get(inv, 0) + 1
             if len(self._lost) < self.config.max_queued:
                 self._lost[inv] = tries
-            delay = min(self.config.lost_worker_backoff_s * 2 ** (tries - 1), 10.0) * random.uniform(0.8, 1.2)
+            delay = self._lost_backoff.delay(tries)
             self.stats["lost"] += 1
             self._spawn(self._restart_after(attempt.runnable, session, delay))
 
@@ -400,15 +405,23 @@ class Invoker:
         policy = info.retry if info is not None and info.retry.initial_interval_ms else _DEFAULT_RETRY
         failures = (status.attempts if status else 0) + 1
         now_ms = int(time.time() * 1000)
-        exhausted = bool(policy.max_attempts and failures >= policy.max_attempts)
+        backoff = _failure_backoff(policy)
+        exhausted = backoff.exhausted(failures)
         if status is not None and policy.max_duration_ms:
             exhausted |= now_ms - status.created_at_ms >= policy.max_duration_ms
         if exhausted:
             record.pause = policy.pause_on_exhaustion
             record.retry_at_ms = 0
             return record
-        delay = policy.initial_interval_ms * (policy.factor or 2.0) ** (failures - 1)
-        if policy.max_interval_ms:
-            delay = min(delay, policy.max_interval_ms)
-        record.retry_at_ms = now_ms + max(1, int(delay * random.uniform(0.75, 1.25)))
+        record.retry_at_ms = now_ms + max(1, int(backoff.delay(failures)))
         return record
+
+
+def _failure_backoff(policy: wpb.RetryPolicy) -> Backoff:
+    """A handler's registered retry policy as a backoff in milliseconds (0 fields = defaults)."""
+    try:
+        return Backoff(policy.initial_interval_ms, policy.factor or 2.0, policy.max_interval_ms or None,
+                       policy.max_attempts or None, _FAILURE_JITTER)
+    except BackoffError as exc:  # a worker registered a policy the SDK would refuse (factor < 1)
+        log.warning("retry policy %s is invalid (%s): using the default", policy, exc)
+        return _failure_backoff(_DEFAULT_RETRY)
