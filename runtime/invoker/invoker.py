@@ -68,7 +68,7 @@ class Invoker:
         self._tasks: set[asyncio.Task[object]] = set()
         self._lost_backoff = Backoff(self.config.lost_worker_backoff_s, 2.0, _LOST_MAX_INTERVAL_S,
                                      jitter=_LOST_JITTER)
-        self.stats = {"started": 0, "ended": 0, "suspended": 0, "failed": 0, "lost": 0}
+        self.stats = {"started": 0, "ended": 0, "suspended": 0, "failed": 0, "lost": 0, "released": 0}
 
     # ------------------------------------------------------------------ views
 
@@ -373,6 +373,10 @@ class Invoker:
         log.info("worker %s gone with %d attempts in flight", session.name, len(lost))
         for attempt in lost:
             self._end_attempt(attempt, lost=True)
+            if session.draining:  # it shut down on purpose: hand its attempts to others at once
+                self.stats["released"] += 1
+                self._spawn(self._restart_after(attempt, session, 0.0))
+                continue
             inv = attempt.runnable.invocation_id
             tries = self._lost.get(inv, 0) + 1
             if len(self._lost) < self.config.max_queued:
@@ -382,8 +386,13 @@ class Invoker:
             self._spawn(self._restart_after(attempt, session, delay))
 
     def drain_session(self, session: WorkerSession) -> None:
-        """The worker is shutting down: start nothing more on it."""
+        """The worker is shutting down: start nothing more on it, and tell it so (DrainedFrame; the
+        stream is ordered, so no StartFrame follows). What it still runs may finish there."""
+        if session.draining:
+            return
         session.draining = True
+        log.info("worker %s draining with %d attempts running", session.name, session.active)
+        self._send(session, wpb.RuntimeFrame(drained=wpb.DrainedFrame(running=session.active)))
 
     # ------------------------------------------------------------------ frames from workers
 
@@ -391,10 +400,14 @@ class Invoker:
         """Turn a worker's frames into log appends, one batch per partition, in the frames' order."""
         batches: dict[int, list[pb.Envelope]] = {}
         acks: dict[int, list[wpb.AckFrame]] = {}
+        released: list[InvocationMachine] = []
         for frame in frames:
             kind = frame.WhichOneof("frame")
             body = getattr(frame, kind) if kind else None
             if kind is None or kind == "register":
+                continue
+            if kind == "drain":
+                self.drain_session(session)
                 continue
             attempt = self._machines.get(body.invocation_id)
             if attempt is None or not attempt.is_running(body.attempt, session):
@@ -424,11 +437,18 @@ class Invoker:
                 envs.append(pb.Envelope(attempt_failed=failed))
                 self.stats["failed"] += 1
                 self._end_attempt(attempt)
+            elif kind == "release":
+                log.info("worker %s released %s (%s)", session.name, inv, body.reason)
+                self.stats["released"] += 1
+                self._end_attempt(attempt, lost=True)
+                released.append(attempt)
         for partition, envs in batches.items():
             if envs:
                 task = self._spawn(self._append(session, partition, envs, acks.get(partition, [])))
                 session.inflight.add(task)
                 task.add_done_callback(session.inflight.discard)
+        for attempt in released:  # after the batches: the restart waits for their appends too
+            self._spawn(self._restart_after(attempt, session, 0.0))
 
     async def _append(self, session: WorkerSession, partition: int, envs: list[pb.Envelope],
                       acks: list[wpb.AckFrame]) -> range:

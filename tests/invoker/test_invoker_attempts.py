@@ -132,3 +132,34 @@ async def test_a_refused_move_is_logged_not_raised(store: PartitionStore, caplog
         assert not invoker._move(machine, AttemptState.RUNNING)
     assert "no move from queued to running" in caplog.text
     assert invoker.state(inv) is AttemptState.QUEUED and invoker.queued() == 1
+
+
+async def test_a_draining_worker_gets_no_start_and_its_attempts_move_at_once(store: PartitionStore) -> None:
+    """DrainFrame: DrainedFrame back and no StartFrame after it; a released attempt and one the
+    worker still held when its stream ended start on another worker with no lost-worker backoff."""
+    invoker, _ = make_invoker(store)
+    invoker._lost_backoff = type(invoker._lost_backoff)(3600.0)  # a lost-worker backoff would stall this
+    held, released, fresh = (running_invocation(store) for _ in range(3))
+    w1 = worker("w1")
+    invoker.add_session(w1)
+    invoker.on_effects(0, [StartInvocation(i, "svc", "t", pb.NORMAL, "h") for i in (held, released)])
+    starts = {f.start.invocation_id: f.start.attempt for f in sent(w1) if f.HasField("start")}
+    invoker.on_frames(w1, [wpb.WorkerFrame(drain=wpb.DrainFrame())])
+    assert [f.drained.running for f in sent(w1)] == [2]
+    w2 = worker("w2", concurrency=1)  # one slot: `fresh` must wait for it, never go to w1
+    invoker.add_session(w2)
+    invoker.on_effects(0, [StartInvocation(fresh, "svc", "t", pb.NORMAL, "h")])
+    assert [f.start.invocation_id for f in sent(w2)] == [fresh]
+    assert sent(w1) == [] and invoker.state(fresh) is AttemptState.RUNNING
+    invoker.on_frames(w2, [wpb.WorkerFrame(end=wpb.EndFrame(invocation_id=fresh, attempt=1 + max(starts.values())))])
+    invoker.on_frames(w1, [wpb.WorkerFrame(release=wpb.ReleaseFrame(
+        invocation_id=released, attempt=starts[released], reason="worker draining"))])
+    assert invoker.state(released) is AttemptState.LOST
+    await asyncio.wait_for(asyncio.gather(*invoker._tasks), 5)
+    assert [f.start.invocation_id for f in sent(w2)] == [released]
+    invoker.on_frames(w2, [wpb.WorkerFrame(end=wpb.EndFrame(invocation_id=released, attempt=invoker._machines[
+        released].number))])
+    invoker.remove_session(w1)  # its stream ended with `held` still on it
+    await asyncio.wait_for(asyncio.gather(*invoker._tasks), 5)
+    assert [f.start.invocation_id for f in sent(w2)] == [held]
+    assert sent(w1) == [] and invoker.stats["released"] == 2 and invoker.stats["lost"] == 0
