@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from endure.proto import records_pb2 as endure_dot_proto_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65ndure/proto/worker.proto\x12\rendure.worker\x1a\x1a\x65ndure/proto/records.proto\"\x9f\x01\n\x0bRetryPolicy\x12\x1b\n\x13initial_interval_ms\x18\x01 \x01(\r\x12\x0e\n\x06\x66\x61\x63tor\x18\x02 \x01(\x01\x12\x17\n\x0fmax_interval_ms\x18\x03 \x01(\r\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\r\x12\x17\n\x0fmax_duration_ms\x18\x05 \x01(\x04\x12\x1b\n\x13pause_on_exhaustion\x18\x06 \x01(\x08\"\xc6\x01\n\nHandlerDef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.endure.records.HandlerKind\x12\x19\n\x11input_schema_json\x18\x03 \x01(\t\x12\x1a\n\x12output_schema_json\x18\x04 \x01(\t\x12)\n\x05retry\x18\x05 \x01(\x0b\x32\x1a.endure.worker.RetryPolicy\x12\x1d\n\x15inactivity_timeout_ms\x18\x06 \x01(\r\"q\n\nServiceDef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.endure.worker.ServiceKind\x12+\n\x08handlers\x18\x03 \x03(\x0b\x32\x19.endure.worker.HandlerDef\"\x94\x01\n\x08Register\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x1a\n\x12\x64\x65ployment_version\x18\x02 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12+\n\x08services\x18\x04 \x03(\x0b\x32\x19.endure.worker.ServiceDef\x12\x13\n\x0bworker_name\x18\x05 \x01(\t\"p\n\nEntryFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\x12+\n\x05\x65ntry\x18\x04 \x01(\x0b\x32\x1c.endure.records.JournalEntry\"J\n\x0cSuspendFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x12\n\nwaiting_on\x18\x03 \x03(\r\"2\n\x08\x45ndFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"w\n\tFailFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12(\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x17.endure.records.Failure\x12\x18\n\x10journal_mismatch\x18\x04 \x01(\x08\"\xf1\x01\n\x0bWorkerFrame\x12+\n\x08register\x18\x01 \x01(\x0b\x32\x17.endure.worker.RegisterH\x00\x12*\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x19.endure.worker.EntryFrameH\x00\x12.\n\x07suspend\x18\x03 \x01(\x0b\x32\x1b.endure.worker.SuspendFrameH\x00\x12&\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x17.endure.worker.EndFrameH\x00\x12(\n\x04\x66\x61il\x18\x05 \x01(\x0b\x32\x18.endure.worker.FailFrameH\x00\x42\x07\n\x05\x66rame\";\n\rWorkerMessage\x12*\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x1a.endure.worker.WorkerFrame\"(\n\nStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x9b\x03\n\nStartFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12&\n\x06target\x18\x03 \x01(\x0b\x32\x16.endure.records.Target\x12\x31\n\x0chandler_kind\x18\x04 \x01(\x0e\x32\x1b.endure.records.HandlerKind\x12\r\n\x05input\x18\x05 \x01(\x0c\x12-\n\x07journal\x18\x06 \x03(\x0b\x32\x1c.endure.records.JournalEntry\x12(\n\x05state\x18\x07 \x03(\x0b\x32\x19.endure.worker.StateEntry\x12\x16\n\x0estate_complete\x18\x08 \x01(\x08\x12\x0e\n\x06tenant\x18\t \x01(\t\x12\x11\n\tcancelled\x18\n \x01(\x08\x12\x37\n\x07headers\x18\x0b \x03(\x0b\x32&.endure.worker.StartFrame.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\x08\x41\x63kFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\"\xb3\x01\n\rCompleteFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\x12\x0f\n\x05value\x18\x04 \x01(\x0cH\x00\x12*\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x17.endure.records.FailureH\x00\x12$\n\x04void\x18\x06 \x01(\x0b\x32\x14.endure.records.VoidH\x00\x42\x08\n\x06result\"5\n\x0b\x43\x61ncelFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"D\n\nAbortFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"$\n\x0fRegisteredFrame\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\xad\x02\n\x0cRuntimeFrame\x12\x34\n\nregistered\x18\x01 \x01(\x0b\x32\x1e.endure.worker.RegisteredFrameH\x00\x12*\n\x05start\x18\x02 \x01(\x0b\x32\x19.endure.worker.StartFrameH\x00\x12&\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x17.endure.worker.AckFrameH\x00\x12\x30\n\x08\x63omplete\x18\x04 \x01(\x0b\x32\x1c.endure.worker.CompleteFrameH\x00\x12,\n\x06\x63\x61ncel\x18\x05 \x01(\x0b\x32\x1a.endure.worker.CancelFrameH\x00\x12*\n\x05\x61\x62ort\x18\x06 \x01(\x0b\x32\x19.endure.worker.AbortFrameH\x00\x42\x07\n\x05\x66rame\"=\n\x0eRuntimeMessage\x12+\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x1b.endure.worker.RuntimeFrame*Z\n\x0bServiceKind\x12\x1c\n\x18SERVICE_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVICE\x10\x01\x12\x12\n\x0eVIRTUAL_OBJECT\x10\x02\x12\x0c\n\x08WORKFLOW\x10\x03\x32\\\n\x0eWorkerEndpoint\x12J\n\x07\x43onnect\x12\x1c.endure.worker.WorkerMessage\x1a\x1d.endure.worker.RuntimeMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65ndure/proto/worker.proto\x12\rendure.worker\x1a\x1a\x65ndure/proto/records.proto\"\x9f\x01\n\x0bRetryPolicy\x12\x1b\n\x13initial_interval_ms\x18\x01 \x01(\r\x12\x0e\n\x06\x66\x61\x63tor\x18\x02 \x01(\x01\x12\x17\n\x0fmax_interval_ms\x18\x03 \x01(\r\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\r\x12\x17\n\x0fmax_duration_ms\x18\x05 \x01(\x04\x12\x1b\n\x13pause_on_exhaustion\x18\x06 \x01(\x08\"\xc6\x01\n\nHandlerDef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.endure.records.HandlerKind\x12\x19\n\x11input_schema_json\x18\x03 \x01(\t\x12\x1a\n\x12output_schema_json\x18\x04 \x01(\t\x12)\n\x05retry\x18\x05 \x01(\x0b\x32\x1a.endure.worker.RetryPolicy\x12\x1d\n\x15inactivity_timeout_ms\x18\x06 \x01(\r\"q\n\nServiceDef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.endure.worker.ServiceKind\x12+\n\x08handlers\x18\x03 \x03(\x0b\x32\x19.endure.worker.HandlerDef\"\x94\x01\n\x08Register\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x1a\n\x12\x64\x65ployment_version\x18\x02 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12+\n\x08services\x18\x04 \x03(\x0b\x32\x19.endure.worker.ServiceDef\x12\x13\n\x0bworker_name\x18\x05 \x01(\t\"p\n\nEntryFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\x12+\n\x05\x65ntry\x18\x04 \x01(\x0b\x32\x1c.endure.records.JournalEntry\"J\n\x0cSuspendFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x12\n\nwaiting_on\x18\x03 \x03(\r\"2\n\x08\x45ndFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"w\n\tFailFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12(\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x17.endure.records.Failure\x12\x18\n\x10journal_mismatch\x18\x04 \x01(\x08\"\x0c\n\nDrainFrame\"F\n\x0cReleaseFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xcd\x02\n\x0bWorkerFrame\x12+\n\x08register\x18\x01 \x01(\x0b\x32\x17.endure.worker.RegisterH\x00\x12*\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x19.endure.worker.EntryFrameH\x00\x12.\n\x07suspend\x18\x03 \x01(\x0b\x32\x1b.endure.worker.SuspendFrameH\x00\x12&\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x17.endure.worker.EndFrameH\x00\x12(\n\x04\x66\x61il\x18\x05 \x01(\x0b\x32\x18.endure.worker.FailFrameH\x00\x12*\n\x05\x64rain\x18\x06 \x01(\x0b\x32\x19.endure.worker.DrainFrameH\x00\x12.\n\x07release\x18\x07 \x01(\x0b\x32\x1b.endure.worker.ReleaseFrameH\x00\x42\x07\n\x05\x66rame\";\n\rWorkerMessage\x12*\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x1a.endure.worker.WorkerFrame\"(\n\nStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x9b\x03\n\nStartFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12&\n\x06target\x18\x03 \x01(\x0b\x32\x16.endure.records.Target\x12\x31\n\x0chandler_kind\x18\x04 \x01(\x0e\x32\x1b.endure.records.HandlerKind\x12\r\n\x05input\x18\x05 \x01(\x0c\x12-\n\x07journal\x18\x06 \x03(\x0b\x32\x1c.endure.records.JournalEntry\x12(\n\x05state\x18\x07 \x03(\x0b\x32\x19.endure.worker.StateEntry\x12\x16\n\x0estate_complete\x18\x08 \x01(\x08\x12\x0e\n\x06tenant\x18\t \x01(\t\x12\x11\n\tcancelled\x18\n \x01(\x08\x12\x37\n\x07headers\x18\x0b \x03(\x0b\x32&.endure.worker.StartFrame.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\x08\x41\x63kFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\"\xb3\x01\n\rCompleteFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\x12\x0f\n\x05value\x18\x04 \x01(\x0cH\x00\x12*\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x17.endure.records.FailureH\x00\x12$\n\x04void\x18\x06 \x01(\x0b\x32\x14.endure.records.VoidH\x00\x42\x08\n\x06result\"5\n\x0b\x43\x61ncelFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"D\n\nAbortFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"$\n\x0fRegisteredFrame\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\x1f\n\x0c\x44rainedFrame\x12\x0f\n\x07running\x18\x01 \x01(\r\"\xdd\x02\n\x0cRuntimeFrame\x12\x34\n\nregistered\x18\x01 \x01(\x0b\x32\x1e.endure.worker.RegisteredFrameH\x00\x12*\n\x05start\x18\x02 \x01(\x0b\x32\x19.endure.worker.StartFrameH\x00\x12&\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x17.endure.worker.AckFrameH\x00\x12\x30\n\x08\x63omplete\x18\x04 \x01(\x0b\x32\x1c.endure.worker.CompleteFrameH\x00\x12,\n\x06\x63\x61ncel\x18\x05 \x01(\x0b\x32\x1a.endure.worker.CancelFrameH\x00\x12*\n\x05\x61\x62ort\x18\x06 \x01(\x0b\x32\x19.endure.worker.AbortFrameH\x00\x12.\n\x07\x64rained\x18\x07 \x01(\x0b\x32\x1b.endure.worker.DrainedFrameH\x00\x42\x07\n\x05\x66rame\"=\n\x0eRuntimeMessage\x12+\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x1b.endure.worker.RuntimeFrame*Z\n\x0bServiceKind\x12\x1c\n\x18SERVICE_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVICE\x10\x01\x12\x12\n\x0eVIRTUAL_OBJECT\x10\x02\x12\x0c\n\x08WORKFLOW\x10\x03\x32\\\n\x0eWorkerEndpoint\x12J\n\x07\x43onnect\x12\x1c.endure.worker.WorkerMessage\x1a\x1d.endure.worker.RuntimeMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STARTFRAME_HEADERSENTRY']._loaded_options = None
   _globals['_STARTFRAME_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_SERVICEKIND']._serialized_start=2604
-  _globals['_SERVICEKIND']._serialized_end=2694
+  _globals['_SERVICEKIND']._serialized_start=2863
+  _globals['_SERVICEKIND']._serialized_end=2953
   _globals['_RETRYPOLICY']._serialized_start=73
   _globals['_RETRYPOLICY']._serialized_end=232
   _globals['_HANDLERDEF']._serialized_start=235
@@ -52,30 +52,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENDFRAME']._serialized_end=941
   _globals['_FAILFRAME']._serialized_start=943
   _globals['_FAILFRAME']._serialized_end=1062
-  _globals['_WORKERFRAME']._serialized_start=1065
-  _globals['_WORKERFRAME']._serialized_end=1306
-  _globals['_WORKERMESSAGE']._serialized_start=1308
-  _globals['_WORKERMESSAGE']._serialized_end=1367
-  _globals['_STATEENTRY']._serialized_start=1369
-  _globals['_STATEENTRY']._serialized_end=1409
-  _globals['_STARTFRAME']._serialized_start=1412
-  _globals['_STARTFRAME']._serialized_end=1823
-  _globals['_STARTFRAME_HEADERSENTRY']._serialized_start=1777
-  _globals['_STARTFRAME_HEADERSENTRY']._serialized_end=1823
-  _globals['_ACKFRAME']._serialized_start=1825
-  _globals['_ACKFRAME']._serialized_end=1890
-  _globals['_COMPLETEFRAME']._serialized_start=1893
-  _globals['_COMPLETEFRAME']._serialized_end=2072
-  _globals['_CANCELFRAME']._serialized_start=2074
-  _globals['_CANCELFRAME']._serialized_end=2127
-  _globals['_ABORTFRAME']._serialized_start=2129
-  _globals['_ABORTFRAME']._serialized_end=2197
-  _globals['_REGISTEREDFRAME']._serialized_start=2199
-  _globals['_REGISTEREDFRAME']._serialized_end=2235
-  _globals['_RUNTIMEFRAME']._serialized_start=2238
-  _globals['_RUNTIMEFRAME']._serialized_end=2539
-  _globals['_RUNTIMEMESSAGE']._serialized_start=2541
-  _globals['_RUNTIMEMESSAGE']._serialized_end=2602
-  _globals['_WORKERENDPOINT']._serialized_start=2696
-  _globals['_WORKERENDPOINT']._serialized_end=2788
+  _globals['_DRAINFRAME']._serialized_start=1064
+  _globals['_DRAINFRAME']._serialized_end=1076
+  _globals['_RELEASEFRAME']._serialized_start=1078
+  _globals['_RELEASEFRAME']._serialized_end=1148
+  _globals['_WORKERFRAME']._serialized_start=1151
+  _globals['_WORKERFRAME']._serialized_end=1484
+  _globals['_WORKERMESSAGE']._serialized_start=1486
+  _globals['_WORKERMESSAGE']._serialized_end=1545
+  _globals['_STATEENTRY']._serialized_start=1547
+  _globals['_STATEENTRY']._serialized_end=1587
+  _globals['_STARTFRAME']._serialized_start=1590
+  _globals['_STARTFRAME']._serialized_end=2001
+  _globals['_STARTFRAME_HEADERSENTRY']._serialized_start=1955
+  _globals['_STARTFRAME_HEADERSENTRY']._serialized_end=2001
+  _globals['_ACKFRAME']._serialized_start=2003
+  _globals['_ACKFRAME']._serialized_end=2068
+  _globals['_COMPLETEFRAME']._serialized_start=2071
+  _globals['_COMPLETEFRAME']._serialized_end=2250
+  _globals['_CANCELFRAME']._serialized_start=2252
+  _globals['_CANCELFRAME']._serialized_end=2305
+  _globals['_ABORTFRAME']._serialized_start=2307
+  _globals['_ABORTFRAME']._serialized_end=2375
+  _globals['_REGISTEREDFRAME']._serialized_start=2377
+  _globals['_REGISTEREDFRAME']._serialized_end=2413
+  _globals['_DRAINEDFRAME']._serialized_start=2415
+  _globals['_DRAINEDFRAME']._serialized_end=2446
+  _globals['_RUNTIMEFRAME']._serialized_start=2449
+  _globals['_RUNTIMEFRAME']._serialized_end=2798
+  _globals['_RUNTIMEMESSAGE']._serialized_start=2800
+  _globals['_RUNTIMEMESSAGE']._serialized_end=2861
+  _globals['_WORKERENDPOINT']._serialized_start=2955
+  _globals['_WORKERENDPOINT']._serialized_end=3047
 # @@protoc_insertion_point(module_scope)

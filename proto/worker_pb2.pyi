@@ -117,19 +117,37 @@ class FailFrame(_message.Message):
     journal_mismatch: bool
     def __init__(self, invocation_id: _Optional[str] = ..., attempt: _Optional[int] = ..., failure: _Optional[_Union[_records_pb2.Failure, _Mapping]] = ..., journal_mismatch: _Optional[bool] = ...) -> None: ...
 
+class DrainFrame(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReleaseFrame(_message.Message):
+    __slots__ = ("invocation_id", "attempt", "reason")
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    attempt: int
+    reason: str
+    def __init__(self, invocation_id: _Optional[str] = ..., attempt: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class WorkerFrame(_message.Message):
-    __slots__ = ("register", "entry", "suspend", "end", "fail")
+    __slots__ = ("register", "entry", "suspend", "end", "fail", "drain", "release")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     ENTRY_FIELD_NUMBER: _ClassVar[int]
     SUSPEND_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     FAIL_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
     register: Register
     entry: EntryFrame
     suspend: SuspendFrame
     end: EndFrame
     fail: FailFrame
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., entry: _Optional[_Union[EntryFrame, _Mapping]] = ..., suspend: _Optional[_Union[SuspendFrame, _Mapping]] = ..., end: _Optional[_Union[EndFrame, _Mapping]] = ..., fail: _Optional[_Union[FailFrame, _Mapping]] = ...) -> None: ...
+    drain: DrainFrame
+    release: ReleaseFrame
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., entry: _Optional[_Union[EntryFrame, _Mapping]] = ..., suspend: _Optional[_Union[SuspendFrame, _Mapping]] = ..., end: _Optional[_Union[EndFrame, _Mapping]] = ..., fail: _Optional[_Union[FailFrame, _Mapping]] = ..., drain: _Optional[_Union[DrainFrame, _Mapping]] = ..., release: _Optional[_Union[ReleaseFrame, _Mapping]] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
     __slots__ = ("frames",)
@@ -228,21 +246,29 @@ class RegisteredFrame(_message.Message):
     worker_id: str
     def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
 
+class DrainedFrame(_message.Message):
+    __slots__ = ("running",)
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    running: int
+    def __init__(self, running: _Optional[int] = ...) -> None: ...
+
 class RuntimeFrame(_message.Message):
-    __slots__ = ("registered", "start", "ack", "complete", "cancel", "abort")
+    __slots__ = ("registered", "start", "ack", "complete", "cancel", "abort", "drained")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     ABORT_FIELD_NUMBER: _ClassVar[int]
+    DRAINED_FIELD_NUMBER: _ClassVar[int]
     registered: RegisteredFrame
     start: StartFrame
     ack: AckFrame
     complete: CompleteFrame
     cancel: CancelFrame
     abort: AbortFrame
-    def __init__(self, registered: _Optional[_Union[RegisteredFrame, _Mapping]] = ..., start: _Optional[_Union[StartFrame, _Mapping]] = ..., ack: _Optional[_Union[AckFrame, _Mapping]] = ..., complete: _Optional[_Union[CompleteFrame, _Mapping]] = ..., cancel: _Optional[_Union[CancelFrame, _Mapping]] = ..., abort: _Optional[_Union[AbortFrame, _Mapping]] = ...) -> None: ...
+    drained: DrainedFrame
+    def __init__(self, registered: _Optional[_Union[RegisteredFrame, _Mapping]] = ..., start: _Optional[_Union[StartFrame, _Mapping]] = ..., ack: _Optional[_Union[AckFrame, _Mapping]] = ..., complete: _Optional[_Union[CompleteFrame, _Mapping]] = ..., cancel: _Optional[_Union[CancelFrame, _Mapping]] = ..., abort: _Optional[_Union[AbortFrame, _Mapping]] = ..., drained: _Optional[_Union[DrainedFrame, _Mapping]] = ...) -> None: ...
 
 class RuntimeMessage(_message.Message):
     __slots__ = ("frames",)

@@ -19,8 +19,10 @@ from endure.proto import records_pb2 as pb
 from endure.runtime.partition import keys
 from endure.runtime.partition.store import PartitionStore
 from endure.runtime.tasks import cancel_and_wait
+from endure.sdk.backoff import Backoff
 
 log = logging.getLogger("endure.timers")
+_FIRE_RETRY = Backoff(0.1, factor=1.0)  # failed firings are retried after a constant pause
 
 
 def now_ms() -> int:
@@ -121,4 +123,4 @@ class TimerService:
                 log.exception("firing %d timers failed; will retry", len(due))
                 for key in due:
                     self._push(key, now)
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(_FIRE_RETRY.interval(1))

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
 from endure.proto import worker_pb2
+from endure.sdk.backoff import Backoff, Jitter
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +37,17 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` (1 = first retry), with full jitter on
         the upper half so many failing steps do not retry in lockstep."""
-        base = self.initial_interval.total_seconds() * (self.factor ** max(0, attempt - 1))
-        base = min(base, self.max_interval.total_seconds())
-        return base / 2 + random.random() * base / 2
+        return self._backoff().delay(attempt)
+
+    def _backoff(self) -> Backoff:
+        """This policy as the shared backoff helper: a delay falls in [interval / 2, interval]."""
+        return Backoff(
+            initial_interval=self.initial_interval.total_seconds(),
+            factor=self.factor,
+            max_interval=self.max_interval.total_seconds(),
+            max_attempts=self.max_attempts,
+            jitter=_STEP_JITTER,
+        )
 
     def to_proto(self) -> worker_pb2.RetryPolicy:
         return worker_pb2.RetryPolicy(
@@ -50,6 +58,9 @@ class RetryPolicy:
             max_duration_ms=_ms(self.max_duration) if self.max_duration is not None else 0,
             pause_on_exhaustion=self.on_exhausted == "pause",
         )
+
+
+_STEP_JITTER = Jitter.below(0.5)
 
 
 def _ms(delta: timedelta) -> int:

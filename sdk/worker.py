@@ -5,8 +5,9 @@
 It registers the app's services, runs StartFrames as `Invocation`s (at most `concurrency` at
 once), batches every frame produced in one event-loop turn into one message, reconnects with
 backoff when the stream drops (dropping its attempts: the runtime retries them), and on SIGTERM
-stops taking work, lets handlers reach their next suspension point (or the grace timeout), then
-exits.
+drains: tells the runtime to send it nothing new (DrainFrame; the runtime answers DrainedFrame),
+hands back starts it will not run (ReleaseFrame), lets handlers reach their next suspension point,
+releases what is still running when the grace timeout is over, then exits.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import grpc.aio  # noqa: E402
 
 from endure.proto import worker_pb2, worker_pb2_grpc
 from endure.sdk import tools
+from endure.sdk.backoff import Backoff
 from endure.sdk.definitions import App
 from endure.sdk.errors import RegistrationError
 from endure.sdk.invocation import Invocation
@@ -100,6 +102,7 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
+        self._reconnect = Backoff(reconnect_initial, 2.0, reconnect_max)  # doubling, no jitter (as always)
         self.threads = threads
         self.worker_id: str | None = None
         self.registered = asyncio.Event()  # set while a session is registered (tests, health)
@@ -113,6 +116,9 @@ class Worker:
         self._stopping = False
         self._stop_event = asyncio.Event()
         self._drained = asyncio.Event()
+        self.drain_acked = False  # the runtime answered our DrainFrame: no StartFrame may follow
+        self.released = 0  # attempts handed back to the runtime while draining
+        self.starts_after_drain_ack = 0  # StartFrames that broke that promise (must stay 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._register = worker_pb2.Register(
             deployment_id=self.deployment_id,
@@ -151,6 +157,9 @@ class Worker:
             return
         log.info("stopping: draining %d invocation(s)", len(self._active))
         self._stopping = True
+        self.send(worker_pb2.WorkerFrame(drain=worker_pb2.DrainFrame()))
+        for start in self._queue:  # taken but never started: the runtime starts them elsewhere now
+            self._release(start.invocation_id, start.attempt, "worker draining")
         self._queue.clear()
         for inv in list(self._active.values()):
             inv.drain()
@@ -169,7 +178,7 @@ class Worker:
             )
         )
         tools.configure(getattr(self.app, "tools", None))
-        backoff = self.reconnect_initial
+        delays = self._reconnect.iter()
         try:
             while not self._stopping:
                 registered_before = self.connections
@@ -189,12 +198,11 @@ class Worker:
                 if self._stopping:
                     break
                 if self.connections > registered_before:
-                    backoff = self.reconnect_initial
+                    delays.reset()
                 try:
-                    await asyncio.wait_for(self._stop_event.wait(), timeout=backoff)
+                    await asyncio.wait_for(self._stop_event.wait(), timeout=next(delays))
                 except TimeoutError:
                     pass
-                backoff = min(backoff * 2, self.reconnect_max)
         finally:
             self._drop_all()
             await tools.close_sandbox()
@@ -236,11 +244,13 @@ class Worker:
                 drained.cancel()
                 if not self._drained.is_set():
                     log.warning(
-                        "shutdown grace of %.1fs over: dropping %d invocation(s)",
+                        "shutdown grace of %.1fs over: handing %d invocation(s) back to the runtime",
                         self.shutdown_grace,
                         len(self._active),
                     )
-                    self._drop_all()
+                    for inv in list(self._active.values()):
+                        inv.abort()  # no more frames from it; its acknowledged steps stay journaled
+                        self._release(inv.id, inv.attempt, "shutdown grace over")
                 if not writer.done():
                     # Flush what is queued or being written (a frame swapped out by the writer but
                     # not yet sent, e.g. the last SuspendFrame, must not be lost), half-close, and
@@ -259,6 +269,12 @@ class Worker:
                         pass
                     if not reader.done():
                         await asyncio.wait({reader}, timeout=2.0)
+                log.info(
+                    "drained: %d attempt(s) handed back; %d start(s) after the runtime's drain ack%s",
+                    self.released,
+                    self.starts_after_drain_ack,
+                    "" if self.drain_acked else " (the runtime never acknowledged the drain)",
+                )
             finally:
                 for t in (reader, writer, stopper):
                     t.cancel()
@@ -304,7 +320,11 @@ class Worker:
                 inv.on_complete(c)
         elif which == "start":
             if self._stopping:
-                return  # the runtime retries it elsewhere once our stream closes
+                if self.drain_acked:
+                    self.starts_after_drain_ack += 1
+                    log.error("StartFrame for %s after the runtime acknowledged our drain", frame.start.invocation_id)
+                self._release(frame.start.invocation_id, frame.start.attempt, "worker draining")
+                return
             if len(self._active) >= self.concurrency:
                 self._queue.append(frame.start)
             else:
@@ -325,11 +345,20 @@ class Worker:
                     for s in self._queue
                     if not (s.invocation_id == ab.invocation_id and s.attempt == ab.attempt)
                 )
+        elif which == "drained":
+            self.drain_acked = True
+            log.info("runtime acknowledged the drain (%d attempt(s) running here)", frame.drained.running)
         elif which == "registered":
             self.worker_id = frame.registered.worker_id
             self.connections += 1
             self.registered.set()
             log.info("registered with %s as %s (%s)", self.runtime, self.worker_id, self.deployment_id)
+
+    def _release(self, invocation_id: str, attempt: int, reason: str) -> None:
+        """Hand an attempt back to the runtime, which starts it on another worker at once."""
+        self.released += 1
+        self.send(worker_pb2.WorkerFrame(
+            release=worker_pb2.ReleaseFrame(invocation_id=invocation_id, attempt=attempt, reason=reason)))
 
     def _start(self, start: worker_pb2.StartFrame) -> None:
         old = self._active.get(start.invocation_id)

@@ -6,6 +6,7 @@ log, and a worker hears that an entry is durable (AckFrame) only after its appen
 At most one attempt of an invocation runs at a time: every attempt has a fresh number, frames of
 any other attempt are dropped, and an attempt that replaces a lost or aborted one is queued only
 once the old worker's in-flight appends are applied, so the new attempt sees a complete journal.
+Each invocation's state lives in one `InvocationMachine` (runtime/invoker/attempts.py).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from endure.proto import records_pb2 as pb
 from endure.proto import worker_pb2 as wpb
+from endure.runtime.invoker.attempts import ON_WORKER, AttemptState, IllegalTransition, InvocationMachine
 from endure.runtime.invoker.limits import Limits
 from endure.runtime.invoker.registry import ServiceRegistry
 from endure.runtime.invoker.scheduler import FairQueue, Runnable
@@ -32,10 +33,14 @@ from endure.runtime.partition.effects import (
     StartInvocation,
 )
 from endure.runtime.partition.processor import PartitionProcessor
+from endure.sdk.backoff import Backoff, BackoffError, Jitter
 
 log = logging.getLogger("endure.invoker")
 
 _DEFAULT_RETRY = wpb.RetryPolicy(initial_interval_ms=100, factor=2.0, max_interval_ms=10_000)
+_FAILURE_JITTER = Jitter.symmetric(0.25)  # retries of failed attempts spread over 0.75x..1.25x
+_LOST_JITTER = Jitter.symmetric(0.2)
+_LOST_MAX_INTERVAL_S = 10.0
 
 
 @dataclass(slots=True)
@@ -43,14 +48,6 @@ class InvokerConfig:
     eager_state_bytes: int = 1 << 20  # object state sent with a start; beyond it, gets are lazy
     max_queued: int = 200_000  # runnable invocations waiting for a worker slot, node-wide
     lost_worker_backoff_s: float = 0.2  # first delay before retrying attempts of a lost worker
-
-
-@dataclass(slots=True)
-class Attempt:
-    runnable: Runnable
-    number: int
-    session: WorkerSession | None  # None once the attempt has ended (its slot is free)
-    started_at: float = field(default_factory=time.monotonic)
 
 
 class Invoker:
@@ -63,17 +60,20 @@ class Invoker:
         self._token_timer: asyncio.TimerHandle | None = None
         self.sessions: dict[str, WorkerSession] = {}
         self._queues: dict[str, FairQueue] = {}
-        self._queued: set[str] = set()
-        self._active: dict[str, Attempt] = {}
+        self._machines: dict[str, InvocationMachine] = {}  # every invocation not ENDED, by id
+        self._queued = 0  # machines QUEUED
+        self._on_worker = 0  # machines STARTING or RUNNING
         self._lost: dict[str, int] = {}  # invocation -> attempts lost with their worker, for backoff
         self._numbers = itertools.count(1)
         self._tasks: set[asyncio.Task[object]] = set()
-        self.stats = {"started": 0, "ended": 0, "suspended": 0, "failed": 0, "lost": 0}
+        self._lost_backoff = Backoff(self.config.lost_worker_backoff_s, 2.0, _LOST_MAX_INTERVAL_S,
+                                     jitter=_LOST_JITTER)
+        self.stats = {"started": 0, "ended": 0, "suspended": 0, "failed": 0, "lost": 0, "released": 0}
 
     # ------------------------------------------------------------------ views
 
     def queued(self) -> int:
-        return len(self._queued)
+        return self._queued
 
     def backlog(self, tenant: str) -> int:
         """Invocations of tenant waiting for a worker slot or for their limits, node-wide."""
@@ -87,10 +87,48 @@ class Invoker:
         return out
 
     def running(self) -> int:
-        return len(self._active)
+        return self._on_worker
 
     def is_active(self, invocation_id: str) -> bool:
-        return invocation_id in self._active
+        return self._attempt(invocation_id) is not None
+
+    def state(self, invocation_id: str) -> AttemptState:
+        """Where the invocation is in the invoker (ENDED when the invoker holds nothing of it)."""
+        machine = self._machines.get(invocation_id)
+        return machine.state if machine is not None else AttemptState.ENDED
+
+    def _attempt(self, invocation_id: str) -> InvocationMachine | None:
+        """The invocation's machine while an attempt of it holds a worker slot."""
+        machine = self._machines.get(invocation_id)
+        return machine if machine is not None and machine.session is not None else None
+
+    # ------------------------------------------------------------------ transitions
+
+    def _move(self, machine: InvocationMachine, target: AttemptState) -> bool:
+        """Move machine to target, keeping the counts; an illegal move is logged and refused."""
+        before = machine.state
+        try:
+            if target is AttemptState.STARTING:
+                raise IllegalTransition(machine.invocation_id, before, target)  # only through _begin
+            if before in (AttemptState.STARTING, AttemptState.RUNNING) and target is not AttemptState.RUNNING:
+                machine.leave_worker(target)
+            else:
+                machine.move(target)
+        except IllegalTransition as exc:
+            log.error("invoker: %s (refused)", exc)
+            return False
+        self._count(before, -1)
+        self._count(target, +1)
+        inv = machine.invocation_id
+        if target is AttemptState.ENDED and self._machines.get(inv) is machine:
+            del self._machines[inv]
+        return True
+
+    def _count(self, state: AttemptState, delta: int) -> None:
+        if state is AttemptState.QUEUED:
+            self._queued += delta
+        elif state in ON_WORKER:
+            self._on_worker += delta
 
     # ------------------------------------------------------------------ effects from the partitions
 
@@ -102,7 +140,7 @@ class Invoker:
                                           effect.priority, effect.handler)):
                     touched.add(effect.service)
             elif isinstance(effect, CompleteEntry):
-                attempt = self._active.get(effect.invocation_id)
+                attempt = self._attempt(effect.invocation_id)
                 if attempt is not None and attempt.session is not None:
                     frame = wpb.CompleteFrame(invocation_id=effect.invocation_id, attempt=attempt.number,
                                               index=effect.index)
@@ -113,17 +151,17 @@ class Invoker:
                         frame.void.SetInParent()
                     self._send(attempt.session, wpb.RuntimeFrame(complete=frame))
             elif isinstance(effect, CancelAttempt):
-                attempt = self._active.get(effect.invocation_id)
+                attempt = self._attempt(effect.invocation_id)
                 if attempt is not None and attempt.session is not None:
                     self._send(attempt.session, wpb.RuntimeFrame(
                         cancel=wpb.CancelFrame(invocation_id=effect.invocation_id, attempt=attempt.number)))
             elif isinstance(effect, AbortAttempt):
-                attempt = self._active.get(effect.invocation_id)
+                attempt = self._attempt(effect.invocation_id)
                 if attempt is not None:
                     session = attempt.session
-                    self._end_attempt(attempt, abort_reason=effect.reason)
+                    self._end_attempt(attempt, abort_reason=effect.reason, lost=effect.restart)
                     if effect.restart and session is not None:
-                        self._spawn(self._restart_after(attempt.runnable, session, 0.0))
+                        self._spawn(self._restart_after(attempt, session, 0.0))
                 elif effect.restart:
                     # The attempt already ended (its last frames were refused): start it again
                     # from the journal, or it would stay RUNNING with nobody running it.
@@ -140,21 +178,31 @@ class Invoker:
             return
         for queue in self._queues.values():
             for item in queue.remove_partition(partition):
-                self._queued.discard(item.invocation_id)
-        for attempt in [a for a in self._active.values() if a.runnable.partition == partition]:
+                machine = self._machines.get(item.invocation_id)
+                if machine is not None and machine.state is AttemptState.QUEUED:
+                    self._move(machine, AttemptState.ENDED)
+        for attempt in [m for m in self._machines.values()
+                        if m.runnable.partition == partition and m.session is not None]:
             self._end_attempt(attempt, abort_reason="partition leadership lost")
 
     # ------------------------------------------------------------------ scheduling
 
     def _enqueue(self, item: Runnable) -> bool:
+        """Queue item unless it is queued or on a worker already (a lost one may be queued again)."""
         inv = item.invocation_id
-        if inv in self._active or inv in self._queued:
+        machine = self._machines.get(inv)
+        if machine is None:
+            self._machines[inv] = InvocationMachine(item)  # born QUEUED
+            self._count(AttemptState.QUEUED, +1)
+        elif machine.state in (AttemptState.LOST, AttemptState.WAITING_FOR_RETRY):
+            machine.runnable = item
+            self._move(machine, AttemptState.QUEUED)
+        else:
             return False
         queue = self._queues.get(item.service)
         if queue is None:
             queue = self._queues[item.service] = FairQueue(self.limits.weight)
         queue.push(item)
-        self._queued.add(inv)
         return True
 
     def _eligible(self, item: Runnable) -> bool:
@@ -170,8 +218,12 @@ class Invoker:
             if item is None:
                 self._retry_when_tokens()
                 return
-            self._queued.discard(item.invocation_id)
-            self._begin(item, session)
+            machine = self._machines.get(item.invocation_id)
+            if machine is None or machine.state is not AttemptState.QUEUED:
+                log.error("invoker: %s was in a queue while %s (dropped)", item.invocation_id,
+                          machine.state.value if machine else "unknown")
+                continue
+            self._begin(machine, session)
 
     def limits_changed(self) -> None:
         """Limits were raised or lowered: start what may now start."""
@@ -203,25 +255,37 @@ class Invoker:
                     best = session
         return best
 
-    def _begin(self, item: Runnable, session: WorkerSession) -> None:
-        attempt = Attempt(item, next(self._numbers), session)
+    def _begin(self, machine: InvocationMachine, session: WorkerSession) -> None:
+        """QUEUED -> STARTING: take a slot on session under a fresh attempt number, then send the start."""
+        item = machine.runnable
+        try:
+            machine.start(next(self._numbers), session)
+        except IllegalTransition as exc:
+            log.error("invoker: %s (refused)", exc)
+            return
+        self._count(AttemptState.QUEUED, -1)
+        self._count(AttemptState.STARTING, +1)
         session.active += 1
         self.limits.started(item.tenant, item.service, item.handler)
-        self._active[item.invocation_id] = attempt
-        self._send_start(attempt)
+        self._send_start(machine)
 
-    async def _restart_after(self, item: Runnable, old: WorkerSession, delay: float) -> None:
-        """Queue item again once the old worker's in-flight appends are applied, after delay."""
+    async def _restart_after(self, lost: InvocationMachine, old: WorkerSession, delay: float) -> None:
+        """Queue the lost invocation again once the old worker's in-flight appends are applied, after delay."""
+        item = lost.runnable
         results = await asyncio.gather(*list(old.inflight), return_exceptions=True)
         last = max((r[-1] for r in results if isinstance(r, range) and len(r)), default=0)
         processor = self.processors[item.partition]
         await processor.wait_applied(last)
+        if lost.state is AttemptState.LOST and self._machines.get(item.invocation_id) is lost:
+            self._move(lost, AttemptState.WAITING_FOR_RETRY)
         if delay:
             await asyncio.sleep(delay)
         if processor.is_leader and self._enqueue(item):
             self._dispatch(item.service)
+        elif lost.state is AttemptState.WAITING_FOR_RETRY and self._machines.get(item.invocation_id) is lost:
+            self._move(lost, AttemptState.ENDED)  # not the leader any more: the new leader starts it
 
-    def _send_start(self, attempt: Attempt) -> None:
+    def _send_start(self, attempt: InvocationMachine) -> None:
         """Read the journal and state as applied right now and send them (no await: a consistent view)."""
         item = attempt.runnable
         session = attempt.session
@@ -255,17 +319,16 @@ class Invoker:
                 start.state.add(key=name, value=value)
         self.stats["started"] += 1
         session.started += 1
+        self._move(attempt, AttemptState.RUNNING)  # before the send: an overflow loses a running attempt
         self._send(session, wpb.RuntimeFrame(start=start))
 
-    def _end_attempt(self, attempt: Attempt, abort_reason: str | None = None) -> None:
-        """Forget the attempt and free its worker slot (telling the worker to drop it, if asked)."""
+    def _end_attempt(self, attempt: InvocationMachine, abort_reason: str | None = None, lost: bool = False) -> None:
+        """End the attempt (LOST when it is to be restarted, else ENDED) and free its worker slot,
+        telling the worker to drop it, if asked."""
         inv = attempt.runnable.invocation_id
-        if self._active.get(inv) is attempt:
-            del self._active[inv]
         session = attempt.session
-        if session is not None:
+        if session is not None and self._move(attempt, AttemptState.LOST if lost else AttemptState.ENDED):
             session.active -= 1
-            attempt.session = None
             item = attempt.runnable
             self.limits.finished(item.tenant, item.service, item.handler)
             if abort_reason is not None:
@@ -304,21 +367,30 @@ class Invoker:
         if self.sessions.pop(session.id, None) is None:
             return
         session.close()
-        lost = [a for a in self._active.values() if a.session is session]
+        lost = [m for m in self._machines.values() if m.session is session]
         log.info("worker %s gone with %d attempts in flight", session.name, len(lost))
         for attempt in lost:
-            self._end_attempt(attempt)
+            self._end_attempt(attempt, lost=True)
+            if session.draining:  # it shut down on purpose: hand its attempts to others at once
+                self.stats["released"] += 1
+                self._spawn(self._restart_after(attempt, session, 0.0))
+                continue
             inv = attempt.runnable.invocation_id
             tries = self._lost.get(inv, 0) + 1
             if len(self._lost) < self.config.max_queued:
                 self._lost[inv] = tries
-            delay = min(self.config.lost_worker_backoff_s * 2 ** (tries - 1), 10.0) * random.uniform(0.8, 1.2)
+            delay = self._lost_backoff.delay(tries)
             self.stats["lost"] += 1
-            self._spawn(self._restart_after(attempt.runnable, session, delay))
+            self._spawn(self._restart_after(attempt, session, delay))
 
     def drain_session(self, session: WorkerSession) -> None:
-        """The worker is shutting down: start nothing more on it."""
+        """The worker is shutting down: start nothing more on it, and tell it so (DrainedFrame; the
+        stream is ordered, so no StartFrame follows). What it still runs may finish there."""
+        if session.draining:
+            return
         session.draining = True
+        log.info("worker %s draining with %d attempts running", session.name, session.active)
+        self._send(session, wpb.RuntimeFrame(drained=wpb.DrainedFrame(running=session.active)))
 
     # ------------------------------------------------------------------ frames from workers
 
@@ -326,13 +398,17 @@ class Invoker:
         """Turn a worker's frames into log appends, one batch per partition, in the frames' order."""
         batches: dict[int, list[pb.Envelope]] = {}
         acks: dict[int, list[wpb.AckFrame]] = {}
+        released: list[InvocationMachine] = []
         for frame in frames:
             kind = frame.WhichOneof("frame")
             body = getattr(frame, kind) if kind else None
             if kind is None or kind == "register":
                 continue
-            attempt = self._active.get(body.invocation_id)
-            if attempt is None or attempt.number != body.attempt or attempt.session is not session:
+            if kind == "drain":
+                self.drain_session(session)
+                continue
+            attempt = self._machines.get(body.invocation_id)
+            if attempt is None or not attempt.is_running(body.attempt, session):
                 continue  # a stale attempt: fenced
             partition = attempt.runnable.partition
             envs = batches.setdefault(partition, [])
@@ -359,19 +435,26 @@ class Invoker:
                 envs.append(pb.Envelope(attempt_failed=failed))
                 self.stats["failed"] += 1
                 self._end_attempt(attempt)
+            elif kind == "release":
+                log.info("worker %s released %s (%s)", session.name, inv, body.reason)
+                self.stats["released"] += 1
+                self._end_attempt(attempt, lost=True)
+                released.append(attempt)
         for partition, envs in batches.items():
             if envs:
                 task = self._spawn(self._append(session, partition, envs, acks.get(partition, [])))
                 session.inflight.add(task)
                 task.add_done_callback(session.inflight.discard)
+        for attempt in released:  # after the batches: the restart waits for their appends too
+            self._spawn(self._restart_after(attempt, session, 0.0))
 
     async def _append(self, session: WorkerSession, partition: int, envs: list[pb.Envelope],
                       acks: list[wpb.AckFrame]) -> range:
         # No await before the log append: appends reach the log in the order of the frames.
         lsns = await self.processors[partition].append(envs)
         for ack in acks:
-            attempt = self._active.get(ack.invocation_id)
-            if attempt is not None and attempt.number == ack.attempt and attempt.session is session:
+            attempt = self._machines.get(ack.invocation_id)
+            if attempt is not None and attempt.is_running(ack.attempt, session):
                 self._send(session, wpb.RuntimeFrame(ack=ack))
         return lsns
 
@@ -387,7 +470,7 @@ class Invoker:
         return pb.Envelope(append_entry=pb.AppendEntry(invocation_id=frame.invocation_id, index=frame.index,
                                                         entry=entry))
 
-    def _failure_record(self, attempt: Attempt, frame: wpb.FailFrame) -> pb.AttemptFailed:
+    def _failure_record(self, attempt: InvocationMachine, frame: wpb.FailFrame) -> pb.AttemptFailed:
         record = pb.AttemptFailed(invocation_id=frame.invocation_id, failure=frame.failure)
         if frame.journal_mismatch:
             record.pause = True
@@ -398,15 +481,23 @@ class Invoker:
         policy = info.retry if info is not None and info.retry.initial_interval_ms else _DEFAULT_RETRY
         failures = self.processors[item.partition].store.failed_attempts(item.invocation_id) + 1
         now_ms = int(time.time() * 1000)
-        exhausted = bool(policy.max_attempts and failures >= policy.max_attempts)
+        backoff = _failure_backoff(policy)
+        exhausted = backoff.exhausted(failures)
         if status is not None and policy.max_duration_ms:
             exhausted |= now_ms - status.created_at_ms >= policy.max_duration_ms
         if exhausted:
             record.pause = policy.pause_on_exhaustion
             record.retry_at_ms = 0
             return record
-        delay = policy.initial_interval_ms * (policy.factor or 2.0) ** (failures - 1)
-        if policy.max_interval_ms:
-            delay = min(delay, policy.max_interval_ms)
-        record.retry_at_ms = now_ms + max(1, int(delay * random.uniform(0.75, 1.25)))
+        record.retry_at_ms = now_ms + max(1, int(backoff.delay(failures)))
         return record
+
+
+def _failure_backoff(policy: wpb.RetryPolicy) -> Backoff:
+    """A handler's registered retry policy as a backoff in milliseconds (0 fields = defaults)."""
+    try:
+        return Backoff(policy.initial_interval_ms, policy.factor or 2.0, policy.max_interval_ms or None,
+                       policy.max_attempts or None, _FAILURE_JITTER)
+    except BackoffError as exc:  # a worker registered a policy the SDK would refuse (factor < 1)
+        log.warning("retry policy %s is invalid (%s): using the default", policy, exc)
+        return _failure_backoff(_DEFAULT_RETRY)

@@ -17,8 +17,10 @@ from endure.proto import records_pb2 as pb
 from endure.runtime.partition import keys
 from endure.runtime.partition.store import PartitionStore
 from endure.runtime.tasks import cancel_and_wait
+from endure.sdk.backoff import Backoff
 
 log = logging.getLogger("endure.shuffle")
+_DELIVERY_RETRY = Backoff(0.2, factor=1.0)  # a failed delivery is retried after a constant pause
 
 Deliver = Callable[[int, Sequence[pb.Envelope]], Awaitable[object]]
 AppendOwn = Callable[[Sequence[pb.Envelope]], Awaitable[object]]
@@ -93,7 +95,7 @@ class Shuffle:
             except Exception:
                 log.exception("partition %d: outbox delivery failed; retrying", self._partition)
                 self._queue.extendleft(reversed(batch))
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(_DELIVERY_RETRY.interval(1))
                 continue
             self._delivered_upto = batch[-1].sequence
             if self._truncating is None or self._truncating.done():

@@ -4,11 +4,13 @@ lost) and starts cleanly after kill -9; clients attach to earlier results across
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster import Cluster, running_cluster, wait_until
+from cluster import Cluster, read_markers, running_cluster, wait_until
 
 from endure.proto import admin_pb2 as apb
 from endure.sdk.client import Client, RequestError
@@ -89,3 +91,59 @@ async def test_sigterm_stops_cleanly_and_keeps_every_acknowledged_invocation(clu
             except RequestError as exc:
                 missing.append((inv, exc.code.name))
         assert not missing, missing
+
+
+async def test_sigterm_drains_a_worker_under_load_and_its_work_moves_on(tmp_path: Path) -> None:
+    """Two workers, a steady stream of multi-step invocations, SIGTERM to one: it sends a drain,
+    gets no StartFrame after the runtime's answer, suspends or hands back what it has and exits
+    within its grace; every invocation completes once with its result and no acknowledged step
+    runs again (the survivor resumes the rest)."""
+    grace = 10.0
+    c = Cluster(tmp_path, env={"ENDURE_TEST_DIR": str(tmp_path)})
+    sent: dict[str, str] = {}
+    try:
+        c.start_runtime()
+        draining = c.start_worker(APP, concurrency=8, name="w1", extra_args=["--shutdown-grace", str(grace)])
+        c.start_worker(APP, concurrency=8, name="w2")
+        stop = asyncio.Event()
+        async with Client(c.ingress) as client:
+
+            async def stream() -> None:
+                while not stop.is_set():
+                    tag = f"t{len(sent)}"
+                    sent[tag] = await client.send("e2e/multistep", tag, idempotency_key=tag)
+                    await asyncio.sleep(0.02)  # the pace of the load, not a race fix
+
+            load = asyncio.create_task(stream())
+            await asyncio.to_thread(wait_until, lambda: len(sent) >= 30, 60, "invocations in flight")
+            started = time.monotonic()
+            code = await asyncio.to_thread(draining.terminate, 60)
+            took = time.monotonic() - started
+            await asyncio.to_thread(wait_until, lambda: len(sent) >= 60, 60, "more invocations after the drain")
+            stop.set()
+            await load
+            results = await asyncio.gather(*(client.attach(inv, timeout=120) for inv in sent.values()))
+        log = draining.tail(400)
+        assert code == 0 and took < grace + 5, (code, took, log)
+        held = re.search(r"stopping: draining (\d+) invocation", log)
+        assert held and int(held.group(1)) > 0, log  # SIGTERM came mid-load
+        assert "runtime acknowledged the drain" in log, log
+        assert re.search(r"drained: \d+ attempt\(s\) handed back; 0 start\(s\) after the runtime's drain ack\n",
+                         log + "\n"), log
+        assert "worker w1 draining" in c.runtime.tail(400)
+        assert all(res == [f"s{i}" for i in range(5)] for res in results), results
+        markers = read_markers(tmp_path)
+        rerun = []
+        for tag in sent:
+            for i in range(5):
+                seen = [m for m in markers if m.startswith(f"{tag}:step{i}:")]
+                first_ack = seen.index(f"{tag}:step{i}:ack")
+                if f"{tag}:step{i}:start" in seen[first_ack:]:
+                    rerun.append(f"{tag}:step{i}")
+        assert not rerun, f"acknowledged steps ran again: {rerun}"
+        for inv in sent.values():  # completed once: one journal, each step recorded once
+            journal = c.describe(inv).journal
+            assert [e.name for e in journal if e.WhichOneof("kind") == "run"] == [f"step{i}" for i in range(5)]
+            assert sum(e.WhichOneof("kind") == "output" for e in journal) == 1
+    finally:
+        c.stop()

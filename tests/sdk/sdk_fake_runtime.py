@@ -24,6 +24,9 @@ class Session:
         self.outbox: asyncio.Queue[worker_pb2.RuntimeMessage | None] = asyncio.Queue()
         self.closed = asyncio.Event()
         self.auto_ack = False
+        # Drain control is answered like the real runtime does and kept out of `frames`.
+        self.drains = 0
+        self.releases: list[worker_pb2.ReleaseFrame] = []
 
     # ---------------------------------------------------------------- runtime -> worker
 
@@ -183,7 +186,13 @@ class FakeRuntime(worker_pb2_grpc.WorkerEndpointServicer):
                 async for msg in request_iterator:
                     session.messages.append(msg)
                     for f in msg.frames:
-                        session.frames.put_nowait(f)
+                        if f.HasField("drain"):
+                            session.drains += 1
+                            session.send(worker_pb2.RuntimeFrame(drained=worker_pb2.DrainedFrame()))
+                        elif f.HasField("release"):
+                            session.releases.append(f.release)
+                        else:
+                            session.frames.put_nowait(f)
             except (grpc.aio.AioRpcError, asyncio.CancelledError):
                 pass
             finally:

@@ -53,7 +53,7 @@ async def test_sigterm_lets_handlers_reach_suspension_then_exits(runtime: FakeRu
         assert proc.stderr is not None
         while b"stopping: draining 1 invocation" not in await asyncio.wait_for(proc.stderr.readline(), 60):
             pass
-        s.start("proc", "echo", b'"late"')  # not taken after SIGTERM
+        late = s.start("proc", "echo", b'"late"')  # not taken after SIGTERM
         run = await s.expect_entry("run", 0, ack=True)
         assert run.invocation_id == inv and run.entry.name == "slow"
         await s.expect_entry("sleep", 1, ack=True)
@@ -61,6 +61,8 @@ async def test_sigterm_lets_handlers_reach_suspension_then_exits(runtime: FakeRu
         assert sus.invocation_id == inv and list(sus.waiting_on) == [1]
         assert await asyncio.wait_for(proc.wait(), 60) == 0
         await s.no_frame(0.1)
+        assert s.drains == 1  # the worker told the runtime to send it nothing new
+        assert [(r.invocation_id, r.reason) for r in s.releases] == [(late, "worker draining")]  # handed back
     finally:
         if proc.returncode is None:
             proc.kill()
