@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from endure.proto import records_pb2 as pb
 from endure.proto import worker_pb2 as wpb
+from endure.proto.journal import copy_result
 from endure.runtime.invoker.attempts import ON_WORKER, AttemptState, IllegalTransition, InvocationMachine
 from endure.runtime.invoker.limits import Limits
 from endure.runtime.invoker.registry import ServiceRegistry
@@ -144,9 +145,6 @@ class Invoker:
                 if attempt is not None and attempt.session is not None:
                     frame = wpb.CompleteFrame(invocation_id=effect.invocation_id, attempt=attempt.number,
                                               index=effect.index)
-                    # Imported here so this change stays within these lines (the rest is being rewritten).
-                    from endure.proto.journal import copy_result
-
                     if copy_result(effect.entry, frame) is None:
                         frame.void.SetInParent()
                     self._send(attempt.session, wpb.RuntimeFrame(complete=frame))
