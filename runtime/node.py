@@ -23,6 +23,7 @@ from endure.runtime.admin.service import AdminService
 from endure.runtime.auth import TenantResolver, TokenInterceptor
 from endure.runtime.checked_requests import add_checked
 from endure.runtime.config import ConfigError, LimitConfig, NodeConfig
+from endure.runtime.data_format import open_data_dir
 from endure.runtime.ingress.service import IngressService
 from endure.runtime.ingress.waiters import CompletionWaiters
 from endure.runtime.invoker.endpoint import WorkerEndpoint
@@ -85,6 +86,7 @@ class Node:
     async def start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        open_data_dir(cfg.data_dir)  # before anything reads the data: refuse a newer format, migrate an older one
         self.log = await NodeLog.open(cfg.data_dir, cfg.partitions, max_pending_records=cfg.max_pending_appends)
         self.log.store.on_batch = self.metrics.observe_log_batch
         await self._check_partition_count()
