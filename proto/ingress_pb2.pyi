@@ -1,3 +1,4 @@
+from google.protobuf import struct_pb2 as _struct_pb2
 from endure.proto import records_pb2 as _records_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -8,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CallRequest(_message.Message):
-    __slots__ = ("target", "input", "idempotency_key", "priority", "headers")
+    __slots__ = ("target", "input", "json", "idempotency_key", "priority", "headers")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -18,15 +19,17 @@ class CallRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TARGET_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     target: _records_pb2.Target
     input: bytes
+    json: _struct_pb2.Value
     idempotency_key: str
     priority: _records_pb2.Priority
     headers: _containers.ScalarMap[str, str]
-    def __init__(self, target: _Optional[_Union[_records_pb2.Target, _Mapping]] = ..., input: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[_Union[_records_pb2.Priority, str]] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, target: _Optional[_Union[_records_pb2.Target, _Mapping]] = ..., input: _Optional[bytes] = ..., json: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[_Union[_records_pb2.Priority, str]] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SendRequest(_message.Message):
     __slots__ = ("call", "delay_ms")
@@ -43,14 +46,16 @@ class SendResponse(_message.Message):
     def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
 
 class Output(_message.Message):
-    __slots__ = ("invocation_id", "value", "failure")
+    __slots__ = ("invocation_id", "value", "failure", "json")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     value: bytes
     failure: _records_pb2.Failure
-    def __init__(self, invocation_id: _Optional[str] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[_records_pb2.Failure, _Mapping]] = ...) -> None: ...
+    json: _struct_pb2.Value
+    def __init__(self, invocation_id: _Optional[str] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[_records_pb2.Failure, _Mapping]] = ..., json: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class IdempotencyRef(_message.Message):
     __slots__ = ("target", "idempotency_key")

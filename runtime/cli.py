@@ -96,6 +96,7 @@ def serve(
 ) -> None:
     """Run the runtime: ingress, admin API, worker endpoint and the partitions, until SIGTERM."""
     from endure.runtime.config import ConfigError, load_config
+    from endure.runtime.data_format import DataFormatError
     from endure.runtime.node import Node
     from endure.runtime.ready import ReadyLine
 
@@ -110,6 +111,9 @@ def serve(
         node = Node(cfg)
         try:
             await node.start()
+        except DataFormatError as exc:  # one line on stderr, whatever the terminal's width
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
         except ConfigError as exc:
             _fail(str(exc), 2)
         stop = asyncio.Event()

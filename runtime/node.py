@@ -21,7 +21,9 @@ from endure.proto import ingress_pb2_grpc as ipb_grpc
 from endure.proto import worker_pb2_grpc as wpb_grpc
 from endure.runtime.admin.service import AdminService
 from endure.runtime.auth import TenantResolver, TokenInterceptor
+from endure.runtime.checked_requests import add_checked
 from endure.runtime.config import ConfigError, LimitConfig, NodeConfig
+from endure.runtime.data_format import open_data_dir
 from endure.runtime.ingress.service import IngressService
 from endure.runtime.ingress.waiters import CompletionWaiters
 from endure.runtime.invoker.endpoint import WorkerEndpoint
@@ -84,6 +86,7 @@ class Node:
     async def start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        open_data_dir(cfg.data_dir)  # before anything reads the data: refuse a newer format, migrate an older one
         self.log = await NodeLog.open(cfg.data_dir, cfg.partitions, max_pending_records=cfg.max_pending_appends)
         self.log.store.on_batch = self.metrics.observe_log_batch
         await self._check_partition_count()
@@ -125,7 +128,7 @@ class Node:
         self.ingress = IngressService(self.registry, self.processors, waiters, cfg.max_payload_bytes,
                                       tenants=tenants, limits=limits, backlog=self.invoker.backlog,
                                       queued=self.invoker.queued, max_queued=cfg.max_queued)
-        ipb_grpc.add_IngressServicer_to_server(self.ingress, ingress)
+        add_checked(ipb_grpc.add_IngressServicer_to_server, self.ingress, ingress)
         _add_health_and_reflection(ingress, [ingress_pb2.DESCRIPTOR.services_by_name["Ingress"].full_name])
         self.ingress_port = _bind(ingress, cfg.ingress)
 
@@ -133,9 +136,9 @@ class Node:
         worker_name = worker_pb2.DESCRIPTOR.services_by_name["WorkerEndpoint"].full_name
         interceptor = TokenInterceptor({admin_name: cfg.admin_token_sha256, worker_name: cfg.worker_token_sha256})
         admin = grpc.aio.server(options=options, interceptors=[interceptor])
-        apb_grpc.add_AdminServicer_to_server(
-            AdminService(self.registry, self.processors, self.invoker, self.log, limits_store), admin)
-        wpb_grpc.add_WorkerEndpointServicer_to_server(WorkerEndpoint(self.invoker, self.registry), admin)
+        add_checked(apb_grpc.add_AdminServicer_to_server,
+                    AdminService(self.registry, self.processors, self.invoker, self.log, limits_store), admin)
+        add_checked(wpb_grpc.add_WorkerEndpointServicer_to_server, WorkerEndpoint(self.invoker, self.registry), admin)
         _add_health_and_reflection(admin, [admin_name, worker_name])
         self.admin_port = _bind(admin, cfg.admin)
         self._servers = [ingress, admin]

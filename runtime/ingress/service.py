@@ -19,6 +19,7 @@ from endure.proto import ingress_pb2 as ipb
 from endure.proto import ingress_pb2_grpc as ipb_grpc
 from endure.proto import records_pb2 as pb
 from endure.runtime.auth import TenantResolver, Unauthenticated
+from endure.runtime.ingress.json_value import InvalidJsonValue, json_to_value, value_to_json
 from endure.runtime.ingress.waiters import CompletionWaiters, TooManyWaiters
 from endure.runtime.invoker.limits import Limits
 from endure.runtime.invoker.registry import HandlerInfo, ServiceRegistry
@@ -122,10 +123,21 @@ class IngressService(ipb_grpc.IngressServicer):
                                f"(got {target.key!r})")
         return info
 
+    @staticmethod
+    def _input(request: ipb.CallRequest) -> bytes:
+        """The input as JSON bytes, whether given as `input` or as `json` (a protobuf Value)."""
+        if request.WhichOneof("payload") != "json":
+            return request.input
+        try:
+            return value_to_json(request.json)
+        except InvalidJsonValue as exc:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"the input is not valid JSON: {exc}") from exc
+
     def _invoke(self, request: ipb.CallRequest, tenant: str, *, workflow_run: bool | None,
                 execute_at_ms: int = 0) -> tuple[pb.Invoke, int]:
         info = self._handler(request.target)
-        value = self._json(request.input, "the input")
+        raw = self._input(request)
+        value = self._json(raw, "the input")
         problem = info.validate_input(value)
         if problem:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, problem)
@@ -146,7 +158,7 @@ class IngressService(ipb_grpc.IngressServicer):
                                             request.idempotency_key)
         else:
             inv = ids.new_invocation_id(pkey)
-        record = pb.Invoke(invocation_id=inv, target=t, handler_kind=info.kind, input=request.input,
+        record = pb.Invoke(invocation_id=inv, target=t, handler_kind=info.kind, input=raw,
                            idempotency_key=request.idempotency_key, tenant=tenant,
                            priority=request.priority, execute_at_ms=execute_at_ms)
         record.headers.update(request.headers)
@@ -217,7 +229,13 @@ class IngressService(ipb_grpc.IngressServicer):
         tenant = self.tenant(context)
         self._trace_context(request, context)
         record, partition = self._invoke(request, tenant, workflow_run=None)
-        return await self._wait(record.invocation_id, partition, tenant, append=pb.Envelope(invoke=record))
+        out = await self._wait(record.invocation_id, partition, tenant, append=pb.Envelope(invoke=record))
+        if request.WhichOneof("payload") == "json" and out.WhichOneof("result") == "value":
+            # JSON in, JSON out: the result also as a Value, which grpcurl prints as plain JSON.
+            value = json_to_value(out.value)
+            if value is not None:
+                out.json.CopyFrom(value)
+        return out
 
     async def Send(self, request: ipb.SendRequest, context: grpc.aio.ServicerContext) -> ipb.SendResponse:  # noqa: N802
         return await self._guard(context, self._send(request, context, workflow_run=None))  # type: ignore[return-value]

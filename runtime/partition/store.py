@@ -35,6 +35,10 @@ class PartitionStore:
     def close(self) -> None:
         self._db.close()
 
+    def sync(self) -> None:
+        """Make every write so far durable (store writes are not synced: for one-off rewrites)."""
+        self._db.flush_wal(True)
+
     # -------------------------------------------------------------- reads outside a transaction
 
     def get(self, key: bytes) -> bytes | None:
