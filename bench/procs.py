@@ -1,10 +1,9 @@
-"""Start a runtime and workers as separate processes for a benchmark, and measure them."""
+"""Start a runtime and workers as separate processes for a benchmark (through the one launcher,
+`endure.runtime.launcher`), and measure them."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ import psutil
 
 from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
-from endure.runtime.ready import ReadyLine
+from endure.runtime.launcher import Child, Launcher, RuntimeChild
 
 
 class BenchCluster:
@@ -28,39 +27,26 @@ class BenchCluster:
         self.app = app
         self.worker_count = workers
         self.worker_concurrency = concurrency
-        self.runtime: subprocess.Popen[bytes] | None = None
-        self.workers: list[subprocess.Popen[bytes]] = []
+        self.launcher = Launcher(log_dir=self.dir)
+        self.runtime: RuntimeChild | None = None
+        self.workers: list[Child] = []
         self.ingress = ""
         self.admin = ""
 
     def start_runtime(self) -> None:
-        ingress = self.ingress or "127.0.0.1:0"
-        admin = self.admin or "127.0.0.1:0"
-        self.runtime = subprocess.Popen(
-            [sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir", str(self.dir / "data"),
-             "--partitions", str(self.partitions), "--ingress", ingress, "--admin", admin, "--metrics", "127.0.0.1:0",
-             "--log-level", "WARNING", *self.runtime_args],
-            stdout=subprocess.PIPE, stderr=open(self.dir / "runtime.log", "ab"))  # noqa: SIM115
-        assert self.runtime.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = self.runtime.stdout.readline()
-            ready = ReadyLine.parse(line)
-            if ready:
-                self.ingress, self.admin = ready.ingress, ready.admin
-                return
-            if not line and self.runtime.poll() is not None:
-                break
-        raise RuntimeError(f"runtime did not start; see {self.dir / 'runtime.log'}")
+        # A restart reuses the first start's ports, so clients and workers reconnect.
+        self.runtime = self.launcher.start_runtime(
+            self.dir / "data", partitions=self.partitions, ingress=self.ingress or "127.0.0.1:0",
+            admin=self.admin or "127.0.0.1:0", log_level="WARNING", extra=self.runtime_args)
+        self.ingress, self.admin = self.runtime.ready.ingress, self.runtime.ready.admin
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "endure.sdk.worker", self.app, "--runtime", self.admin,
-             "--concurrency", str(self.worker_concurrency), "--log-level", "WARNING",
-             "--name", f"bench-{len(self.workers) + 1}"],
-            stdout=subprocess.DEVNULL, stderr=open(self.dir / f"worker{len(self.workers) + 1}.log", "ab"))  # noqa: SIM115
+    def start_worker(self) -> Child:
+        name = f"bench-{len(self.workers) + 1}"
+        proc = self.launcher.start_worker(self.app, self.admin, name=name, concurrency=self.worker_concurrency,
+                                          log_level="WARNING", log_path=self.dir / f"worker{len(self.workers) + 1}.log",
+                                          keep_lines=False)
         self.workers.append(proc)
-        self.wait_for_workers(sum(1 for w in self.workers if w.poll() is None))
+        self.wait_for_workers(sum(1 for w in self.workers if w.alive()))
         return proc
 
     def start(self) -> BenchCluster:
@@ -88,20 +74,15 @@ class BenchCluster:
 
     def processes(self) -> dict[str, psutil.Process]:
         out = {}
-        if self.runtime is not None and self.runtime.poll() is None:
+        if self.runtime is not None and self.runtime.alive():
             out["runtime"] = psutil.Process(self.runtime.pid)
         for i, w in enumerate(self.workers):
-            if w.poll() is None:
+            if w.alive():
                 out[f"worker{i + 1}"] = psutil.Process(w.pid)
         return out
 
     def close(self) -> None:
-        for proc in [*self.workers, *([self.runtime] if self.runtime else [])]:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.stdout:
-                proc.stdout.close()
+        self.launcher.stop(grace=None)  # kill -9: only the measurements matter, not a clean stop
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> BenchCluster:

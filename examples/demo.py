@@ -11,8 +11,6 @@ import asyncio
 import collections
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
 from endure.proto import journal
 from endure.proto import records_pb2 as pb
-from endure.runtime.ready import ReadyLine
+from endure.runtime.launcher import Child, Launcher, LaunchError
 from endure.sdk.client import Client
 
 APP = "endure.examples.coding_agent:app"
@@ -34,43 +32,25 @@ console = Console(width=max(Console().width, 110))
 
 
 class _Procs:
+    """The demo's runtime and workers, through the one launcher: they die with the demo."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.env = {**os.environ, "ENDURE_DEMO_DIR": str(root), "ENDURE_LOG_LEVEL": "WARNING"}
-        self.procs: list[subprocess.Popen[bytes]] = []
+        env = {**os.environ, "ENDURE_DEMO_DIR": str(root), "ENDURE_LOG_LEVEL": "WARNING"}
+        self.launcher = Launcher(env, log_dir=root)
 
     def runtime(self) -> tuple[str, str]:
-        proc = subprocess.Popen([sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir",
-                                 str(self.root / "data"), "--ingress", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
-                                 "--log-level", "WARNING"], stdout=subprocess.PIPE,
-                                stderr=open(self.root / "runtime.log", "ab"), env=self.env)  # noqa: SIM115
-        self.procs.append(proc)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            ready = ReadyLine.parse(line)
-            if ready:
-                return ready.ingress, ready.admin
-        raise RuntimeError(f"the runtime did not start; see {self.root / 'runtime.log'}")
+        try:
+            ready = self.launcher.start_runtime(self.root / "data", log_level="WARNING").ready
+        except LaunchError as exc:
+            raise RuntimeError(f"the runtime did not start; see {self.root / 'runtime.log'}") from exc
+        return ready.ingress, ready.admin
 
-    def worker(self, admin: str, name: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "endure.sdk.worker", APP, "--runtime", admin,
-                                 "--name", name, "--log-level", "WARNING"], stdout=subprocess.DEVNULL,
-                                stderr=open(self.root / f"{name}.log", "ab"), env=self.env)  # noqa: SIM115
-        self.procs.append(proc)
-        return proc
+    def worker(self, admin: str, name: str) -> Child:
+        return self.launcher.start_worker(APP, admin, name=name, log_level="WARNING", keep_lines=False)
 
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout:
-                proc.stdout.close()
+        self.launcher.stop(grace=10)
 
 
 def _journal(admin: str, invocation_id: str) -> apb.InvocationDescription:

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Coroutine
@@ -28,6 +27,7 @@ from endure.proto import admin_pb2_grpc as apb_grpc
 from endure.proto import journal
 from endure.proto import records_pb2 as pb
 from endure.proto import worker_pb2 as wpb
+from endure.runtime.launcher import ExitedEarly, Launcher, NotReady
 
 T = TypeVar("T")
 
@@ -97,6 +97,7 @@ def serve(
     """Run the runtime: ingress, admin API, worker endpoint and the partitions, until SIGTERM."""
     from endure.runtime.config import ConfigError, load_config
     from endure.runtime.data_format import DataFormatError
+    from endure.runtime.datadir import DataDirLocked
     from endure.runtime.node import Node
     from endure.runtime.ready import ReadyLine
 
@@ -116,6 +117,10 @@ def serve(
             raise typer.Exit(2) from exc
         except ConfigError as exc:
             _fail(str(exc), 2)
+        except DataDirLocked as exc:
+            # One line on stderr, not RocksDB's traceback: launchers (endure dev) pass it through.
+            typer.echo(f"endure serve: {exc}", err=True)
+            raise typer.Exit(1) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -143,18 +148,24 @@ def worker(
     app_ref: str = typer.Argument(..., metavar="MODULE:APP", help="the endure.sdk.App to serve"),
     runtime: str = typer.Option("127.0.0.1:7071", "--runtime", envvar="ENDURE_RUNTIME",
                                 help="the runtime's worker endpoint HOST:PORT"),
-    concurrency: int = typer.Option(64, "--concurrency"),
+    concurrency: int = typer.Option(64, "--concurrency", help="invocations run at once"),
     name: str | None = typer.Option(None, "--name", help="worker name shown by the runtime"),
+    shutdown_grace: float = typer.Option(30.0, "--shutdown-grace",
+                                         help="seconds SIGTERM waits for handlers to reach a suspension point"),
     log_level: str = typer.Option("INFO", "--log-level", envvar="ENDURE_LOG_LEVEL"),
+    log_format: str = typer.Option("text", "--log-format", envvar="ENDURE_LOG_FORMAT",
+                                   help="text, or json: one JSON object per line"),
+    metrics: str | None = typer.Option(None, "--metrics", envvar="ENDURE_WORKER_METRICS",
+                                       help="serve Prometheus metrics on HOST:PORT (off by default)"),
 ) -> None:
     """Run a worker process that serves MODULE:APP's handlers."""
-    from endure.sdk.worker import main as worker_main
+    from endure.sdk.worker import WorkerOptions
+    from endure.sdk.worker import serve as serve_worker
 
     sys.path.insert(0, os.getcwd())
-    args = [app_ref, "--runtime", runtime, "--concurrency", str(concurrency), "--log-level", log_level]
-    if name:
-        args += ["--name", name]
-    raise typer.Exit(worker_main(args))
+    raise typer.Exit(serve_worker(WorkerOptions(
+        app=app_ref, runtime=runtime, concurrency=concurrency, name=name, shutdown_grace=shutdown_grace,
+        log_level=log_level, log_format=log_format, metrics=metrics)))
 
 
 @app.command()
@@ -172,40 +183,36 @@ def dev(
         raise KeyboardInterrupt  # SIGTERM stops both children like Ctrl-C, not just this process
 
     signal.signal(signal.SIGTERM, _interrupt)
-    runtime = subprocess.Popen([sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir", str(data_dir),
-                                "--ingress", ingress, "--admin", admin, "--metrics", metrics], env=env)
-    worker_proc = None
+    launcher = Launcher(env)
     try:
-        _wait_for_port(admin, runtime)
-        worker_proc = subprocess.Popen([sys.executable, "-m", "endure.sdk.worker", app_ref, "--runtime", admin],
-                                       env=env)
-        while runtime.poll() is None and worker_proc.poll() is None:
-            time.sleep(0.2)
+        code = _dev_session(launcher, app_ref, data_dir, ingress, admin, metrics)
     except KeyboardInterrupt:
-        pass
+        code = 0
     finally:
-        for proc in (worker_proc, runtime):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in (worker_proc, runtime):
-            if proc is not None:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        launcher.stop(grace=15)
+    if code:
+        raise typer.Exit(code)
 
 
-def _wait_for_port(address: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    channel = grpc.insecure_channel(address)
+def _dev_session(launcher: Launcher, app_ref: str, data_dir: Path, ingress: str, admin: str, metrics: str) -> int:
+    """Start the runtime, then its worker; return the exit status once either exits on its own."""
+    out = sys.stdout.buffer
     try:
-        grpc.channel_ready_future(channel).result(timeout=timeout)
-    except grpc.FutureTimeoutError:
-        proc.kill()
-        _fail(f"the runtime did not come up on {address}")
-    finally:
-        channel.close()
-    if proc.poll() is not None:
-        _fail("the runtime exited")
+        runtime = launcher.start_runtime(data_dir, ingress=ingress, admin=admin, metrics=metrics, echo=out)
+    except ExitedEarly as exc:
+        # The runtime said why on the stderr it shares with us (one line for a taken data dir).
+        if exc.returncode < 0:
+            typer.echo(f"endure dev: the runtime was killed by signal {-exc.returncode}", err=True)
+        return exc.returncode if exc.returncode > 0 else 1
+    except NotReady as exc:
+        typer.echo(f"endure dev: the runtime did not become ready: {exc}", err=True)
+        return 1
+    # Only now, and to the address this runtime printed: never to another runtime on that port.
+    worker_proc = launcher.start_worker(app_ref, runtime.ready.admin, echo=out, keep_lines=False)
+    while runtime.alive() and worker_proc.alive():
+        time.sleep(0.2)  # supervising: a child that exits on its own ends the session
+    code = next((c.returncode or 0 for c in (runtime, worker_proc) if not c.alive()), 0)
+    return code if code >= 0 else 1
 
 
 @app.command()

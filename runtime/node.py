@@ -24,6 +24,7 @@ from endure.runtime.auth import TenantResolver, TokenInterceptor
 from endure.runtime.checked_requests import add_checked
 from endure.runtime.config import ConfigError, LimitConfig, NodeConfig
 from endure.runtime.data_format import open_data_dir
+from endure.runtime.datadir import DataDirLock, DataDirLocked
 from endure.runtime.ingress.service import IngressService
 from endure.runtime.ingress.waiters import CompletionWaiters
 from endure.runtime.invoker.endpoint import WorkerEndpoint
@@ -82,12 +83,19 @@ class Node:
         self.ingress_port = 0
         self.admin_port = 0
         self.metrics_port = 0
+        self._lock: DataDirLock | None = None
 
     async def start(self) -> None:
+        """Open the data directory (DataDirLocked if another runtime has it), then serve."""
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        open_data_dir(cfg.data_dir)  # before anything reads the data: refuse a newer format, migrate an older one
-        self.log = await NodeLog.open(cfg.data_dir, cfg.partitions, max_pending_records=cfg.max_pending_appends)
+        self._lock = DataDirLock.acquire(cfg.data_dir)
+        try:
+            open_data_dir(cfg.data_dir)  # before anything reads the data: refuse a newer format, migrate an older one
+            await self._open_log()
+        except BaseException:
+            self._release_lock()
+            raise
+        assert self.log is not None
         self.log.store.on_batch = self.metrics.observe_log_batch
         await self._check_partition_count()
         self.registry = ServiceRegistry(self.log.metadata)
@@ -153,6 +161,22 @@ class Node:
         log.info("endure node up: ingress 127.0.0.1:%d, admin and workers %d, %d partitions in %s",
                  self.ingress_port, self.admin_port, cfg.partitions, cfg.data_dir)
 
+    async def _open_log(self) -> None:
+        cfg = self.config
+        try:
+            self.log = await NodeLog.open(cfg.data_dir, cfg.partitions, max_pending_records=cfg.max_pending_appends)
+        except Exception as exc:
+            # We hold our lock but RocksDB's is taken: a process that does not take ours (a tool,
+            # an older runtime) has the log open; its pid is unknown.
+            if _is_rocksdb_lock_error(exc):
+                raise DataDirLocked(cfg.data_dir.resolve(), None) from exc
+            raise
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
     async def _check_partition_count(self) -> None:
         assert self.log is not None
         metadata = self.log.metadata
@@ -161,6 +185,7 @@ class Node:
             await metadata.put(_PARTITIONS_KEY, str(self.config.partitions).encode(), 0)
         elif int(found[1]) != self.config.partitions:
             await self.log.close()
+            self._release_lock()
             raise ConfigError(f"{self.config.data_dir} was created with {int(found[1])} partitions; the partition "
                               f"count is fixed when a cluster is created (asked for {self.config.partitions})")
 
@@ -174,6 +199,12 @@ class Node:
         for processor in self.processors.values():
             processor.store.close()
         self.metrics.close()
+        self._release_lock()
+
+
+def _is_rocksdb_lock_error(exc: Exception) -> bool:
+    text = str(exc)
+    return "IO error" in text and "LOCK" in text
 
 
 def _limit(config: LimitConfig, weight: float = 1.0) -> Limit:

@@ -424,7 +424,66 @@ def run_worker(
         runner.run(main())
 
 
+from dataclasses import dataclass  # noqa: E402 - kept in the entry-point region it serves
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """What `endure worker` and `python -m endure.sdk.worker` take: one definition for both."""
+
+    app: str
+    runtime: str
+    concurrency: int = 64
+    name: str | None = None
+    shutdown_grace: float = 30.0
+    log_level: str = "INFO"
+    log_format: str = "text"
+    metrics: str | None = None
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def serve(options: WorkerOptions) -> int:
+    """Run a worker process as the commands do (logging, tracing, metrics, then run_worker);
+    returns the exit status: 0 after a stop, 2 if the app cannot be loaded or is refused."""
+    from endure.sdk.logs import setup_logging
+
+    if options.log_format not in LOG_FORMATS:
+        print(f"endure worker: --log-format is one of {', '.join(LOG_FORMATS)}, not {options.log_format!r}",
+              file=sys.stderr)
+        return 2
+    setup_logging(options.log_level, options.log_format)
+    try:
+        app = load_app(options.app)
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        print(f"endure worker: cannot load {options.app}: {exc}", file=sys.stderr)
+        return 2
+    from endure.sdk import tracing
+
+    tracing.enable_from_env()
+    if options.metrics:
+        from endure.sdk import metrics
+
+        port = metrics.enable(options.metrics)
+        log.info("worker metrics on %s", f"{options.metrics.rpartition(':')[0]}:{port}")
+    try:
+        run_worker(
+            app,
+            options.runtime,
+            options.concurrency,
+            worker_name=options.name,
+            shutdown_grace=options.shutdown_grace,
+            deployment_id=options.app,
+        )
+    except RegistrationError as exc:
+        print(f"endure worker: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """`python -m endure.sdk.worker`: parses argv into WorkerOptions and calls serve()."""
     parser = argparse.ArgumentParser(prog="python -m endure.sdk.worker", description=__doc__.split("\n")[0])
     parser.add_argument("app", help="MODULE:APP, the endure.sdk.App to serve")
     parser.add_argument("--runtime", required=True, help="HOST:PORT of the runtime's worker endpoint")
@@ -432,39 +491,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="worker name shown by the runtime")
     parser.add_argument("--shutdown-grace", type=float, default=30.0)
     parser.add_argument("--log-level", default=os.environ.get("ENDURE_LOG_LEVEL", "INFO"))
-    parser.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("ENDURE_LOG_FORMAT", "text"))
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default=os.environ.get("ENDURE_LOG_FORMAT", "text"))
     parser.add_argument("--metrics", default=os.environ.get("ENDURE_WORKER_METRICS"),
                         help="serve Prometheus metrics on HOST:PORT (off by default)")
     args = parser.parse_args(argv)
-    from endure.sdk.logs import setup_logging
-
-    setup_logging(args.log_level, args.log_format)
-    try:
-        app = load_app(args.app)
-    except (ImportError, AttributeError, TypeError, ValueError) as exc:
-        print(f"endure worker: cannot load {args.app}: {exc}", file=sys.stderr)
-        return 2
-    from endure.sdk import tracing
-
-    tracing.enable_from_env()
-    if args.metrics:
-        from endure.sdk import metrics
-
-        port = metrics.enable(args.metrics)
-        log.info("worker metrics on %s", f"{args.metrics.rpartition(':')[0]}:{port}")
-    try:
-        run_worker(
-            app,
-            args.runtime,
-            args.concurrency,
-            worker_name=args.name,
-            shutdown_grace=args.shutdown_grace,
-            deployment_id=args.app,
-        )
-    except RegistrationError as exc:
-        print(f"endure worker: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return serve(WorkerOptions(app=args.app, runtime=args.runtime, concurrency=args.concurrency, name=args.name,
+                               shutdown_grace=args.shutdown_grace, log_level=args.log_level,
+                               log_format=args.log_format, metrics=args.metrics))
 
 
 if __name__ == "__main__":

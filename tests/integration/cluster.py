@@ -1,18 +1,16 @@
-"""Real processes for integration tests: an `endure serve` runtime and `endure.sdk.worker` workers.
+"""Real processes for integration tests: an `endure serve` runtime and `endure worker` workers,
+started through the one launcher (`endure.runtime.launcher`), so they die with the test process.
 
 Every process binds 127.0.0.1 on a free port (port 0, read back from the runtime's ready line),
-is killed at the end of the test, and lives in the test's own temporary folder.
+is killed at the end of the test, and lives in the test's own temporary folder. On top of the
+launcher this keeps test conveniences: each child's output in a log file for failure messages,
+and admin-client helpers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +19,9 @@ import grpc
 
 from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
-from endure.runtime.ready import ReadyLine
+from endure.runtime.launcher import Child, RuntimeChild, serve_argv, worker_argv
 
 APPS_DIR = Path(__file__).resolve().parent / "apps"
-_READY = re.compile(r"endure: ready ")
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -35,76 +32,21 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-class Proc:
-    """A child process whose output is kept (for failure messages) and which is always reaped."""
+class Proc(Child):
+    """A launcher child whose stdout and stderr go to log_path (for failure messages); always reaped."""
 
     def __init__(self, args: list[str], log_path: Path, env: dict[str, str]) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, env=env)
-        self.lines: list[str] = []
-        self._line_event = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.popen.stdout is not None
-        for raw in self.popen.stdout:
-            line = raw.decode(errors="replace")
-            self._log.write(raw)
-            self._log.flush()
-            with self._line_event:
-                self.lines.append(line)
-                self._line_event.notify_all()
-
-    def wait_for_line(self, pattern: re.Pattern[str], timeout: float = 60.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self._line_event:
-            while True:
-                for line in self.lines[seen:]:
-                    match = pattern.search(line)
-                    if match:
-                        return match
-                seen = len(self.lines)
-                if self.popen.poll() is not None:
-                    raise RuntimeError(f"process exited ({self.popen.returncode}); log:\n{self.tail()}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no line matching {pattern.pattern!r}; log:\n{self.tail()}")
-                self._line_event.wait(min(left, 0.5))
-
-    def tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
+        super().__init__(log_path.stem, args, env=env, log_path=log_path)
 
     def kill9(self) -> None:
-        if self.alive():
-            self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(timeout=30)
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-        try:
-            return self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            return -9
+        self.kill()
 
     def stop(self) -> None:
-        self.kill9()
-        self._reader.join(timeout=5)
-        self._log.close()
+        self.close()
+
+
+class RuntimeProc(RuntimeChild, Proc):
+    """The runtime: a Proc that also knows its ready line."""
 
 
 class Cluster:
@@ -117,31 +59,33 @@ class Cluster:
         self.data_dir = root / "data"
         self.partitions = partitions
         self.env = _env(env)
-        self.runtime: Proc | None = None
+        self.runtime: RuntimeProc | None = None
         self.workers: list[Proc] = []
         self.ingress = ""
         self.admin = ""
+        self.metrics = ""
         self._restarts = 0
 
-    def start_runtime(self, extra_args: list[str] | None = None) -> Proc:
+    def start_runtime(self, extra_args: list[str] | None = None) -> RuntimeProc:
         # The first start picks free ports; restarts reuse them so clients and workers reconnect.
-        ingress = self.ingress or "127.0.0.1:0"
-        admin = self.admin or "127.0.0.1:0"
         self._restarts += 1
-        args = [sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir", str(self.data_dir),
-                "--partitions", str(self.partitions), "--ingress", ingress, "--admin", admin, "--metrics", "127.0.0.1:0", *(extra_args or [])]
-        proc = Proc(args, self.root / f"runtime-{self._restarts}.log", self.env)
-        ready = ReadyLine.parse(proc.wait_for_line(_READY).string)
-        assert ready is not None
+        args = serve_argv(self.data_dir, partitions=self.partitions, ingress=self.ingress or "127.0.0.1:0",
+                          admin=self.admin or "127.0.0.1:0", metrics="127.0.0.1:0", extra=extra_args or [])
+        proc = RuntimeProc(args, self.root / f"runtime-{self._restarts}.log", self.env)
+        try:
+            ready = proc.wait_ready()
+        except BaseException:
+            proc.stop()
+            raise
         self.ingress, self.admin, self.metrics = ready.ingress, ready.admin, ready.metrics
         self.runtime = proc
         return proc
 
     def start_worker(self, app: str, concurrency: int = 64, name: str | None = None,
                      extra_args: list[str] | None = None) -> Proc:
+        """`endure worker APP` against this runtime; returns once the runtime lists it."""
         name = name or f"worker-{len(self.workers) + 1}"
-        args = [sys.executable, "-m", "endure.sdk.worker", app, "--runtime", self.admin,
-                "--concurrency", str(concurrency), "--name", name, *(extra_args or [])]
+        args = worker_argv(app, self.admin, concurrency=concurrency, name=name, extra=extra_args or [])
         proc = Proc(args, self.root / f"{name}.log", self.env)
         self.workers.append(proc)
         self.wait_for_workers(sum(1 for w in self.workers if w.alive()))
