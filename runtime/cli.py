@@ -612,6 +612,9 @@ def limits_set(
 
 
 def main() -> None:
+    from endure.runtime.launcher import die_with_parent
+
+    die_with_parent()  # when started by the launcher (endure dev, tests, benchmarks)
     app()
 
 

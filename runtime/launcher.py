@@ -3,7 +3,8 @@
 The one launcher behind `endure dev`, `endure demo`, the benchmarks and the integration tests.
 Why it exists as one module:
 
-- children die with their parent: on Linux each child sets PR_SET_PDEATHSIG (SIGKILL), so a
+- children die with their parent: on Linux each child sets PR_SET_PDEATHSIG (SIGKILL) as it
+  starts (`die_with_parent`, called by the `endure` command), so a
   `kill -9` of the launching process never leaves a runtime holding the ports and the data
   directory's lock, nor a worker serving on;
 - a runtime's addresses are read from its ready line (`endure.runtime.ready.ReadyLine`; it may
@@ -81,23 +82,24 @@ def _load_prctl() -> Callable[..., int] | None:
 _prctl = _load_prctl()  # looked up before any fork: the child only calls it
 
 
-def die_with_parent() -> Callable[[], None] | None:
-    """A `preexec_fn` that makes the child receive SIGKILL when its parent dies (Linux), or None.
+PARENT_ENV = "ENDURE_DIE_WITH_PARENT"  # the pid of the launching process, read by the child
 
-    If the parent died between fork and prctl, the child would never get the signal: it checks
-    its parent pid after prctl and kills itself then.
+
+def die_with_parent() -> None:
+    """In a launched child, as it starts: receive SIGKILL when the launching process dies (Linux).
+
+    Set in the child itself, not in a `preexec_fn`: a preexec_fn makes subprocess fork() instead of
+    vfork(), and fork() runs gRPC's fork handlers in a process with busy gRPC threads, which can
+    abort the child before it execs. If the parent died before prctl took effect, the child would
+    never get the signal: it compares its parent pid with the recorded one and exits then. The
+    variable is removed, so the child's own children (sandbox pools) are not affected.
     """
-    prctl = _prctl
-    if prctl is None:
-        return None
-    parent = os.getpid()
-
-    def _preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return _preexec
+    raw = os.environ.pop(PARENT_ENV, None)
+    if raw is None or _prctl is None:
+        return
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if str(os.getppid()) != raw:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def serve_argv(
@@ -169,8 +171,8 @@ class Child:
         self._eof = False
         try:
             self.popen: subprocess.Popen[bytes] = subprocess.Popen(
-                list(argv), stdout=subprocess.PIPE, stderr=self._log, env=dict(env) if env is not None else None,
-                preexec_fn=die_with_parent())  # noqa: PLW1509 - only prctl and getppid run in the child
+                list(argv), stdout=subprocess.PIPE, stderr=self._log,
+                env={**(os.environ if env is None else env), PARENT_ENV: str(os.getpid())})
         except BaseException:
             if self._log is not None:
                 self._log.close()
