@@ -11,6 +11,9 @@ Versions:
   1. before versioning: a data directory without a `FORMAT` file.
   2. the partition store's running index (`keys.RUNNING`, one row per RUNNING invocation): what a
      new leader scans to restart running invocations.
+  3. `InvocationStatus.attempts` counts the attempts started (it counted failed ones), the failed
+     ones have a row of their own (`keys.FAILED_ATTEMPTS`, what retry policies count), and
+     cancellations and kills carry their `Failure.cause`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from endure.proto import journal
 from endure.proto import records_pb2 as pb
 from endure.runtime.config import ConfigError
 from endure.runtime.partition import keys
@@ -100,8 +104,99 @@ def _add_running_index(data_dir: Path) -> None:
         log.info("data format 1 → 2: %s indexes %d running invocations", path, count)
 
 
+# Statuses that never started an attempt: their (old) attempt count stays as it is.
+_NEVER_STARTED = (pb.PENDING, pb.INBOXED, pb.SCHEDULED)
+# Entry kinds whose failure, before failures had a cause, could only be a cancellation: the runtime
+# completes these with one when their invocation is cancelled, and a combinator's failure is only
+# ever the cancellation the SDK journals. (A call's or a step's failure may be a handler's own.)
+_UNTYPED_CANCELLATION_KINDS = journal.KINDS_CANCELLED_WITH_INVOCATION | {"combinator"}
+
+
+def _untyped(failure: pb.Failure, message: str) -> bool:
+    return (failure.cause == pb.FAILURE_ERROR and failure.code == journal.CONFLICT_CODE
+            and failure.message == message)
+
+
+def type_status(status: pb.InvocationStatus) -> bool:
+    """Rewrite one status of format 2 into format 3 in place; True when it changed."""
+    changed = False
+    if status.status not in _NEVER_STARTED:
+        # The old count was of failed attempts; every failure but an exhausting one was followed by
+        # a start. Resumptions after a suspension before the upgrade are not known, hence + 1.
+        status.attempts += 1
+        changed = True
+    if status.WhichOneof("result") == "failure":
+        if status.status == pb.CANCELLED and _untyped(status.failure, "cancelled"):
+            status.failure.cause = pb.FAILURE_CANCELLED
+            changed = True
+        elif status.status == pb.KILLED and _untyped(status.failure, "killed"):
+            status.failure.cause = pb.FAILURE_KILLED
+            changed = True
+    return changed
+
+
+def type_entry(entry: pb.JournalEntry, invocation_cancelled: bool) -> bool:
+    """Give a cancellation journaled by format 2 its cause; True when it changed."""
+    kind = entry.WhichOneof("kind")
+    if kind == "output":
+        if (invocation_cancelled and entry.output.WhichOneof("result") == "failure"
+                and _untyped(entry.output.failure, "cancelled")):
+            entry.output.failure.cause = pb.FAILURE_CANCELLED
+            return True
+        return False
+    if (kind in _UNTYPED_CANCELLATION_KINDS and entry.WhichOneof("result") == "failure"
+            and _untyped(entry.failure, "cancelled")):
+        entry.failure.cause = pb.FAILURE_CANCELLED
+        return True
+    return False
+
+
+def type_store(store: PartitionStore) -> int:
+    """Migrate one partition store from format 2 to 3, in one batch; return the statuses changed.
+
+    The batch also records format 3 in the store itself, so a crash between two partitions'
+    migrations (before the directory is restamped) never rewrites a migrated store twice.
+    """
+    done = store.get(keys.FORMAT)
+    if done is not None and keys.read_u64(done) >= 3:
+        return 0
+    tx = store.transaction()
+    tx.put(keys.FORMAT, keys.u64(3))
+    changed = 0
+    for key, raw in store.scan(keys.STATUS):
+        status = pb.InvocationStatus()
+        status.ParseFromString(raw)
+        inv = status.invocation_id
+        failed = status.attempts  # format 2: the failed attempts
+        if failed:
+            tx.put(keys.failed_attempts(inv), keys.u64(failed))
+        cancelled = status.status == pb.CANCELLED or status.cancel_requested
+        for index in range(status.journal_length):
+            entry = tx.get_proto(keys.journal(inv, index), pb.JournalEntry)
+            if entry is not None and type_entry(entry, cancelled):
+                tx.put_proto(keys.journal(inv, index), entry)
+        if type_status(status):
+            tx.put_proto(key, status)
+            changed += 1
+    tx.commit(store.applied_lsn())
+    store.sync()
+    return changed
+
+
+def _type_attempts_and_failures(data_dir: Path) -> None:
+    for path in partition_dirs(data_dir):
+        store = PartitionStore(path)
+        try:
+            count = type_store(store)
+        finally:
+            store.close()
+        log.info("data format 2 → 3: %s rewrote %d invocation statuses", path, count)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "build the partition stores' running index", _add_running_index),
+    Migration(2, "count attempts started, keep failed attempts apart, type cancellations and kills",
+              _type_attempts_and_failures),
 ]
 CURRENT_VERSION = UNVERSIONED + len(MIGRATIONS)
 

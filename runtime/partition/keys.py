@@ -12,6 +12,7 @@ APPLIED_LSN = b"m/applied"
 LEADER_EPOCH = b"m/epoch"
 OUTBOX_NEXT = b"m/outbox_next"
 INBOX_NEXT = b"m/inbox_next"
+FORMAT = b"m/format"  # the data format this store was last migrated to (see endure.runtime.data_format)
 
 STATUS = b"i/"
 JOURNAL = b"j/"
