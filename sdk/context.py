@@ -67,7 +67,7 @@ class DurableFuture(Generic[T]):
                 # The runtime fails these entries with a cancellation only when it cancels this
                 # invocation: remember it even if the CancelFrame is still on its way.
                 self._inv.cancel_requested = True
-            raise _failure_error(raw, self.entry_kind)
+            raise _failure_error(raw)
         return raw  # type: ignore[no-any-return]
 
     def __await__(self) -> Generator[Any, None, T]:
@@ -131,35 +131,13 @@ class DurablePromise(Generic[T]):
         return DurableFuture(inv, i, inv.completion(i, rec), None, "promise_complete")
 
 
-def _failure_error(failure: records_pb2.Failure, kind: str = "") -> TerminalError:
-    """The exception a handler sees for a failed entry of that kind: CancelledError for a
-    cancellation (typed by its cause), TerminalError for anything else, whatever its text."""
-    if journal.is_cancellation(failure) or _untyped_cancellation(failure, kind):
+def _failure_error(failure: records_pb2.Failure) -> TerminalError:
+    """The exception a handler sees for a failed entry: CancelledError for a cancellation (typed by
+    its cause), TerminalError for anything else, whatever its text. (Journals written before
+    failures had a cause get it from the data format 3 migration, endure.runtime.data_format.)"""
+    if journal.is_cancellation(failure):
         return CancelledError(failure.message or "cancelled")
     return TerminalError(failure.message, failure.code or 500)
-
-
-# Kinds whose failure, before failures had a cause, could only be a cancellation: the runtime
-# fails these on cancel (`cancelled_with_invocation`), and a combinator's failure is only ever the
-# cancellation the SDK journals (`Context._journal_cancelled`).
-_UNTYPED_CANCELLATION_KINDS = journal.KINDS_CANCELLED_WITH_INVOCATION | {"combinator"}
-
-
-def _untyped_cancellation(failure: records_pb2.Failure, kind: str) -> bool:
-    """A cancellation recorded before failures had a cause.
-
-    Journals written then (and a state machine not yet switched to `journal.cancelled_failure`)
-    hold cancellations as (409, "cancelled") with cause FAILURE_ERROR; a replay must still raise
-    CancelledError there or it diverges. Only for kinds where no other failure can arrive: a
-    call's or a step's failure, where a handler's own TerminalError("cancelled", 409) arrives, is
-    never read as a cancellation. Delete once no such journal or runtime is left.
-    """
-    return (
-        failure.cause == records_pb2.FAILURE_ERROR
-        and kind in _UNTYPED_CANCELLATION_KINDS
-        and failure.code == journal.CONFLICT_CODE
-        and failure.message == "cancelled"
-    )
 
 
 def _journal_cancelled_run(inv: Invocation, index: int, name: str, serde: Serde[Any]) -> DurableFuture[Any]:
@@ -373,7 +351,7 @@ class Context:
         i, rec = inv.begin("combinator", "gather")
         if rec is not None:
             if rec.WhichOneof("result") == "failure":
-                raise _failure_error(rec.failure, "combinator")
+                raise _failure_error(rec.failure)
             by_index = {f.index: f for f in futures}
             order = [by_index[x] for x in rec.combinator.completed if x in by_index]
             await _Wait(inv, futures, False)
@@ -410,7 +388,7 @@ class Context:
         i, rec = inv.begin("combinator", "select")
         if rec is not None:
             if rec.WhichOneof("result") == "failure":
-                raise _failure_error(rec.failure, "combinator")
+                raise _failure_error(rec.failure)
             winner_index = rec.combinator.completed[0] if rec.combinator.completed else futs[0].index
             pos = next((p for p, f in enumerate(futs) if f.index == winner_index), 0)
             winner = futs[pos]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sdk_fake_runtime import FakeRuntime, entry
 
 from endure.proto import journal
@@ -70,30 +69,26 @@ app = App([svc])
 
 
 def test_typed_cancellation_raises_cancelled_error_whatever_the_text() -> None:
-    for kind in ("sleep", "call", "run", "awakeable", "combinator"):
-        err = _failure_error(journal.cancelled_failure("stopped by the operator"), kind)
-        assert isinstance(err, CancelledError) and err.code == 409
-        assert err.message == "stopped by the operator"
+    err = _failure_error(journal.cancelled_failure("stopped by the operator"))
+    assert isinstance(err, CancelledError) and err.code == 409
+    assert err.message == "stopped by the operator"
 
 
-@pytest.mark.parametrize("kind", ["call", "run", "promise_peek", ""])
-def test_conflict_named_cancelled_is_a_plain_terminal_error(kind: str) -> None:
+def test_conflict_named_cancelled_is_a_plain_terminal_error() -> None:
     """A handler's (or a step's) own TerminalError("cancelled", 409) is not a cancellation."""
-    err = _failure_error(pb.Failure(code=409, message="cancelled"), kind)
+    err = _failure_error(pb.Failure(code=409, message="cancelled"))
     assert type(err) is TerminalError and err.code == 409 and err.message == "cancelled"
 
 
 def test_kill_is_not_a_cancellation() -> None:
-    err = _failure_error(journal.killed_failure(), "call")
+    err = _failure_error(journal.killed_failure())
     assert type(err) is TerminalError and err.code == 409 and err.message == "killed"
 
 
-@pytest.mark.parametrize("kind", ["sleep", "awakeable", "promise_get", "combinator"])
-def test_untyped_cancellation_of_a_wait_still_replays_as_cancelled(kind: str) -> None:
-    """Journals recorded before failures had a cause hold the runtime's (and the SDK's)
-    cancellations as (409, "cancelled"): their replay must raise at the same place."""
-    assert isinstance(_failure_error(pb.Failure(code=409, message="cancelled"), kind), CancelledError)
-    assert type(_failure_error(pb.Failure(code=409, message="no"), kind)) is TerminalError
+def test_untyped_conflict_of_a_wait_is_not_a_cancellation() -> None:
+    """Only the cause makes a cancellation, for every kind: journals written before failures had
+    a cause are typed by the data format migration, not recognised here by their text."""
+    assert type(_failure_error(pb.Failure(code=409, message="cancelled"))) is TerminalError
 
 
 # ---------------------------------------------------------------------- journaled causes and outputs

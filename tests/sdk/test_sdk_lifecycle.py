@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sdk_fake_runtime import FakeRuntime, entry
 
-from endure.proto import records_pb2
+from endure.proto import journal
 from endure.sdk import App, CancelledError, Context, RetryPolicy, Service, TerminalError
 
 events: list[str] = []
@@ -330,7 +330,7 @@ async def test_records_failure_from_journal_replays_for_calls(runtime: FakeRunti
         "saga",
         journal=[
             entry("run", "book", value=b"null"),
-            entry("sleep", failure=records_pb2.Failure(code=409, message="cancelled")),
+            entry("sleep", failure=journal.cancelled_failure()),  # what the runtime journals on cancel
         ],
     )
     comp = await s.expect_entry("run", 2, ack=True)
