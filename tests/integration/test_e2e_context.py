@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from cluster import Cluster, Proc, admin_call, list_services, read_markers, running_cluster, wait_until
 
@@ -30,6 +31,16 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cluster(root: Path) -> Iterator[Cluster]:
     with running_cluster(root, APP) as c:
         yield c
+
+
+def _known(cluster: Cluster, inv: str) -> bool:
+    try:
+        cluster.describe(inv)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 def status_name(cluster: Cluster, inv: str) -> str:
@@ -113,6 +124,10 @@ async def test_send_now_and_delayed(cluster: Cluster) -> None:
     async with Client(cluster.ingress) as client:
         parent = await client.send("e2e/sender", 1000)
         ids_ = await client.attach(parent, timeout=30)
+        # A send reaches its callee's partition through the outbox, which may deliver it after
+        # the sender ended: the ids become known there shortly, not necessarily at once.
+        for child in ids_.values():
+            wait_until(lambda c=child: _known(cluster, c), timeout=30, what=f"send {child} delivered")
         assert await client.attach(ids_["now"], timeout=30) == "now"
         assert await client.attach(ids_["later"], timeout=30) == "later"
     send_entry = cluster.describe(parent).journal[1]
