@@ -496,34 +496,25 @@ def _action(method: str, invocation_id: str, admin: str, as_json: bool = False) 
         typer.echo(f"{action}: {invocation_id}")
 
 
-@invocations_app.command("cancel")
-def invocations_cancel(invocation_id: str, admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
-    """Cancel: the handler sees a cancellation at its next await and may compensate."""
-    _action("CancelInvocation", invocation_id, admin, as_json)
+def _action_command(name: str, rpc: str, doc: str) -> None:
+    """Register `endure invocations NAME ID`: one admin action on one invocation."""
+
+    def command(invocation_id: str, admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
+        _action(rpc, invocation_id, admin, as_json)
+
+    command.__doc__ = doc
+    command.__name__ = f"invocations_{name}"
+    invocations_app.command(name)(command)
 
 
-@invocations_app.command("kill")
-def invocations_kill(invocation_id: str, admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
-    """Kill: stop at once, without compensations."""
-    _action("KillInvocation", invocation_id, admin, as_json)
-
-
-@invocations_app.command("purge")
-def invocations_purge(invocation_id: str, admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
-    """Drop a finished invocation's status and journal now."""
-    _action("PurgeInvocation", invocation_id, admin, as_json)
-
-
-@invocations_app.command("pause")
-def invocations_pause(invocation_id: str, admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
-    """Pause: stop running it until resumed."""
-    _action("PauseInvocation", invocation_id, admin, as_json)
-
-
-@invocations_app.command("resume")
-def invocations_resume(invocation_id: str, admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
-    """Resume a paused invocation (for example after fixing a journal mismatch)."""
-    _action("ResumeInvocation", invocation_id, admin, as_json)
+for _name, _rpc, _doc in (
+    ("cancel", "CancelInvocation", "Cancel: the handler sees a cancellation at its next await and may compensate."),
+    ("kill", "KillInvocation", "Kill: stop at once, without compensations."),
+    ("purge", "PurgeInvocation", "Drop a finished invocation's status and journal now."),
+    ("pause", "PauseInvocation", "Pause: stop running it until resumed."),
+    ("resume", "ResumeInvocation", "Resume a paused invocation (for example after fixing a journal mismatch)."),
+):
+    _action_command(_name, _rpc, _doc)
 
 
 def _parse_since(since: str | None) -> int:

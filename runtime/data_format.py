@@ -94,14 +94,19 @@ def build_running_index(store: PartitionStore) -> int:
     return len(running)
 
 
-def _add_running_index(data_dir: Path) -> None:
-    for path in partition_dirs(data_dir):
-        store = PartitionStore(path)
-        try:
-            count = build_running_index(store)
-        finally:
-            store.close()
-        log.info("data format 1 → 2: %s indexes %d running invocations", path, count)
+def _each_store(step: Callable[[PartitionStore], int], what: str) -> Callable[[Path], None]:
+    """A migration that runs step on every partition store of the data directory, one at a time."""
+
+    def run(data_dir: Path) -> None:
+        for path in partition_dirs(data_dir):
+            store = PartitionStore(path)
+            try:
+                count = step(store)
+            finally:
+                store.close()
+            log.info("%s: %s %d", path, what, count)
+
+    return run
 
 
 # Statuses that never started an attempt: their (old) attempt count stays as it is.
@@ -183,20 +188,11 @@ def type_store(store: PartitionStore) -> int:
     return changed
 
 
-def _type_attempts_and_failures(data_dir: Path) -> None:
-    for path in partition_dirs(data_dir):
-        store = PartitionStore(path)
-        try:
-            count = type_store(store)
-        finally:
-            store.close()
-        log.info("data format 2 → 3: %s rewrote %d invocation statuses", path, count)
-
-
 MIGRATIONS: list[Migration] = [
-    Migration(1, "build the partition stores' running index", _add_running_index),
+    Migration(1, "build the partition stores' running index",
+              _each_store(build_running_index, "running invocations indexed:")),
     Migration(2, "count attempts started, keep failed attempts apart, type cancellations and kills",
-              _type_attempts_and_failures),
+              _each_store(type_store, "invocation statuses rewritten:")),
 ]
 CURRENT_VERSION = UNVERSIONED + len(MIGRATIONS)
 

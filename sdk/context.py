@@ -264,20 +264,9 @@ class Context:
     def call(self, target: Any, *args: Any, key: str | None = None, type_hint: Any = None) -> CallFuture[Any]:
         """Call another handler and await its result: `ctx.call(add, Pair(...))` (typed) or
         `ctx.call("tools", "add", {...}, key=None)`. The callee's terminal failure raises here."""
-        service, handler, data, out = self._target(target, args, key, type_hint)
         inv = self._inv
-        name = f"{service}/{handler}"
-        i, rec = inv.begin("call", name)
-        callee = ids.call_invocation_id(inv.id, i, key or "")
-        if rec is None:
-            entry = JournalEntry(name=name)
-            c = entry.call
-            c.target.service = service
-            c.target.handler = handler
-            if key:
-                c.target.key = key
-            c.input = data
-            c.invocation_id = callee
+        i, rec, callee, entry, out = self._invoke_entry("call", target, args, key, type_hint)
+        if entry is not None:
             inv.emit(i, entry)
         return CallFuture(inv, i, inv.completion(i, rec), out, callee)
 
@@ -290,24 +279,34 @@ class Context:
     ) -> str:
         """Start another handler without waiting (optionally after `delay`); returns its
         invocation id."""
-        service, handler, data, _ = self._target(target, args, key, None)
+        i, _, callee, entry, _ = self._invoke_entry("send", target, args, key, None)
+        if entry is not None:
+            if delay:
+                entry.send.execute_at_ms = int(time.time() * 1000) + _ms(delay)
+            self._inv.emit(i, entry)
+        return callee
+
+    def _invoke_entry(
+        self, kind: str, target: Any, args: tuple[Any, ...], key: str | None, type_hint: Any
+    ) -> tuple[int, records_pb2.JournalEntry | None, str, records_pb2.JournalEntry | None, Serde[Any]]:
+        """Begin a call or send: its index, the recorded entry (replay), the callee's id, and a new
+        entry with its target and input filled in (None on replay), and the result's serde."""
+        service, handler, data, out = self._target(target, args, key, type_hint)
         inv = self._inv
         name = f"{service}/{handler}"
-        i, rec = inv.begin("send", name)
+        i, rec = inv.begin(kind, name)
         callee = ids.call_invocation_id(inv.id, i, key or "")
-        if rec is None:
-            entry = JournalEntry(name=name)
-            s = entry.send
-            s.target.service = service
-            s.target.handler = handler
-            if key:
-                s.target.key = key
-            s.input = data
-            s.invocation_id = callee
-            if delay:
-                s.execute_at_ms = int(time.time() * 1000) + _ms(delay)
-            inv.emit(i, entry)
-        return callee
+        if rec is not None:
+            return i, rec, callee, None, out
+        entry = JournalEntry(name=name)
+        body = getattr(entry, kind)
+        body.target.service = service
+        body.target.handler = handler
+        if key:
+            body.target.key = key
+        body.input = data
+        body.invocation_id = callee
+        return i, rec, callee, entry, out
 
     def _target(
         self, target: Any, args: tuple[Any, ...], key: str | None, type_hint: Any
