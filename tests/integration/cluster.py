@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import grpc
@@ -159,6 +159,20 @@ def wait_until(predicate, timeout: float = 60.0, what: str = "condition", interv
 def read_markers(root: Path) -> list[str]:
     path = root / "markers.txt"
     return path.read_text().split("\n") if path.exists() else []
+
+
+def rerun_acknowledged_steps(root: Path, tags: Iterable[str], steps: int = 5) -> list[str]:
+    """The `e2e/multistep` steps (as "tag:stepN") that started again after their result was
+    acknowledged, from the `start`/`ack` markers that handler writes under root."""
+    markers = read_markers(root)
+    rerun = []
+    for tag in tags:
+        for i in range(steps):
+            seen = [m for m in markers if m.startswith(f"{tag}:step{i}:")]
+            first_ack = seen.index(f"{tag}:step{i}:ack")
+            if f"{tag}:step{i}:start" in seen[first_ack:]:
+                rerun.append(f"{tag}:step{i}")
+    return rerun
 
 
 def free_port() -> int:

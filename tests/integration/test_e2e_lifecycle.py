@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster import Cluster, read_markers, running_cluster, wait_until
+from cluster import Cluster, rerun_acknowledged_steps, running_cluster, wait_until
 
 from endure.proto import admin_pb2 as apb
 from endure.sdk.client import Client, RequestError
@@ -132,14 +132,7 @@ async def test_sigterm_drains_a_worker_under_load_and_its_work_moves_on(tmp_path
                          log + "\n"), log
         assert "worker w1 draining" in c.runtime.tail(400)
         assert all(res == [f"s{i}" for i in range(5)] for res in results), results
-        markers = read_markers(tmp_path)
-        rerun = []
-        for tag in sent:
-            for i in range(5):
-                seen = [m for m in markers if m.startswith(f"{tag}:step{i}:")]
-                first_ack = seen.index(f"{tag}:step{i}:ack")
-                if f"{tag}:step{i}:start" in seen[first_ack:]:
-                    rerun.append(f"{tag}:step{i}")
+        rerun = rerun_acknowledged_steps(tmp_path, sent)
         assert not rerun, f"acknowledged steps ran again: {rerun}"
         for inv in sent.values():  # completed once: one journal, each step recorded once
             journal = c.describe(inv).journal

@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 import pytest
-from cluster import Cluster, read_markers
+from cluster import Cluster, rerun_acknowledged_steps
 
 from endure.sdk.client import Client, RequestError
 
@@ -53,14 +53,7 @@ async def test_kill9_worker_and_runtime_in_a_loop(tmp_path: Path) -> None:
         async with Client(cluster.ingress) as client:
             results = await asyncio.gather(*(client.attach(inv, timeout=300) for inv in invocations.values()))
         assert all(res == [f"s{i}" for i in range(5)] for res in results)
-        markers = read_markers(tmp_path)
-        rerun = []
-        for tag in invocations:
-            for i in range(5):
-                seen = [m for m in markers if m.startswith(f"{tag}:step{i}:")]
-                first_ack = seen.index(f"{tag}:step{i}:ack")
-                if f"{tag}:step{i}:start" in seen[first_ack:]:
-                    rerun.append(f"{tag}:step{i}")
+        rerun = rerun_acknowledged_steps(tmp_path, invocations)
         assert not rerun, f"acknowledged steps ran again: {rerun}"
         for inv in list(invocations.values())[:20]:
             names = [e.name for e in cluster.describe(inv).journal if e.WhichOneof("kind") == "run"]

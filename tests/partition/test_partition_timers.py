@@ -36,6 +36,14 @@ class Firer:
                 await self._changed.wait()
 
 
+def started(part: Partition, **options: int) -> tuple[Firer, TimerService]:
+    """A TimerService over the partition's store, started, firing into a new Firer."""
+    firer = Firer(part)
+    svc = TimerService(part.store, firer, **options)
+    svc.start()
+    return firer, svc
+
+
 @pytest.fixture
 def part(tmp_path):
     p = Partition(tmp_path / "store")
@@ -62,9 +70,7 @@ class Sleeper:
 async def test_timer_fires_once_across_a_restart(part):
     s = Sleeper(part)
     arm = s.sleep(now_ms() + 50)
-    firer = Firer(part)
-    svc = TimerService(part.store, firer)
-    svc.start()
+    firer, svc = started(part)
     svc.arm(arm.key, arm.wake_at_ms)
     await firer.wait_for(lambda: arm.key in firer.fired)
     assert [(e.invocation_id, e.index) for e in of_type(firer.effects, CompleteEntry)] == [(s.id, 0)]
@@ -73,9 +79,7 @@ async def test_timer_fires_once_across_a_restart(part):
     part.reopen()
     s2 = Sleeper(part, "sentinel")
     sentinel = s2.sleep(now_ms() + 30)
-    firer2 = Firer(part)
-    svc2 = TimerService(part.store, firer2)
-    svc2.start()
+    firer2, svc2 = started(part)
     await firer2.wait_for(lambda: sentinel.key in firer2.fired)
     await svc2.stop()
     assert firer2.fired == [sentinel.key]  # the first timer's row went with its TimerFired
@@ -85,17 +89,13 @@ async def test_timer_fires_once_across_a_restart(part):
 async def test_timer_armed_before_a_restart_fires_after_it(part):
     s = Sleeper(part)
     arm = s.sleep(now_ms() + 150)
-    firer = Firer(part)
-    svc = TimerService(part.store, firer)
-    svc.start()
+    firer, svc = started(part)
     svc.arm(arm.key, arm.wake_at_ms)
     await svc.stop()  # the process dies before the timer is due
     assert firer.fired == []
 
     part.reopen()
-    firer2 = Firer(part)
-    svc2 = TimerService(part.store, firer2)
-    svc2.start()
+    firer2, svc2 = started(part)
     await firer2.wait_for(lambda: arm.key in firer2.fired)
     assert now_ms() >= arm.wake_at_ms
     await svc2.stop()
@@ -107,9 +107,7 @@ async def test_due_timers_fire_on_start(part):
     s = Sleeper(part)
     past = now_ms() - 10_000
     arms = [s.sleep(past + i) for i in range(5)]
-    firer = Firer(part)
-    svc = TimerService(part.store, firer)
-    svc.start()
+    firer, svc = started(part)
     await firer.wait_for(lambda: len(firer.fired) == 5)
     await svc.stop()
     assert firer.fired == [a.key for a in arms]
@@ -121,9 +119,7 @@ async def test_window_smaller_than_the_timers_fires_all_in_order(part):
     now = now_ms()
     arms = [s.sleep(now - 5_000 + i) for i in range(10)]  # due
     arms += [s.sleep(now + 40 + 10 * i) for i in range(4)]  # soon
-    firer = Firer(part)
-    svc = TimerService(part.store, firer, window=3)
-    svc.start()
+    firer, svc = started(part, window=3)
     assert svc.pending() <= 3
     # Timers armed while running, inside and beyond the loaded window.
     late = s.sleep(now + 120)

@@ -9,7 +9,7 @@ import time
 import pytest
 import wasmtime
 
-from endure.sandbox import ErrorKind, LimitKind, Limits, Sandbox, SandboxError
+from endure.sandbox import ErrorKind, LimitKind, Limits, Sandbox, SandboxError, SandboxResult
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -22,6 +22,11 @@ async def assert_healthy(sb: Sandbox) -> None:
         res = await sb.run_python("print(6 * 7)")
         assert res.ok, res
         assert res.stdout == "42\n"
+
+
+async def run_wat(sb: Sandbox, wat: str, limits: Limits | None = None) -> SandboxResult:
+    """Compiles the WebAssembly text and runs the module."""
+    return await sb.run_wasm(wasmtime.wat2wasm(wat), limits=limits)
 
 
 async def test_infinite_loop_fuel(sandbox: Sandbox) -> None:
@@ -193,7 +198,7 @@ HELLO_WAT = """
 
 
 async def test_raw_wasm_runs(sandbox: Sandbox) -> None:
-    res = await sandbox.run_wasm(wasmtime.wat2wasm(HELLO_WAT))
+    res = await run_wat(sandbox, HELLO_WAT)
     assert res.exit_code == 7 and res.stdout == "hello wasm\n"
     assert res.fuel_used > 0
 
@@ -211,29 +216,28 @@ async def test_malformed_and_truncated_wasm(sandbox: Sandbox) -> None:
 
 async def test_missing_imports(sandbox: Sandbox) -> None:
     wat = '(module (import "env" "launch_missiles" (func)) (func (export "_start") (call 0)))'
-    res = await sandbox.run_wasm(wasmtime.wat2wasm(wat))
+    res = await run_wat(sandbox, wat)
     assert res.error_kind is ErrorKind.LINK_ERROR
     wat = '(module (import "wasi_snapshot_preview1" "no_such_call" (func)) (func (export "_start")))'
-    res = await sandbox.run_wasm(wasmtime.wat2wasm(wat))
+    res = await run_wat(sandbox, wat)
     assert res.error_kind is ErrorKind.LINK_ERROR
-    res = await sandbox.run_wasm(wasmtime.wat2wasm('(module (func (export "main")))'))
+    res = await run_wat(sandbox, '(module (func (export "main")))')
     assert res.error_kind is ErrorKind.LINK_ERROR and "_start" in (res.error or "")
 
 
 async def test_trapping_guest(sandbox: Sandbox) -> None:
-    res = await sandbox.run_wasm(wasmtime.wat2wasm('(module (func (export "_start") unreachable))'))
+    res = await run_wat(sandbox, '(module (func (export "_start") unreachable))')
     assert res.error_kind is ErrorKind.TRAP and res.exit_code is None
     wat = '(module (memory 1) (func (export "_start") (drop (i32.load (i32.const 999999)))))'
-    res = await sandbox.run_wasm(wasmtime.wat2wasm(wat))
+    res = await run_wat(sandbox, wat)
     assert res.error_kind is ErrorKind.TRAP
-    wat = '(module (func $f (export "_start") (call $f)))'
-    res = await sandbox.run_wasm(wasmtime.wat2wasm(wat))
+    res = await run_wat(sandbox, '(module (func $f (export "_start") (call $f)))')
     assert res.error_kind is ErrorKind.STACK_OVERFLOW
     wat = '(module (func (export "_start") (loop (br 0))))'
-    res = await sandbox.run_wasm(wasmtime.wat2wasm(wat), limits=Limits(fuel=1_000_000))
+    res = await run_wat(sandbox, wat, limits=Limits(fuel=1_000_000))
     assert res.limit_hit is LimitKind.FUEL and res.fuel_used == 1_000_000
     wat = '(module (memory 2000) (func (export "_start")))'
-    res = await sandbox.run_wasm(wasmtime.wat2wasm(wat), limits=Limits(memory_bytes=16 * MiB))
+    res = await run_wat(sandbox, wat, limits=Limits(memory_bytes=16 * MiB))
     assert res.limit_hit is LimitKind.MEMORY
     await assert_healthy(sandbox)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sdk_fake_runtime import FakeRuntime, entry
 
 from endure.proto import journal
@@ -148,24 +149,26 @@ async def test_replayed_cancellation_of_a_cancelled_invocation_keeps_its_cause(
     assert journal.is_cancellation(out.failure)
 
 
-async def test_callee_failure_named_cancelled_is_not_a_cancellation(runtime: FakeRuntime, start_worker) -> None:
+@pytest.mark.parametrize(
+    ("failure", "caught"),
+    [
+        pytest.param(
+            pb.Failure(code=409, message="cancelled"), b'"callee failed (409): cancelled"',
+            id="failure-named-cancelled-is-not-a-cancellation",
+        ),
+        pytest.param(journal.cancelled_failure(), b'"callee cancelled"', id="cancelled-raises-cancelled-error"),
+    ],
+)
+async def test_callee_failure_is_raised_by_its_cause(
+    runtime: FakeRuntime, start_worker, failure: pb.Failure, caught: bytes
+) -> None:
     await start_worker(app)
     s = await runtime.session()
     inv = s.start("cause", "calls")
     await s.expect_entry("call", 0, ack=True)
-    s.complete(inv, 0, failure=pb.Failure(code=409, message="cancelled"))
+    s.complete(inv, 0, failure=failure)
     out = await s.expect_output(1)
-    assert out.value == b'"callee failed (409): cancelled"'
-
-
-async def test_cancelled_callee_raises_cancelled_error(runtime: FakeRuntime, start_worker) -> None:
-    await start_worker(app)
-    s = await runtime.session()
-    inv = s.start("cause", "calls")
-    await s.expect_entry("call", 0, ack=True)
-    s.complete(inv, 0, failure=journal.cancelled_failure())
-    out = await s.expect_output(1)
-    assert out.value == b'"callee cancelled"'
+    assert out.value == caught
 
 
 async def test_journaled_cancellation_of_a_step_has_the_cancelled_cause(
