@@ -23,6 +23,7 @@ import socket
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 # The worker forks sandbox pool processes; gRPC's fork handlers can stall a child forked while
@@ -423,8 +424,6 @@ def run_worker(
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         runner.run(main())
 
-
-from dataclasses import dataclass  # noqa: E402 - kept in the entry-point region it serves
 
 
 @dataclass(frozen=True, slots=True)
