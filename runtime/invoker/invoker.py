@@ -203,18 +203,19 @@ class Invoker:
         queue.push(item)
         return True
 
-    def _eligible(self, item: Runnable) -> bool:
-        return self.limits.can_start(item.tenant, item.service, item.handler)
-
     def _dispatch(self, service: str) -> None:
         queue = self._queues.get(service)
         while queue:
             session = self._pick_worker(service)
             if session is None:
                 return
-            item = queue.pop(self._eligible)
+            # One instant for the eligibility scan and the token wait: with two clock reads, a
+            # token arriving between them (the refill timer fires right at that boundary) made the
+            # scan refuse and the wait say "no bucket is empty", and the queue stalled.
+            now = time.monotonic()
+            item = queue.pop(lambda it, now=now: self.limits.can_start(it.tenant, it.service, it.handler, now))
             if item is None:
-                self._retry_when_tokens()
+                self._retry_when_tokens(now)
                 return
             machine = self._machines.get(item.invocation_id)
             if machine is None or machine.state is not AttemptState.QUEUED:
@@ -231,11 +232,11 @@ class Invoker:
         for service in list(self._queues):
             self._dispatch(service)
 
-    def _retry_when_tokens(self) -> None:
+    def _retry_when_tokens(self, now: float) -> None:
         """Rate-limited work waits for its bucket to refill: dispatch again then."""
         if self._token_timer is not None:
             return
-        wait = self.limits.next_token_in()
+        wait = self.limits.next_token_in(now)
         if wait is None:
             return
 
