@@ -13,7 +13,7 @@ import psutil
 
 from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
-from endure.runtime.launcher import Child, Launcher, RuntimeChild
+from endure.runtime.launcher import Child, Launcher, RuntimeChild, serve_argv, worker_argv
 
 
 class BenchCluster:
@@ -35,15 +35,15 @@ class BenchCluster:
 
     def start_runtime(self) -> None:
         # A restart reuses the first start's ports, so clients and workers reconnect.
-        self.runtime = self.launcher.start_runtime(
+        self.runtime = self.launcher.start_runtime(serve_argv(
             self.dir / "data", partitions=self.partitions, ingress=self.ingress or "127.0.0.1:0",
-            admin=self.admin or "127.0.0.1:0", log_level="WARNING", extra=self.runtime_args)
+            admin=self.admin or "127.0.0.1:0", log_level="WARNING", extra=self.runtime_args))
         self.ingress, self.admin = self.runtime.ready.ingress, self.runtime.ready.admin
 
     def start_worker(self) -> Child:
         name = f"bench-{len(self.workers) + 1}"
-        proc = self.launcher.start_worker(self.app, self.admin, name=name, concurrency=self.worker_concurrency,
-                                          log_level="WARNING", log_path=self.dir / f"worker{len(self.workers) + 1}.log",
+        argv = worker_argv(self.app, self.admin, name=name, concurrency=self.worker_concurrency, log_level="WARNING")
+        proc = self.launcher.start_worker(argv, name=name, log_path=self.dir / f"worker{len(self.workers) + 1}.log",
                                           keep_lines=False)
         self.workers.append(proc)
         self.wait_for_workers(sum(1 for w in self.workers if w.alive()))

@@ -24,7 +24,7 @@ from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
 from endure.proto import journal
 from endure.proto import records_pb2 as pb
-from endure.runtime.launcher import Child, Launcher, LaunchError
+from endure.runtime.launcher import Child, Launcher, LaunchError, serve_argv, worker_argv
 from endure.sdk.client import Client
 
 APP = "endure.examples.coding_agent:app"
@@ -41,13 +41,14 @@ class _Procs:
 
     def runtime(self) -> tuple[str, str]:
         try:
-            ready = self.launcher.start_runtime(self.root / "data", log_level="WARNING").ready
+            ready = self.launcher.start_runtime(serve_argv(self.root / "data", log_level="WARNING")).ready
         except LaunchError as exc:
             raise RuntimeError(f"the runtime did not start; see {self.root / 'runtime.log'}") from exc
         return ready.ingress, ready.admin
 
     def worker(self, admin: str, name: str) -> Child:
-        return self.launcher.start_worker(APP, admin, name=name, log_level="WARNING", keep_lines=False)
+        return self.launcher.start_worker(worker_argv(APP, admin, name=name, log_level="WARNING"), name=name,
+                                          keep_lines=False)
 
     def close(self) -> None:
         self.launcher.stop(grace=10)

@@ -27,7 +27,7 @@ from endure.proto import admin_pb2_grpc as apb_grpc
 from endure.proto import journal
 from endure.proto import records_pb2 as pb
 from endure.proto import worker_pb2 as wpb
-from endure.runtime.launcher import ExitedEarly, Launcher, NotReady
+from endure.runtime.launcher import ExitedEarly, Launcher, NotReady, die_with_parent, serve_argv, worker_argv
 
 T = TypeVar("T")
 
@@ -198,7 +198,8 @@ def _dev_session(launcher: Launcher, app_ref: str, data_dir: Path, ingress: str,
     """Start the runtime, then its worker; return the exit status once either exits on its own."""
     out = sys.stdout.buffer
     try:
-        runtime = launcher.start_runtime(data_dir, ingress=ingress, admin=admin, metrics=metrics, echo=out)
+        runtime = launcher.start_runtime(serve_argv(data_dir, ingress=ingress, admin=admin, metrics=metrics),
+                                         echo=out)
     except ExitedEarly as exc:
         # The runtime said why on the stderr it shares with us (one line for a taken data dir).
         if exc.returncode < 0:
@@ -208,7 +209,7 @@ def _dev_session(launcher: Launcher, app_ref: str, data_dir: Path, ingress: str,
         typer.echo(f"endure dev: the runtime did not become ready: {exc}", err=True)
         return 1
     # Only now, and to the address this runtime printed: never to another runtime on that port.
-    worker_proc = launcher.start_worker(app_ref, runtime.ready.admin, echo=out, keep_lines=False)
+    worker_proc = launcher.start_worker(worker_argv(app_ref, runtime.ready.admin), echo=out, keep_lines=False)
     while runtime.alive() and worker_proc.alive():
         time.sleep(0.2)  # supervising: a child that exits on its own ends the session
     code = next((c.returncode or 0 for c in (runtime, worker_proc) if not c.alive()), 0)
@@ -603,8 +604,6 @@ def limits_set(
 
 
 def main() -> None:
-    from endure.runtime.launcher import die_with_parent
-
     die_with_parent()  # when started by the launcher (endure dev, tests, benchmarks)
     app()
 

@@ -328,22 +328,15 @@ class Launcher:
 
     def start_runtime(
         self,
-        data_dir: Path | str,
+        argv: Sequence[str],
         *,
-        ingress: str = "127.0.0.1:0",
-        admin: str = "127.0.0.1:0",
-        metrics: str = "127.0.0.1:0",
-        partitions: int | None = None,
-        log_level: str | None = None,
-        extra: Sequence[str] = (),
         name: str = "runtime",
         log_path: Path | None = None,
         echo: BinaryIO | None = None,
         ready_timeout: float = 60.0,
     ) -> RuntimeChild:
-        """Start `endure serve` and wait for its ready line; ExitedEarly / NotReady if it fails."""
-        argv = serve_argv(data_dir, ingress=ingress, admin=admin, metrics=metrics, partitions=partitions,
-                          log_level=log_level, extra=extra)
+        """Start `endure serve` (argv from `serve_argv`) and wait for its ready line; ExitedEarly /
+        NotReady if it fails."""
         child = RuntimeChild(name, argv, env=self.env, log_path=log_path or self._log_path(name), echo=echo)
         self.children.append(child)
         child.wait_ready(ready_timeout)
@@ -351,23 +344,14 @@ class Launcher:
 
     def start_worker(
         self,
-        app: str,
-        runtime: str,
+        argv: Sequence[str],
         *,
         name: str | None = None,
-        concurrency: int | None = None,
-        log_level: str | None = None,
-        log_format: str | None = None,
-        metrics: str | None = None,
-        shutdown_grace: float | None = None,
-        extra: Sequence[str] = (),
         log_path: Path | None = None,
         echo: BinaryIO | None = None,
         keep_lines: bool = True,
     ) -> Child:
-        """Start `endure worker APP --runtime RUNTIME` (it registers on its own; not waited for)."""
-        argv = worker_argv(app, runtime, concurrency=concurrency, name=name, log_level=log_level,
-                           log_format=log_format, metrics=metrics, shutdown_grace=shutdown_grace, extra=extra)
+        """Start `endure worker` (argv from `worker_argv`); it registers on its own, not waited for."""
         label = name or f"worker-{len(self.children) + 1}"
         child = Child(label, argv, env=self.env, log_path=log_path or self._log_path(label), echo=echo,
                       keep_lines=keep_lines)

@@ -18,7 +18,7 @@ import psutil
 import pytest
 from cluster import APPS_DIR, Cluster, Proc, free_port, list_services, wait_until
 
-from endure.runtime.launcher import Launcher, RuntimeChild
+from endure.runtime.launcher import Launcher, RuntimeChild, serve_argv
 from endure.runtime.ready import ReadyLine
 
 APP = "e2eapp:app"
@@ -59,7 +59,7 @@ def holder(tmp_path: Path) -> Iterator[RuntimeChild]:
     """A runtime that has tmp_path/data open."""
     launcher = Launcher(_env(tmp_path), log_dir=tmp_path)
     try:
-        yield launcher.start_runtime(tmp_path / "data", metrics="off", name="holder")
+        yield launcher.start_runtime(serve_argv(tmp_path / "data", metrics="off"), name="holder")
     finally:
         launcher.stop(grace=None)
 
@@ -85,7 +85,7 @@ def test_kill9_of_endure_dev_takes_its_runtime_and_worker_with_it(tmp_path: Path
         assert not _marked(marker)
         # The data dir (our lock and RocksDB's) and the ports are free: a runtime opens it again.
         with Launcher(_env(tmp_path), log_dir=tmp_path) as again:
-            reopened = again.start_runtime(data, metrics="off", name="reopened")
+            reopened = again.start_runtime(serve_argv(data, metrics="off"), name="reopened")
             assert reopened.alive()
     finally:
         _kill_all(children)
