@@ -2,9 +2,9 @@
 
 Modelled on Restate's `RetryPolicy` (types/src/retries.rs): an initial interval that grows by a
 factor per retry up to a max interval, an optional max number of attempts, and jitter. Delays are
-in the unit of `initial_interval` (seconds, unless a caller says otherwise). Retry number 1 is the first retry (the wait after the first failed attempt); with
-`max_attempts` (which counts the first attempt) retry number n is `exhausted` once n >= max_attempts,
-and an iterator of delays stops there.
+in the unit of `initial_interval` (seconds, unless a caller says otherwise). Retry number 1 is the
+first retry (the wait after the first failed attempt); with `max_attempts` (which counts the first
+attempt) retry number n is `exhausted` once n >= max_attempts, and an iterator of delays stops there.
 
 Jitter multiplies the capped delay by a uniform factor in [low, high], so the cap applies before
 jitter: `Jitter.symmetric(0.2)` spreads 0.8x..1.2x, `Jitter.below(0.5)` 0.5x..1x, `NO_JITTER` 1x.
