@@ -34,6 +34,7 @@ from endure.runtime.invoker.limits_store import LimitsStore
 from endure.runtime.invoker.registry import ServiceRegistry
 from endure.runtime.log import NodeLog
 from endure.runtime.metrics import NodeMetrics
+from endure.runtime.partition.api import LocalPartition, local_partitions
 from endure.runtime.partition.effects import Effect, InvocationCompleted
 from endure.runtime.partition.processor import PartitionProcessor
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
@@ -74,6 +75,7 @@ class Node:
         self.config = config
         self.log: NodeLog | None = None
         self.processors: dict[int, PartitionProcessor] = {}
+        self.partitions: dict[int, LocalPartition] = {}
         self.invoker: Invoker | None = None
         self.registry: ServiceRegistry | None = None
         self.ingress: IngressService | None = None
@@ -111,6 +113,7 @@ class Node:
             machine = StateMachine(StateMachineConfig(p, cfg.partitions, int(cfg.retention_s * 1000)))
             self.processors[p] = PartitionProcessor(p, self.log.log(p), store, machine, effects, self.log.log,
                                                     node=cfg.node_name)
+        self.partitions = local_partitions(self.processors.values())  # the one way into them
         self.invoker = Invoker(self.registry, self.processors, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
                                                                            max_queued=cfg.max_queued),
                                limits)

@@ -7,7 +7,7 @@ it), merged per transaction, and written once per row just before the transactio
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 from endure.proto import records_pb2 as pb
 from endure.runtime.partition import keys
@@ -16,9 +16,11 @@ from endure.runtime.partition.store import Transaction
 PEAK_SUFFIX = "peak_memory_bytes"  # counters with this suffix keep the maximum, the others add up
 
 
-def _add(totals: MutableMapping[str, float], name: str, amount: float) -> None:
-    current = totals.get(name, 0.0)
-    totals[name] = max(current, amount) if name.endswith(PEAK_SUFFIX) else current + amount
+def add_usage(totals: MutableMapping[str, float], counters: Mapping[str, float]) -> None:
+    """Merge usage counters into totals: sums, except peaks, which keep the maximum."""
+    for name, amount in counters.items():
+        current = totals.get(name, 0.0)
+        totals[name] = max(current, amount) if name.endswith(PEAK_SUFFIX) else current + amount
 
 
 class Metering:
@@ -36,8 +38,7 @@ class Metering:
         """
         if not counters:
             return
-        for name, amount in counters.items():
-            _add(status.usage, name, amount)
+        add_usage(status.usage, counters)
         t = status.target
         self._staged.append((keys.usage(status.tenant, now // 86_400_000, t.service, t.handler), counters))
 
@@ -54,17 +55,14 @@ class Metering:
             self._totals = {}
             tx.before_commit(self.flush)
         for row_key, counters in self._staged:
-            totals = self._totals.setdefault(row_key, {})
-            for name, amount in counters.items():
-                _add(totals, name, amount)
+            add_usage(self._totals.setdefault(row_key, {}), counters)
         self._staged.clear()
 
     def flush(self, tx: Transaction) -> None:
         """Add the transaction's metering to the usage rows: one read and one write per row."""
         for row_key, totals in self._totals.items():
             row = tx.get_proto(row_key, pb.UsageRow) or pb.UsageRow()
-            for name, amount in totals.items():
-                _add(row.counters, name, amount)
+            add_usage(row.counters, totals)
             tx.put_proto(row_key, row)
         self._totals = {}
         self._tx = None

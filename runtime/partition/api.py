@@ -1,0 +1,216 @@
+"""The one way into a partition: every part outside `runtime/partition/` goes through `Partition`.
+
+The ingress, the admin API, the metrics and other partitions (calls and sends through the outbox)
+read and write a partition only through this interface, so none of them knows the store's key
+layout or holds a processor. `LocalPartition` serves the partitions this node owns; a remote
+implementation (internal gRPC to the owner node, batched) serves the others, with the same
+methods, which is why every read is async.
+
+The invoker runs beside the partition it serves and needs a consistent view at one instant (the
+journal and state it sends with a StartFrame, read without an await in between): it uses the
+synchronous reads `LocalPartition` adds, and appends as the partition's leader (fenced by epoch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from endure.proto import records_pb2 as pb
+from endure.runtime.partition import keys
+from endure.runtime.partition.state_machine.metering import add_usage
+
+if TYPE_CHECKING:
+    from endure.runtime.partition.processor import PartitionProcessor
+
+__all__ = ["InvocationFilter", "LocalPartition", "Partition", "PartitionInfo", "SegmentInfo", "UsageRecord",
+           "add_usage", "local_partitions"]
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationFilter:
+    """Which invocation statuses a scan returns; empty fields match everything."""
+
+    service: str = ""
+    status: int = pb.STATUS_UNSPECIFIED
+    key: str = ""
+    tenant: str = ""
+    created_after_ms: int = 0
+    created_before_ms: int = 0  # exclusive
+
+    def matches(self, s: pb.InvocationStatus) -> bool:
+        return ((not self.service or s.target.service == self.service)
+                and (not self.status or s.status == self.status)
+                and (not self.key or s.target.key == self.key)
+                and (not self.tenant or s.tenant == self.tenant)
+                and (not self.created_after_ms or s.created_at_ms >= self.created_after_ms)
+                and (not self.created_before_ms or s.created_at_ms < self.created_before_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One tenant's metering of one handler on one day (UTC day number)."""
+
+    tenant: str
+    day: int
+    service: str
+    handler: str
+    counters: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    base_lsn: int
+    loglet: str
+    sealed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionInfo:
+    """Where a partition's log and apply stand, and who leads it."""
+
+    partition: int
+    leader: bool
+    leader_epoch: int
+    applied_lsn: int
+    log_tail: int
+    trim_point: int
+    timers_in_memory: int
+    segments: tuple[SegmentInfo, ...]
+
+    @property
+    def apply_lag(self) -> int:
+        """Records appended but not applied yet."""
+        return max(0, self.log_tail - 1 - self.applied_lsn)
+
+
+class Partition(Protocol):
+    """A partition as every other part of a node sees it, wherever it lives."""
+
+    @property
+    def id(self) -> int: ...
+
+    async def append(self, envelopes: Sequence[pb.Envelope], *, wait: bool = True) -> range:
+        """Append records as a writer outside the partition (not stamped with an epoch); returns their
+        LSNs once durable. wait=False: LogFull at once instead of waiting for room in the queue."""
+        ...
+
+    async def get_status(self, invocation_id: str) -> pb.InvocationStatus | None: ...
+
+    async def get_journal(self, invocation_id: str) -> list[pb.JournalEntry]: ...
+
+    async def get_object_state(self, tenant: str, service: str, key: str) -> list[tuple[str, bytes]]: ...
+
+    async def get_promises(self, tenant: str, workflow: str, key: str) -> list[tuple[str, pb.Promise]]: ...
+
+    async def scan_invocations(self, flt: InvocationFilter, after: str | None, limit: int) -> list[pb.InvocationStatus]:
+        """Up to limit statuses matching flt, in invocation-id order, after the id `after` (exclusive)."""
+        ...
+
+    async def get_usage(self, tenant: str | None, since_day: int) -> list[UsageRecord]: ...
+
+    async def get_info(self) -> PartitionInfo: ...
+
+
+class LocalPartition:
+    """A partition this node owns: its processor, store and log, in this process."""
+
+    def __init__(self, processor: PartitionProcessor) -> None:
+        self._processor = processor
+        self._store = processor.store
+
+    @property
+    def id(self) -> int:
+        return self._processor.partition
+
+    # ------------------------------------------------------------------ the Partition interface
+
+    async def append(self, envelopes: Sequence[pb.Envelope], *, wait: bool = True) -> range:
+        return await self._processor.log.append([e.SerializeToString() for e in envelopes], wait=wait)
+
+    async def get_status(self, invocation_id: str) -> pb.InvocationStatus | None:
+        return self.status(invocation_id)
+
+    async def get_journal(self, invocation_id: str) -> list[pb.JournalEntry]:
+        return self.journal(invocation_id)
+
+    async def get_object_state(self, tenant: str, service: str, key: str) -> list[tuple[str, bytes]]:
+        return self.object_state(tenant, service, key)
+
+    async def get_promises(self, tenant: str, workflow: str, key: str) -> list[tuple[str, pb.Promise]]:
+        prefix = keys.object_prefix(keys.PROMISE, tenant, workflow, key)
+        out = []
+        for raw_key, raw in self._store.scan(prefix):
+            promise = pb.Promise()
+            promise.ParseFromString(raw)
+            out.append((keys.state_name(raw_key, prefix), promise))
+        return out
+
+    async def scan_invocations(self, flt: InvocationFilter, after: str | None, limit: int) -> list[pb.InvocationStatus]:
+        start = keys.status(after) + b"\x00" if after else None
+        out: list[pb.InvocationStatus] = []
+        if limit < 1:
+            return out
+        for _, raw in self._store.scan(keys.STATUS, start=start):
+            status = pb.InvocationStatus()
+            status.ParseFromString(raw)
+            if flt.matches(status):
+                out.append(status)
+                if len(out) == limit:
+                    break
+        return out
+
+    async def get_usage(self, tenant: str | None, since_day: int) -> list[UsageRecord]:
+        prefix = keys.USAGE + (keys.part(tenant) if tenant else b"")
+        out = []
+        for raw_key, raw in self._store.scan(prefix):
+            row_tenant, day, service, handler = keys.parse_usage(raw_key)
+            if day < since_day:
+                continue
+            row = pb.UsageRow()
+            row.ParseFromString(raw)
+            out.append(UsageRecord(row_tenant, day, service, handler, dict(row.counters)))
+        return out
+
+    async def get_info(self) -> PartitionInfo:
+        return self.info()
+
+    # ------------------------------------------------------------------ in-process only (the invoker, metrics)
+
+    @property
+    def is_leader(self) -> bool:
+        return self._processor.is_leader
+
+    def status(self, invocation_id: str) -> pb.InvocationStatus | None:
+        return self._store.status(invocation_id)
+
+    def journal(self, invocation_id: str) -> list[pb.JournalEntry]:
+        return self._store.journal(invocation_id)
+
+    def object_state(self, tenant: str, service: str, key: str) -> list[tuple[str, bytes]]:
+        return self._store.object_state(tenant, service, key)
+
+    def failed_attempts(self, invocation_id: str) -> int:
+        return self._store.failed_attempts(invocation_id)
+
+    async def append_as_leader(self, envelopes: Sequence[pb.Envelope]) -> range:
+        """Append as this partition's leader, stamped with its epoch (NotLeader if it is not)."""
+        return await self._processor.append(envelopes)
+
+    async def wait_applied(self, lsn: int) -> None:
+        await self._processor.wait_applied(lsn)
+
+    def info(self) -> PartitionInfo:
+        p = self._processor
+        vlog = p.log
+        return PartitionInfo(
+            partition=p.partition, leader=p.is_leader, leader_epoch=self._store.leader_epoch(),
+            applied_lsn=p.applied_lsn, log_tail=vlog.tail(), trim_point=vlog.trim_point(),
+            timers_in_memory=p.timers.pending(),
+            segments=tuple(SegmentInfo(s.base_lsn, f"{s.kind}:{s.loglet_id:#x}", s.sealed) for s in vlog.segments()),
+        )
+
+
+def local_partitions(processors: Iterable[PartitionProcessor]) -> dict[int, LocalPartition]:
+    return {p.partition: LocalPartition(p) for p in processors}
