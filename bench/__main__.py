@@ -16,6 +16,7 @@ WORKLOADS: list[str] = [
     "log_bench",  # python -m endure.bench log: virtual log append throughput vs raw RocksDB
     "apply_bench",  # python -m endure.bench apply: partition state machine apply and replay speed
     "e2e_bench",  # python -m endure.bench e2e (and sleep, fanout, object-contention, tool)
+    "cpu_bench",  # python -m endure.bench cpu: µs of CPU per invocation in each part (cProfile)
     "fairness_bench",  # python -m endure.bench fairness: a flooding tenant vs a quiet one
     "recovery_bench",  # python -m endure.bench recovery: resume time after kill -9
     "sandbox_bench",  # python -m endure.bench sandbox: Wasmtime guests' compile, start and run latency

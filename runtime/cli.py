@@ -132,15 +132,9 @@ def serve(
         logging.getLogger("endure.node").info("shutting down")
         await node.stop()
 
-    profile_path = os.environ.get("ENDURE_PROFILE")
-    if profile_path:  # for finding where the runtime's CPU goes: ENDURE_PROFILE=out.prof endure serve
-        import cProfile
+    from endure.sdk.profiling import run_profiled
 
-        with cProfile.Profile() as profiler:
-            _run(main())
-        profiler.dump_stats(profile_path)
-    else:
-        _run(main())
+    run_profiled(lambda: _run(main()), "ENDURE_PROFILE")  # ENDURE_PROFILE=out.prof: where the CPU goes
 
 
 @app.command()

@@ -466,15 +466,17 @@ def serve(options: WorkerOptions) -> int:
 
         port = metrics.enable(options.metrics)
         log.info("worker metrics on %s", f"{options.metrics.rpartition(':')[0]}:{port}")
+    from endure.sdk.profiling import run_profiled
+
     try:
-        run_worker(
+        run_profiled(lambda: run_worker(
             app,
             options.runtime,
             options.concurrency,
             worker_name=options.name,
             shutdown_grace=options.shutdown_grace,
             deployment_id=options.app,
-        )
+        ), "ENDURE_WORKER_PROFILE")
     except RegistrationError as exc:
         print(f"endure worker: {exc}", file=sys.stderr)
         return 2
