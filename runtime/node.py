@@ -114,7 +114,7 @@ class Node:
             self.processors[p] = PartitionProcessor(p, self.log.log(p), store, machine, effects, self.log.log,
                                                     node=cfg.node_name)
         self.partitions = local_partitions(self.processors.values())  # the one way into them
-        self.invoker = Invoker(self.registry, self.processors, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
+        self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
                                                                            max_queued=cfg.max_queued),
                                limits)
         effects.invoker = self.invoker
