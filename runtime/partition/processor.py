@@ -21,8 +21,8 @@ from endure.runtime.partition.effects import ArmTimer, DeliverOutbox, Effect, St
 from endure.runtime.partition.shuffle import Shuffle
 from endure.runtime.partition.state_machine import StateMachine, apply_batch
 from endure.runtime.partition.store import PartitionStore
+from endure.runtime.partition.timer_service import TimerService, now_ms
 from endure.runtime.tasks import cancel_and_wait
-from endure.runtime.timers import TimerService, now_ms
 
 log = logging.getLogger("endure.partition")
 

@@ -16,7 +16,7 @@ from endure.runtime.partition.api import LocalPartition
 from endure.runtime.partition.effects import CompleteEntry, Effect, InvocationCompleted, StartInvocation
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
 from endure.runtime.partition.store import PartitionStore
-from endure.runtime.timers import now_ms
+from endure.runtime.partition.timer_service import now_ms
 
 log_pkg = pytest.importorskip("endure.runtime.log")
 processor_mod = pytest.importorskip("endure.runtime.partition.processor")
