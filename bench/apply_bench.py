@@ -33,6 +33,7 @@ from typing import Any
 from endure.proto import ids
 from endure.proto import records_pb2 as pb
 from endure.runtime.log import LogRecord, NodeLog
+from endure.runtime.partition.api import LocalPartition
 from endure.runtime.partition.effects import Effect
 from endure.runtime.partition.processor import PartitionProcessor
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
@@ -115,7 +116,10 @@ def make_records(first_invocation: int, invocations: int, concurrent: int, step_
 def _processor(path: Path, virtual_log: Any) -> PartitionProcessor:
     store = PartitionStore(path)
     sm = StateMachine(StateMachineConfig(partition=0, partitions=1))
-    return PartitionProcessor(0, virtual_log, store, sm, _NoSink(), lambda p: virtual_log)
+    partitions: dict[int, LocalPartition] = {}  # the shuffle's targets (it never leads here: none used)
+    proc = PartitionProcessor(0, virtual_log, store, sm, _NoSink(), partitions.__getitem__)
+    partitions[0] = LocalPartition(proc)
+    return proc
 
 
 def apply_phase(args: argparse.Namespace, path: Path) -> tuple[list[bytes], float, int]:

@@ -79,14 +79,14 @@ class _NodeCollector(Collector):
                                 labels=["partition"])
         leader = GaugeMetricFamily("endure_partition_leader", "1 if this node leads the partition", labels=["partition"])
         timers = GaugeMetricFamily("endure_partition_timers_in_memory", "Timers loaded in memory", labels=["partition"])
-        for p, processor in sorted(node.processors.items()):
+        for p, partition in sorted(node.partitions.items()):
+            info = partition.info()  # one in-process read per scrape, through the partition's interface
             label = [str(p)]
-            log_tail = processor.log.tail()
-            applied.add_metric(label, processor.applied_lsn)
-            tail.add_metric(label, log_tail)
-            lag.add_metric(label, max(0, log_tail - 1 - processor.applied_lsn))
-            leader.add_metric(label, 1 if processor.is_leader else 0)
-            timers.add_metric(label, processor.timers.pending())
+            applied.add_metric(label, info.applied_lsn)
+            tail.add_metric(label, info.log_tail)
+            lag.add_metric(label, info.apply_lag)
+            leader.add_metric(label, 1 if info.leader else 0)
+            timers.add_metric(label, info.timers_in_memory)
         yield from (applied, tail, lag, leader, timers)
 
         invoker = node.invoker

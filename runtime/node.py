@@ -111,10 +111,12 @@ class Node:
         for p in range(cfg.partitions):
             store = PartitionStore(cfg.data_dir / "partitions" / f"p{p}")
             machine = StateMachine(StateMachineConfig(p, cfg.partitions, int(cfg.retention_s * 1000)))
-            self.processors[p] = PartitionProcessor(p, self.log.log(p), store, machine, effects, self.log.log,
-                                                    node=cfg.node_name)
+            # Outbox messages go to their partition through self.partitions, looked up at delivery
+            # time: it is built after the processors.
+            self.processors[p] = PartitionProcessor(p, self.log.log(p), store, machine, effects,
+                                                    lambda target: self.partitions[target], node=cfg.node_name)
         self.partitions = local_partitions(self.processors.values())  # the one way into them
-        self.invoker = Invoker(self.registry, self.processors, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
+        self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
                                                                            max_queued=cfg.max_queued),
                                limits)
         effects.invoker = self.invoker

@@ -26,6 +26,7 @@ from endure.runtime.invoker.limits import Limits
 from endure.runtime.invoker.registry import ServiceRegistry
 from endure.runtime.invoker.scheduler import FairQueue, Runnable
 from endure.runtime.invoker.session import SessionOverflow, WorkerSession
+from endure.runtime.partition.api import LocalPartition
 from endure.runtime.partition.effects import (
     AbortAttempt,
     CancelAttempt,
@@ -33,7 +34,6 @@ from endure.runtime.partition.effects import (
     Effect,
     StartInvocation,
 )
-from endure.runtime.partition.processor import PartitionProcessor
 from endure.sdk.backoff import Backoff, BackoffError, Jitter
 
 log = logging.getLogger("endure.invoker")
@@ -52,10 +52,11 @@ class InvokerConfig:
 
 
 class Invoker:
-    def __init__(self, registry: ServiceRegistry, processors: Mapping[int, PartitionProcessor],
+    def __init__(self, registry: ServiceRegistry, partitions: Mapping[int, LocalPartition],
                  config: InvokerConfig | None = None, limits: Limits | None = None) -> None:
         self.registry = registry
-        self.processors = processors
+        # The partitions this node owns, by id: the invoker reads and appends only through them.
+        self.partitions = partitions
         self.config = config or InvokerConfig()
         self.limits = limits or Limits()
         self._token_timer: asyncio.TimerHandle | None = None
@@ -163,7 +164,7 @@ class Invoker:
                 elif effect.restart:
                     # The attempt already ended (its last frames were refused): start it again
                     # from the journal, or it would stay RUNNING with nobody running it.
-                    status = self.processors[partition].store.status(effect.invocation_id)
+                    status = self.partitions[partition].status(effect.invocation_id)
                     if status is not None and status.status == pb.RUNNING and self._enqueue(Runnable(
                             partition, effect.invocation_id, status.target.service, status.tenant,
                             status.priority, status.target.handler)):
@@ -273,13 +274,13 @@ class Invoker:
         item = lost.runnable
         results = await asyncio.gather(*list(old.inflight), return_exceptions=True)
         last = max((r[-1] for r in results if isinstance(r, range) and len(r)), default=0)
-        processor = self.processors[item.partition]
-        await processor.wait_applied(last)
+        partition = self.partitions[item.partition]
+        await partition.wait_applied(last)
         if lost.state is AttemptState.LOST and self._machines.get(item.invocation_id) is lost:
             self._move(lost, AttemptState.WAITING_FOR_RETRY)
         if delay:
             await asyncio.sleep(delay)
-        if processor.is_leader and self._enqueue(item):
+        if partition.is_leader and self._enqueue(item):
             self._dispatch(item.service)
         elif lost.state is AttemptState.WAITING_FOR_RETRY and self._machines.get(item.invocation_id) is lost:
             self._move(lost, AttemptState.ENDED)  # not the leader any more: the new leader starts it
@@ -289,8 +290,8 @@ class Invoker:
         item = attempt.runnable
         session = attempt.session
         assert session is not None
-        store = self.processors[item.partition].store
-        status = store.status(item.invocation_id)
+        partition = self.partitions[item.partition]  # synchronous reads: one consistent view
+        status = partition.status(item.invocation_id)
         if status is None or status.status != pb.RUNNING:
             self._end_attempt(attempt)  # killed, paused or purged meanwhile
             self._dispatch(item.service)
@@ -307,10 +308,10 @@ class Invoker:
         )
         start.headers.update(status.headers)
         if status.journal_length:  # a first attempt has no journal to read
-            start.journal.extend(store.journal(item.invocation_id))
+            start.journal.extend(partition.journal(item.invocation_id))
         if status.handler_kind != pb.SERVICE:
             budget = self.config.eager_state_bytes
-            for name, value in store.object_state(status.tenant, status.target.service, status.target.key):
+            for name, value in partition.object_state(status.tenant, status.target.service, status.target.key):
                 budget -= len(name) + len(value)
                 if budget < 0:
                     start.state_complete = False
@@ -450,7 +451,7 @@ class Invoker:
     async def _append(self, session: WorkerSession, partition: int, envs: list[pb.Envelope],
                       acks: list[wpb.AckFrame]) -> range:
         # No await before the log append: appends reach the log in the order of the frames.
-        lsns = await self.processors[partition].append(envs)
+        lsns = await self.partitions[partition].append_as_leader(envs)
         for ack in acks:
             attempt = self._machines.get(ack.invocation_id)
             if attempt is not None and attempt.is_running(ack.attempt, session):
@@ -475,10 +476,11 @@ class Invoker:
             record.pause = True
             return record
         item = attempt.runnable
-        status = self.processors[item.partition].store.status(item.invocation_id)
+        partition = self.partitions[item.partition]
+        status = partition.status(item.invocation_id)
         info = self.registry.handler(status.target.service, status.target.handler) if status else None
         policy = info.retry if info is not None and info.retry.initial_interval_ms else _DEFAULT_RETRY
-        failures = self.processors[item.partition].store.failed_attempts(item.invocation_id) + 1
+        failures = partition.failed_attempts(item.invocation_id) + 1
         now_ms = int(time.time() * 1000)
         backoff = _failure_backoff(policy)
         exhausted = backoff.exhausted(failures)

@@ -16,12 +16,13 @@ from typing import Protocol
 from endure.proto import records_pb2 as pb
 from endure.runtime.log import LogRecord, VirtualLog
 from endure.runtime.partition import keys
+from endure.runtime.partition.api import Partition
 from endure.runtime.partition.effects import ArmTimer, DeliverOutbox, Effect, StartInvocation
 from endure.runtime.partition.shuffle import Shuffle
 from endure.runtime.partition.state_machine import StateMachine, apply_batch
 from endure.runtime.partition.store import PartitionStore
+from endure.runtime.partition.timer_service import TimerService, now_ms
 from endure.runtime.tasks import cancel_and_wait
-from endure.runtime.timers import TimerService, now_ms
 
 log = logging.getLogger("endure.partition")
 
@@ -46,7 +47,7 @@ class PartitionProcessor:
         store: PartitionStore,
         state_machine: StateMachine,
         sink: EffectSink,
-        peer_log: Callable[[int], VirtualLog],
+        partition_of: Callable[[int], Partition],
         node: str = "node-0",
     ) -> None:
         self.partition = partition
@@ -54,7 +55,8 @@ class PartitionProcessor:
         self.store = store
         self.state_machine = state_machine
         self._sink = sink
-        self._peer_log = peer_log
+        # Looked up at each delivery: the target may be built after this processor, or be remote.
+        self._partition_of = partition_of
         self._node = node
         self.applied_lsn = store.applied_lsn()
         self.epoch = 0  # the leader epoch this processor holds; 0 = not (yet) leader
@@ -111,7 +113,8 @@ class PartitionProcessor:
         return await self.log.append(payloads, wait=wait)
 
     async def _deliver(self, target: int, envelopes: Sequence[pb.Envelope]) -> None:
-        await self._peer_log(target).append([e.SerializeToString() for e in envelopes])
+        """Hand outbox messages to their partition as any outside writer would (Partition.append)."""
+        await self._partition_of(target).append(envelopes)
 
     async def _fire_timers(self, timer_keys: list[str]) -> None:
         await self.append([pb.Envelope(timer_fired=pb.TimerFired(timer_key=k)) for k in timer_keys])

@@ -19,6 +19,7 @@ from endure.runtime.invoker.invoker import Invoker, InvokerConfig
 from endure.runtime.invoker.scheduler import Runnable
 from endure.runtime.invoker.session import WorkerSession
 from endure.runtime.partition import keys
+from endure.runtime.partition.api import LocalPartition
 from endure.runtime.partition.effects import StartInvocation
 from endure.runtime.partition.store import PartitionStore
 
@@ -74,7 +75,8 @@ def make_invoker(store: PartitionStore) -> tuple[Invoker, list[list[pb.Envelope]
 
     processor = SimpleNamespace(store=store, applied_lsn=1, is_leader=True, append=append,
                                 wait_applied=wait_applied)
-    invoker = Invoker(SimpleNamespace(handler=lambda *_: None), {0: processor},  # type: ignore[arg-type]
+    partition = LocalPartition(processor)  # type: ignore[arg-type]
+    invoker = Invoker(SimpleNamespace(handler=lambda *_: None), {0: partition},  # type: ignore[arg-type]
                       InvokerConfig(lost_worker_backoff_s=0.0))
     return invoker, appended
 

@@ -1,7 +1,7 @@
 """Unit tests of the invoker's logic around its parts: the fair queue, limits, and restarts.
 
-The partition processors are stand-ins around a real PartitionStore (a mock is fine for the logic
-around a part); end-to-end behaviour is in tests/integration.
+The partition processors (behind a LocalPartition) are stand-ins around a real PartitionStore (a
+mock is fine for the logic around a part); end-to-end behaviour is in tests/integration.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from endure.runtime.invoker.invoker import Invoker
 from endure.runtime.invoker.limits import Limit, Limits, TokenBucket
 from endure.runtime.invoker.scheduler import FairQueue, Runnable
 from endure.runtime.partition import keys
+from endure.runtime.partition.api import LocalPartition
 from endure.runtime.partition.effects import AbortAttempt
 from endure.runtime.partition.store import PartitionStore
 
@@ -76,7 +77,8 @@ def test_a_refused_last_frame_restarts_an_invocation_nobody_runs(tmp_path: Path)
             invocation_id=inv, target=pb.Target(service="svc", handler="h"), status=pb.RUNNING, tenant="t"))
         tx.commit(1)
         processor = SimpleNamespace(store=store, applied_lsn=1, is_leader=True)
-        invoker = Invoker(SimpleNamespace(handler=lambda *_: None), {0: processor})  # type: ignore[arg-type]
+        partition = LocalPartition(processor)  # type: ignore[arg-type]
+        invoker = Invoker(SimpleNamespace(handler=lambda *_: None), {0: partition})  # type: ignore[arg-type]
         invoker.on_effects(0, [AbortAttempt(inv, "journal index gap", restart=True)])
         assert invoker.queued() == 1 and invoker.backlog("t") == 1
         invoker.on_effects(0, [AbortAttempt(inv, "killed")])  # no restart asked: nothing more

@@ -11,8 +11,9 @@ from partition_testkit import inv_id
 
 from endure.proto import records_pb2 as pb
 from endure.runtime import data_format
-from endure.runtime.data_format import CURRENT_VERSION, open_data_dir, read_version, type_store
+from endure.runtime.data_format import CURRENT_VERSION, open_data_dir, read_version
 from endure.runtime.partition import keys
+from endure.runtime.partition.migrations import type_store
 from endure.runtime.partition.store import PartitionStore
 
 

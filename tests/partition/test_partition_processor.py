@@ -12,10 +12,11 @@ from partition_testkit import end, entry, env, inv_id, invoke, output, run_entry
 
 from endure.proto import records_pb2 as pb
 from endure.runtime.partition import keys
+from endure.runtime.partition.api import LocalPartition
 from endure.runtime.partition.effects import CompleteEntry, Effect, InvocationCompleted, StartInvocation
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
 from endure.runtime.partition.store import PartitionStore
-from endure.runtime.timers import now_ms
+from endure.runtime.partition.timer_service import now_ms
 
 log_pkg = pytest.importorskip("endure.runtime.log")
 processor_mod = pytest.importorskip("endure.runtime.partition.processor")
@@ -60,15 +61,20 @@ class Node:
         self.sink = Sink()
         self.log: NodeLog | None = None
         self.procs: list[PartitionProcessor] = []
+        self.partitions: dict[int, LocalPartition] = {}
 
     async def start(self) -> None:
         self.log = await NodeLog.open(self.root / "log", PARTITIONS)
         self.procs = []
+        self.partitions = {}
         for p in range(PARTITIONS):
             store = PartitionStore(self.root / f"store-{p}")
             sm = StateMachine(StateMachineConfig(partition=p, partitions=PARTITIONS, retention_ms=60_000))
-            proc = PartitionProcessor(p, self.log.log(p), store, sm, self.sink, self.log.log, node="n1")
+            # Looked up at delivery: partition 1 is built after partition 0 starts.
+            proc = PartitionProcessor(p, self.log.log(p), store, sm, self.sink, lambda t: self.partitions[t],
+                                      node="n1")
             self.procs.append(proc)
+            self.partitions[p] = LocalPartition(proc)
             await proc.start()
         await self.sink.until(lambda: all(proc.is_leader for proc in self.procs))
 
@@ -210,7 +216,7 @@ async def test_effects_after_the_announcement_in_the_same_batch_are_not_lost(tmp
     store = PartitionStore(tmp_path / "store")
     sink = Sink()
     sm = StateMachine(StateMachineConfig(partition=0, partitions=1))
-    proc = PartitionProcessor(0, log.log(0), store, sm, sink, log.log)
+    proc = PartitionProcessor(0, log.log(0), store, sm, sink, lambda _: LocalPartition(proc))
     done = inv_id("done")
     proc._apply_batch([LogRecord(lsn, r.SerializeToString()) for lsn, r in enumerate(
         [invoke(done), output(done, 0, b"R"), end(done)], start=1)])
@@ -228,7 +234,8 @@ async def test_a_rejected_announcement_does_not_make_a_leader(tmp_path):
     log = await NodeLog.open(tmp_path / "log", 1)
     store = PartitionStore(tmp_path / "store")
     sink = Sink()
-    proc = PartitionProcessor(0, log.log(0), store, StateMachine(StateMachineConfig(0, 1)), sink, log.log)
+    proc = PartitionProcessor(0, log.log(0), store, StateMachine(StateMachineConfig(0, 1)), sink,
+                              lambda _: LocalPartition(proc))
     proc._apply_batch([LogRecord(1, env(announce_leader=pb.AnnounceLeader(epoch=3)).SerializeToString())])
     # Our own announcement of an epoch that is no longer newer (another leader got there) is rejected.
     proc._announced = 2

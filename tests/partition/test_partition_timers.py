@@ -10,7 +10,7 @@ from partition_testkit import Partition, entry, env, inv_id, invoke, of_type
 
 from endure.proto import records_pb2 as pb
 from endure.runtime.partition.effects import ArmTimer, CompleteEntry
-from endure.runtime.timers import TimerService, now_ms
+from endure.runtime.partition.timer_service import TimerService, now_ms
 
 
 class Firer:
