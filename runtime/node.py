@@ -148,7 +148,7 @@ class Node:
         interceptor = TokenInterceptor({admin_name: cfg.admin_token_sha256, worker_name: cfg.worker_token_sha256})
         admin = grpc.aio.server(options=options, interceptors=[interceptor])
         add_checked(apb_grpc.add_AdminServicer_to_server,
-                    AdminService(self.registry, self.processors, self.invoker, self.log, limits_store), admin)
+                    AdminService(self.registry, self.partitions, self.invoker, limits_store), admin)
         add_checked(wpb_grpc.add_WorkerEndpointServicer_to_server, WorkerEndpoint(self.invoker, self.registry), admin)
         _add_health_and_reflection(admin, [admin_name, worker_name])
         self.admin_port = _bind(admin, cfg.admin)
