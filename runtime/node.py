@@ -138,7 +138,7 @@ class Node:
         ingress = grpc.aio.server(options=[*options, ("grpc.server.max_pending_requests", pending),
                                            ("grpc.server.max_pending_requests_hard_limit", pending)])
         tenants = TenantResolver(cfg.auth, {name: t.api_keys_sha256 for name, t in cfg.tenants.items()})
-        self.ingress = IngressService(self.registry, self.processors, waiters, cfg.max_payload_bytes,
+        self.ingress = IngressService(self.registry, self.partitions, waiters, cfg.max_payload_bytes,
                                       tenants=tenants, limits=limits, backlog=self.invoker.backlog,
                                       queued=self.invoker.queued, max_queued=cfg.max_queued)
         add_checked(ipb_grpc.add_IngressServicer_to_server, self.ingress, ingress)
@@ -150,7 +150,7 @@ class Node:
         interceptor = TokenInterceptor({admin_name: cfg.admin_token_sha256, worker_name: cfg.worker_token_sha256})
         admin = grpc.aio.server(options=options, interceptors=[interceptor])
         add_checked(apb_grpc.add_AdminServicer_to_server,
-                    AdminService(self.registry, self.processors, self.invoker, self.log, limits_store), admin)
+                    AdminService(self.registry, self.partitions, self.invoker, limits_store), admin)
         add_checked(wpb_grpc.add_WorkerEndpointServicer_to_server, WorkerEndpoint(self.invoker, self.registry), admin)
         _add_health_and_reflection(admin, [admin_name, worker_name])
         self.admin_port = _bind(admin, cfg.admin)

@@ -1,4 +1,5 @@
-"""The Admin gRPC service. Reads come from the partition stores; every change goes through the log."""
+"""The Admin gRPC service. Reads and changes reach the partitions only through `Partition`: every read
+is a partition read, every change a record appended to the partition's log."""
 
 from __future__ import annotations
 
@@ -15,21 +16,18 @@ from endure.runtime.invoker.invoker import Invoker
 from endure.runtime.invoker.limits import Limit
 from endure.runtime.invoker.limits_store import LimitsStore
 from endure.runtime.invoker.registry import ServiceRegistry
-from endure.runtime.log import NodeLog
-from endure.runtime.partition import keys
-from endure.runtime.partition.processor import PartitionProcessor
+from endure.runtime.partition.api import InvocationFilter, Partition, add_usage
 
 _MAX_PAGE = 1000
 
 
 class AdminService(apb_grpc.AdminServicer):
-    def __init__(self, registry: ServiceRegistry, processors: Mapping[int, PartitionProcessor],
-                 invoker: Invoker, node_log: NodeLog, limits_store: LimitsStore | None = None) -> None:
+    def __init__(self, registry: ServiceRegistry, partitions: Mapping[int, Partition],
+                 invoker: Invoker, limits_store: LimitsStore | None = None) -> None:
         self._limits_store = limits_store
         self._registry = registry
-        self._processors = processors
+        self._partitions = partitions
         self._invoker = invoker
-        self._log = node_log
 
     async def ListServices(self, request: apb.ListServicesRequest,  # noqa: N802
                            context: grpc.aio.ServicerContext) -> apb.ListServicesResponse:
@@ -49,54 +47,56 @@ class AdminService(apb_grpc.AdminServicer):
     async def ListInvocations(self, request: apb.ListInvocationsRequest,  # noqa: N802
                               context: grpc.aio.ServicerContext) -> apb.ListInvocationsResponse:
         size = min(request.page_size or 100, _MAX_PAGE)
-        start_partition, start_key = 0, None
+        start_partition: int = 0
+        after: str | None = None
         if request.page_token:
             try:
                 p, _, inv = request.page_token.partition(":")
-                start_partition, start_key = int(p), keys.status(inv) + b"\x00"
+                start_partition, after = int(p), inv
             except ValueError:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad page token {request.page_token!r}")
+        flt = InvocationFilter(service=request.service, status=request.status, key=request.key,
+                               tenant=request.tenant, created_after_ms=request.created_after_ms,
+                               created_before_ms=request.created_before_ms)
         out = apb.ListInvocationsResponse()
-        for partition in range(start_partition, len(self._processors)):
-            store = self._processors[partition].store
-            start = start_key if partition == start_partition else None
-            for _, raw in store.scan(keys.STATUS, start=start):
-                status = pb.InvocationStatus()
-                status.ParseFromString(raw)
-                if not _matches(status, request):
-                    continue
-                if len(out.invocations) == size:
-                    last = out.invocations[-1]
-                    out.next_page_token = f"{last.partition}:{last.status.invocation_id}"
-                    return out
+        for partition in range(start_partition, len(self._partitions)):
+            remaining = size - len(out.invocations)
+            # One more than fits: a next page token only when at least one more match exists.
+            found = await self._partitions[partition].scan_invocations(
+                flt, after if partition == start_partition else None, remaining + 1)
+            for status in found[:remaining]:
                 status.ClearField("input")
                 status.ClearField("result")
                 out.invocations.add(status=status, partition=partition,
                                     on_worker=self._invoker.is_active(status.invocation_id))
+            if len(found) > remaining:
+                last = out.invocations[-1]
+                out.next_page_token = f"{last.partition}:{last.status.invocation_id}"
+                return out
         return out
 
-    def _find(self, invocation_id: str) -> tuple[int, pb.InvocationStatus] | None:
+    async def _find(self, invocation_id: str) -> tuple[int, pb.InvocationStatus] | None:
         try:
-            partition = ids.partition_of(invocation_id, len(self._processors))
+            partition = ids.partition_of(invocation_id, len(self._partitions))
         except ids.InvalidId:
             return None
-        status = self._processors[partition].store.status(invocation_id)
+        status = await self._partitions[partition].get_status(invocation_id)
         return (partition, status) if status is not None else None
 
     async def DescribeInvocation(self, request: apb.InvocationRef,  # noqa: N802
                                  context: grpc.aio.ServicerContext) -> apb.InvocationDescription:
-        found = self._find(request.invocation_id)
+        found = await self._find(request.invocation_id)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no invocation {request.invocation_id!r}")
         partition, status = found  # type: ignore[misc]
         out = apb.InvocationDescription(status=status, partition=partition,
                                         on_worker=self._invoker.is_active(request.invocation_id))
-        out.journal.extend(self._processors[partition].store.journal(request.invocation_id))
+        out.journal.extend(await self._partitions[partition].get_journal(request.invocation_id))
         return out
 
     async def _act(self, request: apb.InvocationRef, context: grpc.aio.ServicerContext, env: pb.Envelope,
                    allowed: tuple[int, ...] | None = None) -> apb.Done:
-        found = self._find(request.invocation_id)
+        found = await self._find(request.invocation_id)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no invocation {request.invocation_id!r}")
         partition, status = found  # type: ignore[misc]
@@ -106,7 +106,7 @@ class AdminService(apb_grpc.AdminServicer):
                                 f"cannot {action} {request.invocation_id}: it is {pb.Status.Name(status.status)}")
         getattr(env, action).invocation_id = request.invocation_id
         env.header.timestamp_ms = int(time.time() * 1000)
-        await self._processors[partition].log.append([env.SerializeToString()])
+        await self._partitions[partition].append([env])
         return apb.Done()
 
     async def CancelInvocation(self, request: apb.InvocationRef, context: grpc.aio.ServicerContext) -> apb.Done:  # noqa: N802
@@ -129,14 +129,13 @@ class AdminService(apb_grpc.AdminServicer):
     async def ListPartitions(self, request: apb.ListPartitionsRequest,  # noqa: N802
                              context: grpc.aio.ServicerContext) -> apb.ListPartitionsResponse:
         out = apb.ListPartitionsResponse()
-        for p, processor in sorted(self._processors.items()):
-            vlog = processor.log
-            info = out.partitions.add(partition=p, leader_epoch=processor.store.leader_epoch(),
-                                      leader=processor.is_leader, applied_lsn=processor.applied_lsn,
-                                      log_tail=vlog.tail(), trim_point=vlog.trim_point(),
-                                      timers_in_memory=processor.timers.pending())
-            for seg in vlog.segments():
-                info.segments.add(base_lsn=seg.base_lsn, loglet=f"{seg.kind}:{seg.loglet_id:#x}", sealed=seg.sealed)
+        for p, partition in sorted(self._partitions.items()):
+            pi = await partition.get_info()
+            info = out.partitions.add(partition=p, leader_epoch=pi.leader_epoch, leader=pi.leader,
+                                      applied_lsn=pi.applied_lsn, log_tail=pi.log_tail, trim_point=pi.trim_point,
+                                      timers_in_memory=pi.timers_in_memory)
+            for seg in pi.segments:
+                info.segments.add(base_lsn=seg.base_lsn, loglet=seg.loglet, sealed=seg.sealed)
         return out
 
 
@@ -189,23 +188,12 @@ class AdminService(apb_grpc.AdminServicer):
         if by not in ("tenant", "service", "handler", "day"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "by is one of tenant, service, handler, day")
         since_day = request.since_ms // 86_400_000
-        prefix = keys.USAGE + (keys.part(request.tenant) if request.tenant else b"")
         groups: dict[tuple[str, str], dict[str, float]] = {}
-        for processor in self._processors.values():
-            for raw_key, raw in processor.store.scan(prefix):
-                tenant, day, service, handler = keys.parse_usage(raw_key)
-                if day < since_day:
-                    continue
-                group = {"tenant": "", "service": service, "handler": f"{service}/{handler}",
-                         "day": time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))}[by]
-                row = pb.UsageRow()
-                row.ParseFromString(raw)
-                totals = groups.setdefault((tenant, group), {})
-                for name, amount in row.counters.items():
-                    if name.endswith("peak_memory_bytes"):
-                        totals[name] = max(totals.get(name, 0.0), amount)
-                    else:
-                        totals[name] = totals.get(name, 0.0) + amount
+        for partition in self._partitions.values():
+            for row in await partition.get_usage(request.tenant or None, since_day):
+                group = {"tenant": "", "service": row.service, "handler": f"{row.service}/{row.handler}",
+                         "day": time.strftime("%Y-%m-%d", time.gmtime(row.day * 86_400))}[by]
+                add_usage(groups.setdefault((row.tenant, group), {}), row.counters)
         out = apb.UsageResponse()
         for (tenant, group), totals in sorted(groups.items()):
             out.rows.add(tenant=tenant, group=group, counters=totals)
@@ -224,18 +212,3 @@ def _spec(limit: Limit) -> apb.LimitSpec:
         spec.max_backlog = limit.max_backlog
     return spec
 
-
-def _matches(status: pb.InvocationStatus, req: apb.ListInvocationsRequest) -> bool:
-    if req.service and status.target.service != req.service:
-        return False
-    if req.status and status.status != req.status:
-        return False
-    if req.key and status.target.key != req.key:
-        return False
-    if req.tenant and status.tenant != req.tenant:
-        return False
-    if req.created_after_ms and status.created_at_ms < req.created_after_ms:
-        return False
-    if req.created_before_ms and status.created_at_ms >= req.created_before_ms:
-        return False
-    return True

@@ -24,7 +24,7 @@ from endure.runtime.ingress.waiters import CompletionWaiters, TooManyWaiters
 from endure.runtime.invoker.limits import Limits
 from endure.runtime.invoker.registry import HandlerInfo, ServiceRegistry
 from endure.runtime.log import LogFull
-from endure.runtime.partition.processor import PartitionProcessor
+from endure.runtime.partition.api import Partition
 from endure.runtime.partition.state_machine import FINAL
 
 log = logging.getLogger("endure.ingress")
@@ -39,7 +39,7 @@ class RequestError(Exception):
 
 
 class IngressService(ipb_grpc.IngressServicer):
-    def __init__(self, registry: ServiceRegistry, processors: Mapping[int, PartitionProcessor],
+    def __init__(self, registry: ServiceRegistry, partitions: Mapping[int, Partition],
                  waiters: CompletionWaiters, max_payload_bytes: int, max_json_depth: int = 64,
                  tenants: TenantResolver | None = None, limits: Limits | None = None,
                  backlog: Callable[[str], int] | None = None, queued: Callable[[], int] | None = None,
@@ -51,8 +51,8 @@ class IngressService(ipb_grpc.IngressServicer):
         self._backlog = backlog or (lambda _tenant: 0)
         self.rejected = 0  # requests refused for overload (backlog, waiters, log queue)
         self._registry = registry
-        self._processors = processors
-        self._partitions = len(processors)
+        self._partitions = partitions  # the only way to a partition: every read and append
+        self._n_partitions = len(partitions)
         self._waiters = waiters
         self._max_payload = max_payload_bytes
         self._max_depth = max_json_depth
@@ -162,7 +162,7 @@ class IngressService(ipb_grpc.IngressServicer):
                            idempotency_key=request.idempotency_key, tenant=tenant,
                            priority=request.priority, execute_at_ms=execute_at_ms)
         record.headers.update(request.headers)
-        return record, ids.partition_of(inv, self._partitions)
+        return record, ids.partition_of(inv, self._n_partitions)
 
     @staticmethod
     def _trace_context(request: ipb.CallRequest, context: grpc.aio.ServicerContext) -> None:
@@ -174,18 +174,18 @@ class IngressService(ipb_grpc.IngressServicer):
     async def _append(self, partition: int, env: pb.Envelope) -> None:
         env.header.timestamp_ms = int(time.time() * 1000)
         try:
-            await self._processors[partition].log.append([env.SerializeToString()], wait=False)
+            await self._partitions[partition].append([env], wait=False)
         except LogFull as exc:
             self.rejected += 1
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                f"the log's append queue is full ({exc}); retry with backoff") from exc
 
-    def _locate(self, invocation_id: str, tenant: str) -> tuple[int, pb.InvocationStatus]:
+    async def _locate(self, invocation_id: str, tenant: str) -> tuple[int, pb.InvocationStatus]:
         try:
-            partition = ids.partition_of(invocation_id, self._partitions)
+            partition = ids.partition_of(invocation_id, self._n_partitions)
         except ids.InvalidId as exc:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
-        status = self._processors[partition].store.status(invocation_id)
+        status = await self._partitions[partition].get_status(invocation_id)
         if status is None or status.tenant != tenant:
             raise RequestError(grpc.StatusCode.NOT_FOUND, f"no invocation {invocation_id}")
         return partition, status
@@ -203,7 +203,7 @@ class IngressService(ipb_grpc.IngressServicer):
             if append is not None:
                 await self._append(partition, append)
             else:
-                status = self._processors[partition].store.status(invocation_id)
+                status = await self._partitions[partition].get_status(invocation_id)
                 if status is None or status.tenant != tenant:
                     raise RequestError(grpc.StatusCode.NOT_FOUND, f"no invocation {invocation_id}")
                 if status.status in FINAL:
@@ -275,7 +275,7 @@ class IngressService(ipb_grpc.IngressServicer):
         async def attach() -> ipb.Output:
             tenant = self.tenant(context)
             inv = self._attach_target(request, tenant)
-            partition, _ = self._locate(inv, tenant)
+            partition, _ = await self._locate(inv, tenant)
             return await self._wait(inv, partition, tenant)
 
         return await self._guard(context, attach())  # type: ignore[return-value]
@@ -284,7 +284,7 @@ class IngressService(ipb_grpc.IngressServicer):
                         context: grpc.aio.ServicerContext) -> ipb.GetOutputResponse:
         async def get() -> ipb.GetOutputResponse:
             tenant = self.tenant(context)
-            _, status = self._locate(self._attach_target(request, tenant), tenant)
+            _, status = await self._locate(self._attach_target(request, tenant), tenant)
             if status.status in FINAL:
                 return ipb.GetOutputResponse(ready=True, output=_output(status), status=status.status)
             return ipb.GetOutputResponse(ready=False, status=status.status)
@@ -297,7 +297,7 @@ class IngressService(ipb_grpc.IngressServicer):
             inv, index = ids.parse_awakeable_id(awakeable)
         except ids.InvalidId as exc:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
-        partition, status = self._locate(inv, self.tenant(context))
+        partition, status = await self._locate(inv, self.tenant(context))
         if status.status in FINAL:
             raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
                                f"the invocation waiting on {awakeable} has already finished")
@@ -335,7 +335,7 @@ class IngressService(ipb_grpc.IngressServicer):
             if journal.copy_result(request, record) != "failure":
                 self._json(request.value, "the promise's value")
                 record.value = request.value or b"null"
-            partition = ids.stable_hash64(request.key) % self._partitions
+            partition = ids.stable_hash64(request.key) % self._n_partitions
             await self._append(partition, pb.Envelope(resolve_promise=record))
             return ipb.Ack()
 
@@ -351,7 +351,7 @@ class IngressService(ipb_grpc.IngressServicer):
 
     async def _operator(self, request: ipb.InvocationRequest, context: grpc.aio.ServicerContext,
                         env: pb.Envelope) -> ipb.Ack:
-        partition, _ = self._locate(request.invocation_id, self.tenant(context))
+        partition, _ = await self._locate(request.invocation_id, self.tenant(context))
         getattr(env, env.WhichOneof("body")).invocation_id = request.invocation_id
         await self._append(partition, env)
         return ipb.Ack()

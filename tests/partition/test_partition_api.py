@@ -1,0 +1,254 @@
+"""LocalPartition over a real NodeLog and real stores: the reads and appends every other part uses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from partition_testkit import end, entry, env, inv_id, invoke, output, run_entry
+
+from endure.proto import ids
+from endure.proto import records_pb2 as pb
+from endure.runtime.log import NodeLog
+from endure.runtime.partition.api import InvocationFilter, LocalPartition, local_partitions
+from endure.runtime.partition.effects import Effect
+from endure.runtime.partition.processor import PartitionProcessor
+from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
+from endure.runtime.partition.store import PartitionStore
+from endure.runtime.timers import now_ms
+
+PARTITIONS = 2
+DAY = 86_400_000
+
+
+class Sink:
+    """Effects go nowhere (these tests read the partition back through its interface); leadership is
+    awaited before a test starts."""
+
+    def __init__(self) -> None:
+        self.leading: set[int] = set()
+        self._changed = asyncio.Event()
+
+    def on_effects(self, partition: int, effects: Sequence[Effect]) -> None:
+        pass
+
+    def on_leadership(self, partition: int, leading: bool) -> None:
+        (self.leading.add if leading else self.leading.discard)(partition)
+        self._changed.set()
+
+    async def until_leading(self, procs: Sequence[PartitionProcessor]) -> None:
+        async with asyncio.timeout(10):
+            while not all(proc.is_leader and proc.partition in self.leading for proc in procs):
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class Node:
+    """A NodeLog, one processor per partition, and the LocalPartition over each."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: list[PartitionProcessor] = []
+        self.partitions: dict[int, LocalPartition] = {}
+
+    async def start(self) -> None:
+        self.log = await NodeLog.open(self.root / "log", PARTITIONS)
+        sink = Sink()
+        for p in range(PARTITIONS):
+            store = PartitionStore(self.root / f"store-{p}")
+            sm = StateMachine(StateMachineConfig(partition=p, partitions=PARTITIONS, retention_ms=3_600_000))
+            proc = PartitionProcessor(p, self.log.log(p), store, sm, sink, self.log.log, node="n1")
+            self.procs.append(proc)
+            await proc.start()
+        self.partitions = local_partitions(self.procs)
+        await sink.until_leading(self.procs)
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            await proc.stop()
+            proc.store.close()
+        await self.log.close()
+
+    async def write(self, p: int, *records: pb.Envelope) -> int:
+        """Append as an outside writer (the ingress's path); wait until applied; the last LSN."""
+        lsns = await self.partitions[p].append(records)
+        await self.partitions[p].wait_applied(lsns[-1])
+        return lsns[-1]
+
+    async def lead(self, p: int, *records: pb.Envelope) -> int:
+        """Append as the leader (the invoker's path); wait until applied; the last LSN."""
+        lsns = await self.partitions[p].append_as_leader(records)
+        await self.partitions[p].wait_applied(lsns[-1])
+        return lsns[-1]
+
+
+def on_partition(p: int, name: str) -> str:
+    """An invocation id that routes to partition p."""
+    n = 0
+    while True:
+        inv = inv_id(f"{name}-{n}", key=f"{name}-{n}")
+        if ids.partition_of(inv, PARTITIONS) == p:
+            return inv
+        n += 1
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    n = Node(tmp_path)
+    await n.start()
+    yield n
+    await n.stop()
+
+
+async def test_append_as_an_outside_writer_is_applied(node: Node) -> None:
+    part = node.partitions[0]
+    a = on_partition(0, "outside")
+    assert part.id == 0
+    assert await part.get_status(a) is None
+    lsns = await part.append([invoke(a, tenant="t", ts=now_ms())])
+    assert len(lsns) == 1
+    await part.wait_applied(lsns[-1])
+    status = await part.get_status(a)
+    assert status is not None and status.invocation_id == a and status.tenant == "t"
+    await node.lead(0, run_entry(a, 0, value=b"step"))
+    journal = await part.get_journal(a)
+    assert [e.value for e in journal] == [b"step"]
+    # The other partition saw none of it.
+    assert await node.partitions[1].get_status(a) is None
+
+
+async def test_scan_invocations_honours_filter_after_and_limit(node: Node) -> None:
+    part = node.partitions[0]
+    t0 = now_ms()
+    made: dict[str, tuple[str, str, int]] = {}  # id -> (service, tenant, created_at)
+    for i in range(9):
+        inv = on_partition(0, f"scan{i}")
+        service, tenant, ts = ("a" if i % 3 else "b"), ("t1" if i < 5 else "t2"), t0 + i * 1000
+        made[inv] = (service, tenant, ts)
+        await node.write(0, invoke(inv, service=service, tenant=tenant, ts=ts))
+    done = sorted(made)[:2]
+    for inv in done:
+        await node.lead(0, output(inv, 0, ts=t0), end(inv, ts=t0))
+
+    everything = await part.scan_invocations(InvocationFilter(), None, 100)
+    assert [s.invocation_id for s in everything] == sorted(made)  # in invocation-id order
+    assert await part.scan_invocations(InvocationFilter(), None, 0) == []
+
+    def expect(**f: object) -> list[str]:
+        flt = InvocationFilter(**f)  # type: ignore[arg-type]
+        return [s.invocation_id for s in everything if flt.matches(s)]
+
+    cases: list[dict[str, object]] = [
+        {"service": "a"}, {"tenant": "t2"}, {"service": "b", "tenant": "t1"},
+        {"status": pb.COMPLETED}, {"created_after_ms": t0 + 3000}, {"created_before_ms": t0 + 3000},
+        {"created_after_ms": t0 + 2000, "created_before_ms": t0 + 6000},
+    ]
+    for f in cases:
+        got = [s.invocation_id for s in await part.scan_invocations(InvocationFilter(**f), None, 100)]  # type: ignore[arg-type]
+        assert got == expect(**f), f
+        assert got, f"{f} should match something"
+    completed = await part.scan_invocations(InvocationFilter(status=pb.COMPLETED), None, 100)
+    assert sorted(s.invocation_id for s in completed) == done
+    assert {made[inv][0] for inv in expect(service="a")} == {"a"}
+    assert all(made[inv][2] >= t0 + 3000 for inv in expect(created_after_ms=t0 + 3000))
+    assert all(made[inv][2] < t0 + 3000 for inv in expect(created_before_ms=t0 + 3000))
+
+    # Paging: `after` is exclusive, `limit` caps each page; every match comes exactly once, in order.
+    for flt, limit in ((InvocationFilter(), 2), (InvocationFilter(service="a"), 2), (InvocationFilter(tenant="t1"), 3)):
+        pages: list[list[str]] = []
+        after: str | None = None
+        while True:
+            page = [s.invocation_id for s in await part.scan_invocations(flt, after, limit)]
+            assert len(page) <= limit
+            if not page:
+                break
+            pages.append(page)
+            assert len(pages) <= len(everything), "paging does not advance"
+            after = page[-1]
+        assert len(pages) >= 2
+        assert [inv for page in pages for inv in page] == [s.invocation_id for s in everything if flt.matches(s)]
+    # An `after` that is not itself a stored id starts at the next id.
+    first = sorted(made)[0]
+    got = await part.scan_invocations(InvocationFilter(), first[:-1], 100)
+    assert [s.invocation_id for s in got] == sorted(made)
+
+
+async def test_get_usage_filters_by_tenant_and_day(node: Node) -> None:
+    part = node.partitions[0]
+    today = now_ms() // DAY
+    yesterday_ts, today_ts = (today - 1) * DAY + 1000, today * DAY + 1000
+    rows = [("t", yesterday_ts), ("t", today_ts), ("tt", today_ts), ("u", yesterday_ts)]
+    for i, (tenant, ts) in enumerate(rows):
+        inv = on_partition(0, f"usage{i}")
+        await node.write(0, invoke(inv, service="svc", handler="run", tenant=tenant, ts=ts))
+        e = run_entry(inv, 0, ts=ts)
+        e.append_entry.entry.usage["fuel"] = 10.0 * (i + 1)
+        await node.lead(0, e)
+
+    def seen(records: list) -> set[tuple[str, int]]:
+        return {(r.tenant, r.day) for r in records}
+
+    all_rows = await part.get_usage(None, 0)
+    assert seen(all_rows) == {("t", today - 1), ("t", today), ("tt", today), ("u", today - 1)}
+    assert all((r.service, r.handler) == ("svc", "run") for r in all_rows)
+    assert {(r.tenant, r.day): r.counters["fuel"] for r in all_rows} == {
+        ("t", today - 1): 10.0, ("t", today): 20.0, ("tt", today): 30.0, ("u", today - 1): 40.0}
+    assert all(r.counters["journal.bytes"] > 0 for r in all_rows)
+    # A tenant is a whole name: "t" does not take "tt"'s rows.
+    assert seen(await part.get_usage("t", 0)) == {("t", today - 1), ("t", today)}
+    assert seen(await part.get_usage("t", today)) == {("t", today)}
+    assert seen(await part.get_usage(None, today)) == {("t", today), ("tt", today)}
+    assert await part.get_usage("nobody", 0) == []
+    assert await node.partitions[1].get_usage(None, 0) == []
+
+
+async def test_get_promises_returns_resolved_promises_by_name(node: Node) -> None:
+    part = node.partitions[1]
+    ts = now_ms()
+    await node.write(1,
+                     env(ts=ts, resolve_promise=pb.ResolvePromise(workflow="wf", key="k", name="b", tenant="t",
+                                                                  value=b"B")),
+                     env(ts=ts, resolve_promise=pb.ResolvePromise(workflow="wf", key="k", name="a", tenant="t",
+                                                                  failure=pb.Failure(code=400, message="no"))),
+                     env(ts=ts, resolve_promise=pb.ResolvePromise(workflow="wf", key="k2", name="c", tenant="t",
+                                                                  value=b"C")),
+                     env(ts=ts, resolve_promise=pb.ResolvePromise(workflow="wf", key="k", name="d", tenant="u",
+                                                                  value=b"D")))
+    got = await part.get_promises("t", "wf", "k")
+    assert [name for name, _ in got] == ["a", "b"]
+    promises = dict(got)
+    assert promises["a"].failure.code == 400 and promises["a"].failure.message == "no"
+    assert promises["b"].value == b"B"
+    assert [name for name, _ in await part.get_promises("t", "wf", "k2")] == ["c"]
+    assert [name for name, _ in await part.get_promises("u", "wf", "k")] == ["d"]
+    assert await part.get_promises("t", "other", "k") == []
+    assert await node.partitions[0].get_promises("t", "wf", "k") == []
+
+
+async def test_get_info_reports_leader_epoch_and_applied_lsn(node: Node) -> None:
+    part = node.partitions[0]
+    a = on_partition(0, "info")
+    await node.write(0, invoke(a, ts=now_ms()))
+    last = await node.lead(0, entry(a, 0, sleep=pb.SleepEntry(wake_at_ms=now_ms() + 3_600_000)))
+    info = await part.get_info()
+    assert info.partition == 0 and info.leader is True and info.leader_epoch == 1
+    assert info.applied_lsn == last
+    assert info.log_tail == last + 1 and info.apply_lag == 0
+    assert info.trim_point <= 1
+    assert info.timers_in_memory == 1
+    assert info.segments and info.segments[0].base_lsn <= 1 and not info.segments[-1].sealed
+    assert info.segments[0].loglet
+    other = await node.partitions[1].get_info()
+    assert other.partition == 1 and other.leader and other.leader_epoch == 1 and other.timers_in_memory == 0
+
+
+async def test_object_state_reads_through_the_interface(node: Node) -> None:
+    part = node.partitions[0]
+    inv = on_partition(0, "obj")
+    key = "k"
+    await node.write(0, invoke(inv, service="obj", handler="h", key=key, kind=pb.EXCLUSIVE, tenant="t", ts=now_ms()))
+    await node.lead(0, entry(inv, 0, name="n", set_state=pb.SetStateEntry(value=b"v")))
+    assert await part.get_object_state("t", "obj", key) == [("n", b"v")]
+    assert await part.get_object_state("u", "obj", key) == []
