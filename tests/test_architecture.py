@@ -12,8 +12,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ROOT / "runtime"
 PACKAGE = "endure.runtime"
@@ -27,11 +25,6 @@ FORBIDDEN = (KEYS, STORE, PROCESSOR)
 # ... but the node, which builds its partitions: it opens their stores and makes their processors.
 # It still never reads a key.
 ALLOWED = {"node.py": {STORE, PROCESSOR}}
-
-# Until wip-ia (the ingress and admin through Partition) is merged, these two still import the
-# processor (and the admin the keys); their test below is a strict xfail until then.
-AWAITING_MERGE = ("ingress/service.py", "admin/service.py")
-
 
 def module_name(path: Path) -> str:
     rel = path.relative_to(RUNTIME).with_suffix("")
@@ -83,7 +76,7 @@ def runtime_modules() -> list[Path]:
 
 def test_the_walk_sees_the_runtime_and_the_parser_sees_every_form_of_import() -> None:
     rels = {p.relative_to(RUNTIME).as_posix() for p in runtime_modules()}
-    assert {"node.py", "metrics.py", "invoker/invoker.py", *AWAITING_MERGE} <= rels
+    assert {"node.py", "metrics.py", "invoker/invoker.py", "ingress/service.py", "admin/service.py"} <= rels
     src = ("import endure.runtime.partition.keys as k\n"
            "from endure.runtime.partition import store\n"
            "from ..partition.processor import PartitionProcessor\n"
@@ -97,11 +90,4 @@ def test_the_walk_sees_the_runtime_and_the_parser_sees_every_form_of_import() ->
 
 
 def test_no_module_outside_partition_knows_the_store_keys_or_holds_a_processor() -> None:
-    paths = [p for p in runtime_modules() if p.relative_to(RUNTIME).as_posix() not in AWAITING_MERGE]
-    assert offenders(paths) == []
-
-
-@pytest.mark.xfail(strict=True, reason="the ingress and admin move to Partition on branch wip-ia: "
-                                       "remove this marker when it is merged")
-def test_the_ingress_and_admin_reach_partitions_only_through_the_interface() -> None:
-    assert offenders([RUNTIME / rel for rel in AWAITING_MERGE]) == []
+    assert offenders(runtime_modules()) == []
