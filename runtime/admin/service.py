@@ -53,6 +53,8 @@ class AdminService(apb_grpc.AdminServicer):
             try:
                 p, _, inv = request.page_token.partition(":")
                 start_partition, after = int(p), inv
+                if not 0 <= start_partition < len(self._partitions):
+                    raise ValueError(f"no partition {start_partition}")
             except ValueError:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad page token {request.page_token!r}")
         flt = InvocationFilter(service=request.service, status=request.status, key=request.key,

@@ -289,3 +289,17 @@ async def test_client_with_thousands_of_concurrent_calls(cluster: Cluster) -> No
                                        return_exceptions=True)
     failures = Counter(type(r).__name__ + ":" + str(r)[:60] for r in results if isinstance(r, Exception))
     assert not failures, failures
+
+
+@pytest.mark.parametrize("token", ["-1:x", "99:x", "x:y"])
+def test_a_bad_page_token_is_invalid_argument(cluster: Cluster, token: str) -> None:
+    """A page token naming no partition (or not a token at all) is the client's error, not the server's."""
+    channel, stub = cluster.admin_stub()
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ListInvocations(apb.ListInvocationsRequest(page_token=token), timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value  # type: ignore[attr-defined]
+        assert "bad page token" in (info.value.details() or "")  # type: ignore[attr-defined]
+        stub.ListInvocations(apb.ListInvocationsRequest(page_size=1), timeout=10)  # and the admin still answers
+    finally:
+        channel.close()
