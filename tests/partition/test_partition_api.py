@@ -17,7 +17,7 @@ from endure.runtime.partition.effects import Effect
 from endure.runtime.partition.processor import PartitionProcessor
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
 from endure.runtime.partition.store import PartitionStore
-from endure.runtime.timers import now_ms
+from endure.runtime.partition.timer_service import now_ms
 
 PARTITIONS = 2
 DAY = 86_400_000
