@@ -135,6 +135,9 @@ class IngressService(ipb_grpc.IngressServicer):
 
     def _invoke(self, request: ipb.CallRequest, tenant: str, *, workflow_run: bool | None,
                 execute_at_ms: int = 0) -> tuple[pb.Invoke, int]:
+        # Admission first: a tenant over its backlog is shed before its input is decoded, parsed or
+        # validated, so a flood costs the node as little CPU as possible.
+        self._admit(tenant)
         info = self._handler(request.target)
         raw = self._input(request)
         value = self._json(raw, "the input")
@@ -146,7 +149,6 @@ class IngressService(ipb_grpc.IngressServicer):
                                f"{request.target.service}/{request.target.handler} is not a workflow's main handler")
         if len(request.idempotency_key) > 256:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "idempotency keys are at most 256 characters")
-        self._admit(tenant)
         t = request.target
         pkey = ids.stable_hash64(t.key) if t.key else None
         if info.kind == pb.WORKFLOW_RUN:

@@ -175,6 +175,12 @@ async def test_concurrency_limit_is_exact_and_backlog_overflow_is_refused(secure
             assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             trailers = dict(await call.trailing_metadata() or ())
             assert int(trailers["retry-after-ms"]) > 0
+            # Shed at admission, before the input is even parsed: a flood of bad input costs no parsing.
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.Send(ipb.SendRequest(call=ipb.CallRequest(
+                    target=pb.Target(service="h", handler="gated"), input=b"{not json")),
+                    metadata=(("authorization", f"Bearer {KEYS['limited']}"),), timeout=10)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
         finally:
             await channel.close()
         for tag in tags:
