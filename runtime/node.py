@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from endure.proto import admin_pb2, ingress_pb2, worker_pb2
 from endure.proto import admin_pb2_grpc as apb_grpc
 from endure.proto import ingress_pb2_grpc as ipb_grpc
+from endure.proto import partition_pb2_grpc as ppb_grpc
 from endure.proto import worker_pb2_grpc as wpb_grpc
 from endure.runtime.admin.service import AdminService
 from endure.runtime.auth import TenantResolver, TokenInterceptor
@@ -37,6 +38,8 @@ from endure.runtime.metrics import NodeMetrics
 from endure.runtime.partition.api import LocalPartition, local_partitions
 from endure.runtime.partition.effects import Effect, InvocationCompleted
 from endure.runtime.partition.processor import PartitionProcessor
+from endure.runtime.partition.remote import SERVICE_NAME as PARTITION_SERVICE
+from endure.runtime.partition.remote import PartitionServicer
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
 from endure.runtime.partition.store import PartitionStore
 
@@ -147,12 +150,15 @@ class Node:
 
         admin_name = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
         worker_name = worker_pb2.DESCRIPTOR.services_by_name["WorkerEndpoint"].full_name
-        interceptor = TokenInterceptor({admin_name: cfg.admin_token_sha256, worker_name: cfg.worker_token_sha256})
+        # Other nodes reach the partitions this one owns with the admin token.
+        interceptor = TokenInterceptor({admin_name: cfg.admin_token_sha256, PARTITION_SERVICE: cfg.admin_token_sha256,
+                                        worker_name: cfg.worker_token_sha256})
         admin = grpc.aio.server(options=options, interceptors=[interceptor])
         add_checked(apb_grpc.add_AdminServicer_to_server,
                     AdminService(self.registry, self.partitions, self.invoker, limits_store), admin)
         add_checked(wpb_grpc.add_WorkerEndpointServicer_to_server, WorkerEndpoint(self.invoker, self.registry), admin)
-        _add_health_and_reflection(admin, [admin_name, worker_name])
+        add_checked(ppb_grpc.add_PartitionServiceServicer_to_server, PartitionServicer(self.partitions), admin)
+        _add_health_and_reflection(admin, [admin_name, worker_name, PARTITION_SERVICE])
         self.admin_port = _bind(admin, cfg.admin)
         self._servers = [ingress, admin]
         self.metrics.attach(self)

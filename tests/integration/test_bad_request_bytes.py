@@ -1,6 +1,6 @@
 """Bytes that are not a valid request message are a bad request (INVALID_ARGUMENT naming the
 expected type), never UNKNOWN "Unexpected DecodeError", on every method of the ingress and admin
-servers; the servers keep serving afterwards.
+servers (the admin server also serves the internal PartitionService); the servers keep serving afterwards.
 
 The methods are found by server reflection, so a method added later is covered without a change here.
 """
@@ -87,7 +87,8 @@ def test_undecodable_requests_are_invalid_argument_on_every_method(running: Clus
                 assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (method.full_name, error.details())
                 assert f"request is not a valid {method.input_type.full_name}" in (error.details() or ""), (
                     method.full_name, error.details())
-    assert {"endure.ingress.Ingress.Call", "endure.admin.Admin.ListServices"} <= seen
+    assert {"endure.ingress.Ingress.Call", "endure.admin.Admin.ListServices",
+            "endure.internal.PartitionService.Append", "endure.internal.PartitionService.GetInfo"} <= seen
     assert any(name.endswith(".Connect") for name in seen), "the worker stream (streaming) was not covered"
 
     # Both servers still serve, and the worker stream still works (the worker runs the call).
