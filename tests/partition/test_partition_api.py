@@ -1,13 +1,19 @@
-"""LocalPartition over a real NodeLog and real stores: the reads and appends every other part uses."""
+"""The Partition interface over a real NodeLog and real stores: the reads and appends every other part uses.
+
+Every test runs on both implementations: LocalPartition in process, and RemotePartition over a real
+gRPC PartitionService on loopback serving the same LocalPartitions.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from partition_testkit import end, entry, env, inv_id, invoke, output, run_entry
+from remote_kit import RemoteView, Served
 
 from endure.proto import ids
 from endure.proto import records_pb2 as pb
@@ -46,12 +52,16 @@ class Sink:
 
 
 class Node:
-    """A NodeLog, one processor per partition, and the LocalPartition over each."""
+    """A NodeLog, one processor per partition, the LocalPartition over each, and the partitions under
+    test: those LocalPartitions, or RemotePartitions to a PartitionService serving them."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, kind: str = "local") -> None:
         self.root = root
+        self.kind = kind
         self.procs: list[PartitionProcessor] = []
-        self.partitions: dict[int, LocalPartition] = {}
+        self.local: dict[int, LocalPartition] = {}
+        self.partitions: dict[int, Any] = {}  # LocalPartition or RemoteView: the Partition under test
+        self.served: Served | None = None
 
     async def start(self) -> None:
         self.log = await NodeLog.open(self.root / "log", PARTITIONS)
@@ -62,10 +72,18 @@ class Node:
             proc = PartitionProcessor(p, self.log.log(p), store, sm, sink, self.log.log, node="n1")
             self.procs.append(proc)
             await proc.start()
-        self.partitions = local_partitions(self.procs)
+        self.local = local_partitions(self.procs)
         await sink.until_leading(self.procs)
+        if self.kind == "local":
+            self.partitions = dict(self.local)
+        else:
+            self.served = Served(self.local)
+            await self.served.start()
+            self.partitions = {p: RemoteView(self.served.remote(p), local) for p, local in self.local.items()}
 
     async def stop(self) -> None:
+        if self.served is not None:
+            await self.served.stop()
         for proc in self.procs:
             await proc.stop()
             proc.store.close()
@@ -94,9 +112,9 @@ def on_partition(p: int, name: str) -> str:
         n += 1
 
 
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    n = Node(tmp_path)
+@pytest.fixture(params=["local", "remote"])
+async def node(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Node]:
+    n = Node(tmp_path, request.param)
     await n.start()
     yield n
     await n.stop()
