@@ -265,25 +265,39 @@ class RemotePartition:
         self._pending -= n
         self._room.set()
 
-    def _next_batch(self) -> list[_Waiting]:
-        """The longest run at the queue's head with one wait flag that fits one Append."""
+    def _next_batch(self, waiting_only: bool) -> list[_Waiting]:
+        """As many queued calls from the head as fit one Append (only callers that wait, after the
+        owner's log was full: they are sent again with wait, without the others)."""
         batch: list[_Waiting] = []
         count = 0
-        wait = self._queue[0].wait
-        while self._queue and self._queue[0].wait == wait and count + len(self._queue[0].envelopes) <= self._max_batch:
-            item = self._queue.popleft()
+        queue = self._queue
+        while queue and count + len(queue[0].envelopes) <= self._max_batch and (queue[0].wait or not waiting_only):
+            item = queue.popleft()
             item.taken = True
+            if item.future.done():  # its caller was cancelled while it was being retried
+                self._release(len(item.envelopes))
+                continue
             batch.append(item)
             count += len(item.envelopes)
         return batch
 
     async def _send(self) -> None:
-        """Sends the queue's batches one RPC at a time until it is empty; every future is resolved."""
+        """Sends the queue's batches one RPC at a time until it is empty; every future is resolved.
+
+        A batch mixes callers that wait and callers that do not; it is sent with wait only if all of
+        them wait. When the owner's log is full, the callers that do not wait get LogFull and those
+        that wait go back to the head of the queue (their order kept) and are sent again, with wait."""
+        waiting_only = False
         while self._queue:
-            batch = self._next_batch()
+            batch = self._next_batch(waiting_only)
+            waiting_only = False
+            if not batch:
+                continue
             count = sum(len(item.envelopes) for item in batch)
+            wait = all(item.wait for item in batch)
+            done = batch
             try:
-                request = ppb.AppendRequest(partition=self._partition, wait=batch[0].wait,
+                request = ppb.AppendRequest(partition=self._partition, wait=wait,
                                             envelopes=[e for item in batch for e in item.envelopes])
                 self.append_rpcs += 1
                 response = await self._stub.Append(request, timeout=self._timeout, metadata=self._metadata)
@@ -301,11 +315,19 @@ class RemotePartition:
                         item.future.set_exception(PartitionUnavailable(self._partition, "the append was cancelled"))
                 raise
             except Exception as exc:  # every caller hears of the failure, none hangs
-                for item in batch:
+                error = self._error(exc)
+                if isinstance(error, LogFull) and not wait:
+                    retry = [item for item in batch if item.wait and not item.future.done()]
+                    for item in reversed(retry):
+                        item.taken = False
+                        self._queue.appendleft(item)
+                    waiting_only = bool(retry)
+                    done = [item for item in batch if item not in retry]
+                for item in done:
                     if not item.future.done():
                         item.future.set_exception(self._error(exc))
             finally:
-                self._release(count)
+                self._release(sum(len(item.envelopes) for item in done))
 
     # ------------------------------------------------------------------ reads
 
