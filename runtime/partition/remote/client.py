@@ -1,188 +1,38 @@
-"""Partitions another node owns, over the internal gRPC service `endure.internal.PartitionService`.
-
-`PartitionServicer` serves the partitions this node owns (its `LocalPartition`s) to other nodes;
-`RemotePartition` is the `Partition` a node uses for a partition it does not own. Both sides speak
-the api dataclasses, so the ingress and admin cannot tell a remote partition from a local one: the
-same results, and the same `LogFull` when the owner's log is full.
-
-Appends are batched: the ingress appends one record per call, and a round trip per record would
-cap a node at one partition's RTT. Concurrent `append`s to one `RemotePartition` wait in a bounded
-queue and go out together in one Append RPC (one in flight per partition, so LSNs follow call
-order); each caller gets its own slice of the batch's LSNs.
-"""
+"""The client side: a partition another node owns, as a `Partition` (see the package docstring)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import grpc
 
 from endure.proto import partition_pb2 as ppb
 from endure.proto import partition_pb2_grpc as ppb_grpc
 from endure.proto import records_pb2 as pb
-from endure.runtime.log import LogClosedError, LogFull, LogletFailedError
+from endure.runtime.log import LogFull
 from endure.runtime.partition.api import (
     InvocationFilter,
-    LocalPartition,
     PartitionInfo,
-    SegmentInfo,
     UsageRecord,
 )
-
-__all__ = ["MAX_APPEND", "MAX_SCAN", "SERVICE_NAME", "InvalidPartitionRequest", "PartitionError",
-           "PartitionNotOwned", "PartitionServicer", "PartitionUnavailable", "RemotePartition",
-           "remote_partitions"]
-
-SERVICE_NAME = ppb.DESCRIPTOR.services_by_name["PartitionService"].full_name
-MAX_APPEND = 1000  # envelopes in one Append: bounds the request and the time the log is held by one writer
-MAX_SCAN = 1000  # statuses in one ScanInvocations page
-_PENDING_KEY = "endure-log-pending"  # LogFull's figures travel as trailing metadata
-_LIMIT_KEY = "endure-log-limit"
+from endure.runtime.partition.remote.wire import (
+    LIMIT_KEY,
+    MAX_APPEND,
+    MAX_SCAN,
+    PENDING_KEY,
+    InvalidPartitionRequest,
+    PartitionError,
+    PartitionNotOwned,
+    PartitionUnavailable,
+    filter_fields,
+    info_of,
+)
 
 T = TypeVar("T")
-
-
-# ---------------------------------------------------------------------------------------- errors
-
-
-class PartitionError(Exception):
-    """A remote partition call failed for a reason none of the narrower types names."""
-
-    def __init__(self, partition: int, message: str) -> None:
-        self.partition = partition
-        super().__init__(message)
-
-
-class PartitionNotOwned(PartitionError):
-    """The node asked does not own the partition (FAILED_PRECONDITION): the placement moved or is wrong."""
-
-
-class PartitionUnavailable(PartitionError):
-    """The owner could not be reached or did not answer in time; the call may be retried."""
-
-
-class InvalidPartitionRequest(PartitionError, ValueError):
-    """The request was refused as malformed (INVALID_ARGUMENT); retrying it unchanged cannot help."""
-
-
-# ---------------------------------------------------------------------------------------- conversions
-
-
-def _filter_fields(flt: InvocationFilter) -> dict[str, object]:
-    return {"service": flt.service, "status": flt.status, "key": flt.key, "tenant": flt.tenant,
-            "created_after_ms": flt.created_after_ms, "created_before_ms": flt.created_before_ms}
-
-
-def _filter_of(request: ppb.ScanRequest) -> InvocationFilter:
-    return InvocationFilter(service=request.service, status=request.status, key=request.key,
-                            tenant=request.tenant, created_after_ms=request.created_after_ms,
-                            created_before_ms=request.created_before_ms)
-
-
-def _info_message(info: PartitionInfo) -> ppb.InfoResponse:
-    return ppb.InfoResponse(
-        partition=info.partition, leader=info.leader, leader_epoch=info.leader_epoch,
-        applied_lsn=info.applied_lsn, log_tail=info.log_tail, trim_point=info.trim_point,
-        timers_in_memory=info.timers_in_memory,
-        segments=[ppb.SegmentInfo(base_lsn=s.base_lsn, loglet=s.loglet, sealed=s.sealed) for s in info.segments])
-
-
-def _info_of(msg: ppb.InfoResponse) -> PartitionInfo:
-    return PartitionInfo(
-        partition=msg.partition, leader=msg.leader, leader_epoch=msg.leader_epoch, applied_lsn=msg.applied_lsn,
-        log_tail=msg.log_tail, trim_point=msg.trim_point, timers_in_memory=msg.timers_in_memory,
-        segments=tuple(SegmentInfo(s.base_lsn, s.loglet, s.sealed) for s in msg.segments))
-
-
-# ---------------------------------------------------------------------------------------- the server
-
-
-class PartitionServicer(ppb_grpc.PartitionServiceServicer):
-    """Serves this node's partitions to the others. Register with `add_checked` (bytes that do not
-    parse are INVALID_ARGUMENT) behind the admin token."""
-
-    def __init__(self, partitions: Mapping[int, LocalPartition]) -> None:
-        self._partitions = partitions
-
-    async def _owned(self, partition: int, context: grpc.aio.ServicerContext) -> LocalPartition:
-        part = self._partitions.get(partition)
-        if part is None:
-            owned = ", ".join(str(p) for p in sorted(self._partitions)) or "none"
-            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
-                         f"partition {partition} is not owned here (this node owns partitions: {owned})")
-        return part
-
-    async def Append(self, request: ppb.AppendRequest, context: grpc.aio.ServicerContext) -> ppb.AppendResponse:
-        part = await self._owned(request.partition, context)
-        n = len(request.envelopes)
-        if not 1 <= n <= MAX_APPEND:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                         f"an Append carries 1 to {MAX_APPEND} envelopes, got {n}; nothing was appended")
-        # Checked for every record before any is appended, so a refused batch leaves no trace.
-        for i, env in enumerate(request.envelopes):
-            if env.header.leader_epoch:
-                await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                             f"envelopes[{i}] carries leader epoch {env.header.leader_epoch}: writers outside "
-                             "a partition never stamp one (only its leader does, in-process); nothing was appended")
-        try:
-            lsns = await part.append(list(request.envelopes), wait=request.wait)
-        except LogFull as exc:
-            context.set_trailing_metadata(((_PENDING_KEY, str(exc.pending)), (_LIMIT_KEY, str(exc.limit))))
-            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        except (LogClosedError, LogletFailedError) as exc:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE,
-                         f"partition {request.partition}'s log cannot take appends: {exc}")
-        return ppb.AppendResponse(first_lsn=lsns[0], last_lsn=lsns[-1])
-
-    async def GetStatus(self, request: ppb.InvocationRequest,
-                        context: grpc.aio.ServicerContext) -> ppb.StatusResponse:
-        status = await (await self._owned(request.partition, context)).get_status(request.invocation_id)
-        return ppb.StatusResponse() if status is None else ppb.StatusResponse(found=True, status=status)
-
-    async def GetJournal(self, request: ppb.InvocationRequest,
-                         context: grpc.aio.ServicerContext) -> ppb.JournalResponse:
-        entries = await (await self._owned(request.partition, context)).get_journal(request.invocation_id)
-        return ppb.JournalResponse(entries=entries)
-
-    async def GetObjectState(self, request: ppb.ObjectRequest,
-                             context: grpc.aio.ServicerContext) -> ppb.ObjectStateResponse:
-        part = await self._owned(request.partition, context)
-        state = await part.get_object_state(request.tenant, request.service, request.key)
-        return ppb.ObjectStateResponse(entries=[ppb.StateEntry(name=n, value=v) for n, v in state])
-
-    async def GetPromises(self, request: ppb.ObjectRequest,
-                          context: grpc.aio.ServicerContext) -> ppb.PromisesResponse:
-        part = await self._owned(request.partition, context)
-        promises = await part.get_promises(request.tenant, request.service, request.key)
-        return ppb.PromisesResponse(promises=[ppb.NamedPromise(name=n, promise=p) for n, p in promises])
-
-    async def ScanInvocations(self, request: ppb.ScanRequest,
-                              context: grpc.aio.ServicerContext) -> ppb.ScanResponse:
-        part = await self._owned(request.partition, context)
-        if not 1 <= request.limit <= MAX_SCAN:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                         f"scan limit must be 1 to {MAX_SCAN}, got {request.limit}")
-        found = await part.scan_invocations(_filter_of(request), request.after or None, request.limit)
-        return ppb.ScanResponse(statuses=found)
-
-    async def GetUsage(self, request: ppb.UsageRequest, context: grpc.aio.ServicerContext) -> ppb.UsageResponse:
-        part = await self._owned(request.partition, context)
-        rows = await part.get_usage(request.tenant or None, request.since_day)
-        return ppb.UsageResponse(rows=[ppb.UsageRecord(tenant=r.tenant, day=r.day, service=r.service,
-                                                       handler=r.handler, counters=dict(r.counters))
-                                       for r in rows])
-
-    async def GetInfo(self, request: ppb.InfoRequest, context: grpc.aio.ServicerContext) -> ppb.InfoResponse:
-        return _info_message(await (await self._owned(request.partition, context)).get_info())
-
-
-async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
-    await context.abort(code, message)
-    raise AssertionError("context.abort returned")  # it raises; this tells the type checker so
 
 
 # ---------------------------------------------------------------------------------------- the client
@@ -358,7 +208,7 @@ class RemotePartition:
             page = min(limit - len(out), MAX_SCAN)
             r = await self._call(self._stub.ScanInvocations,
                                  ppb.ScanRequest(partition=self._partition, after=after or "", limit=page,
-                                                 **_filter_fields(flt)))  # type: ignore[arg-type]
+                                                 **filter_fields(flt)))  # type: ignore[arg-type]
             out.extend(r.statuses)
             if len(r.statuses) < page:
                 break
@@ -371,7 +221,7 @@ class RemotePartition:
         return [UsageRecord(row.tenant, row.day, row.service, row.handler, dict(row.counters)) for row in r.rows]
 
     async def get_info(self) -> PartitionInfo:
-        return _info_of(await self._call(self._stub.GetInfo, ppb.InfoRequest(partition=self._partition)))
+        return info_of(await self._call(self._stub.GetInfo, ppb.InfoRequest(partition=self._partition)))
 
     # ------------------------------------------------------------------ errors
 
@@ -393,7 +243,7 @@ class RemotePartition:
             return PartitionNotOwned(p, details)
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             figures = dict(exc.trailing_metadata() or ())
-            return LogFull(_int(figures.get(_PENDING_KEY)), _int(figures.get(_LIMIT_KEY)))
+            return LogFull(_int(figures.get(PENDING_KEY)), _int(figures.get(LIMIT_KEY)))
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             return InvalidPartitionRequest(p, details)
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
