@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from endure.proto import records_pb2 as endure_dot_proto_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65ndure/proto/partition.proto\x12\x0f\x65ndure.internal\x1a\x1a\x65ndure/proto/records.proto\"]\n\rAppendRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12+\n\tenvelopes\x18\x02 \x03(\x0b\x32\x18.endure.records.Envelope\x12\x0c\n\x04wait\x18\x03 \x01(\x08\"5\n\x0e\x41ppendResponse\x12\x11\n\tfirst_lsn\x18\x01 \x01(\x04\x12\x10\n\x08last_lsn\x18\x02 \x01(\x04\"=\n\x11InvocationRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x15\n\rinvocation_id\x18\x02 \x01(\t\"Q\n\x0eStatusResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x30\n\x06status\x18\x02 \x01(\x0b\x32 .endure.records.InvocationStatus\"@\n\x0fJournalResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.endure.records.JournalEntry\"P\n\rObjectRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\")\n\nStateEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"C\n\x13ObjectStateResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.endure.internal.StateEntry\"F\n\x0cNamedPromise\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x07promise\x18\x02 \x01(\x0b\x32\x17.endure.records.Promise\"C\n\x10PromisesResponse\x12/\n\x08promises\x18\x01 \x03(\x0b\x32\x1d.endure.internal.NamedPromise\"\xc9\x01\n\x0bScanRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07service\x18\x02 \x01(\t\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.endure.records.Status\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x18\n\x10\x63reated_after_ms\x18\x06 \x01(\x03\x12\x19\n\x11\x63reated_before_ms\x18\x07 \x01(\x03\x12\r\n\x05\x61\x66ter\x18\x08 \x01(\t\x12\r\n\x05limit\x18\t \x01(\x03\"B\n\x0cScanResponse\x12\x32\n\x08statuses\x18\x01 \x03(\x0b\x32 .endure.records.InvocationStatus\"D\n\x0cUsageRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x11\n\tsince_day\x18\x03 \x01(\x03\"\xbb\x01\n\x0bUsageRecord\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\x03\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07handler\x18\x04 \x01(\t\x12<\n\x08\x63ounters\x18\x05 \x03(\x0b\x32*.endure.internal.UsageRecord.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\";\n\rUsageResponse\x12*\n\x04rows\x18\x01 \x03(\x0b\x32\x1c.endure.internal.UsageRecord\" \n\x0bInfoRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\"?\n\x0bSegmentInfo\x12\x10\n\x08\x62\x61se_lsn\x18\x01 \x01(\x04\x12\x0e\n\x06loglet\x18\x02 \x01(\t\x12\x0e\n\x06sealed\x18\x03 \x01(\x08\"\xcc\x01\n\x0cInfoResponse\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06leader\x18\x02 \x01(\x08\x12\x14\n\x0cleader_epoch\x18\x03 \x01(\x04\x12\x13\n\x0b\x61pplied_lsn\x18\x04 \x01(\x04\x12\x10\n\x08log_tail\x18\x05 \x01(\x04\x12\x12\n\ntrim_point\x18\x06 \x01(\x04\x12\x18\n\x10timers_in_memory\x18\x07 \x01(\x04\x12.\n\x08segments\x18\x08 \x03(\x0b\x32\x1c.endure.internal.SegmentInfo2\x90\x05\n\x10PartitionService\x12I\n\x06\x41ppend\x12\x1e.endure.internal.AppendRequest\x1a\x1f.endure.internal.AppendResponse\x12P\n\tGetStatus\x12\".endure.internal.InvocationRequest\x1a\x1f.endure.internal.StatusResponse\x12R\n\nGetJournal\x12\".endure.internal.InvocationRequest\x1a .endure.internal.JournalResponse\x12V\n\x0eGetObjectState\x12\x1e.endure.internal.ObjectRequest\x1a$.endure.internal.ObjectStateResponse\x12P\n\x0bGetPromises\x12\x1e.endure.internal.ObjectRequest\x1a!.endure.internal.PromisesResponse\x12N\n\x0fScanInvocations\x12\x1c.endure.internal.ScanRequest\x1a\x1d.endure.internal.ScanResponse\x12I\n\x08GetUsage\x12\x1d.endure.internal.UsageRequest\x1a\x1e.endure.internal.UsageResponse\x12\x46\n\x07GetInfo\x12\x1c.endure.internal.InfoRequest\x1a\x1d.endure.internal.InfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65ndure/proto/partition.proto\x12\x0f\x65ndure.internal\x1a\x1a\x65ndure/proto/records.proto\"]\n\rAppendRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12+\n\tenvelopes\x18\x02 \x03(\x0b\x32\x18.endure.records.Envelope\x12\x0c\n\x04wait\x18\x03 \x01(\x08\"5\n\x0e\x41ppendResponse\x12\x11\n\tfirst_lsn\x18\x01 \x01(\x04\x12\x10\n\x08last_lsn\x18\x02 \x01(\x04\"=\n\x11InvocationRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x15\n\rinvocation_id\x18\x02 \x01(\t\"W\n\x16\x41waitCompletionRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x15\n\rinvocation_id\x18\x02 \x01(\t\x12\x13\n\x0b\x61pplied_lsn\x18\x03 \x01(\x04\"Q\n\x0eStatusResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x30\n\x06status\x18\x02 \x01(\x0b\x32 .endure.records.InvocationStatus\"@\n\x0fJournalResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.endure.records.JournalEntry\"P\n\rObjectRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\")\n\nStateEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"C\n\x13ObjectStateResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.endure.internal.StateEntry\"F\n\x0cNamedPromise\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x07promise\x18\x02 \x01(\x0b\x32\x17.endure.records.Promise\"C\n\x10PromisesResponse\x12/\n\x08promises\x18\x01 \x03(\x0b\x32\x1d.endure.internal.NamedPromise\"\xc9\x01\n\x0bScanRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07service\x18\x02 \x01(\t\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.endure.records.Status\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x18\n\x10\x63reated_after_ms\x18\x06 \x01(\x03\x12\x19\n\x11\x63reated_before_ms\x18\x07 \x01(\x03\x12\r\n\x05\x61\x66ter\x18\x08 \x01(\t\x12\r\n\x05limit\x18\t \x01(\x03\"B\n\x0cScanResponse\x12\x32\n\x08statuses\x18\x01 \x03(\x0b\x32 .endure.records.InvocationStatus\"D\n\x0cUsageRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x11\n\tsince_day\x18\x03 \x01(\x03\"\xbb\x01\n\x0bUsageRecord\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\x03\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07handler\x18\x04 \x01(\t\x12<\n\x08\x63ounters\x18\x05 \x03(\x0b\x32*.endure.internal.UsageRecord.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\";\n\rUsageResponse\x12*\n\x04rows\x18\x01 \x03(\x0b\x32\x1c.endure.internal.UsageRecord\" \n\x0bInfoRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\"?\n\x0bSegmentInfo\x12\x10\n\x08\x62\x61se_lsn\x18\x01 \x01(\x04\x12\x0e\n\x06loglet\x18\x02 \x01(\t\x12\x0e\n\x06sealed\x18\x03 \x01(\x08\"\xcc\x01\n\x0cInfoResponse\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06leader\x18\x02 \x01(\x08\x12\x14\n\x0cleader_epoch\x18\x03 \x01(\x04\x12\x13\n\x0b\x61pplied_lsn\x18\x04 \x01(\x04\x12\x10\n\x08log_tail\x18\x05 \x01(\x04\x12\x12\n\ntrim_point\x18\x06 \x01(\x04\x12\x18\n\x10timers_in_memory\x18\x07 \x01(\x04\x12.\n\x08segments\x18\x08 \x03(\x0b\x32\x1c.endure.internal.SegmentInfo2\xed\x05\n\x10PartitionService\x12I\n\x06\x41ppend\x12\x1e.endure.internal.AppendRequest\x1a\x1f.endure.internal.AppendResponse\x12P\n\tGetStatus\x12\".endure.internal.InvocationRequest\x1a\x1f.endure.internal.StatusResponse\x12R\n\nGetJournal\x12\".endure.internal.InvocationRequest\x1a .endure.internal.JournalResponse\x12V\n\x0eGetObjectState\x12\x1e.endure.internal.ObjectRequest\x1a$.endure.internal.ObjectStateResponse\x12P\n\x0bGetPromises\x12\x1e.endure.internal.ObjectRequest\x1a!.endure.internal.PromisesResponse\x12N\n\x0fScanInvocations\x12\x1c.endure.internal.ScanRequest\x1a\x1d.endure.internal.ScanResponse\x12I\n\x08GetUsage\x12\x1d.endure.internal.UsageRequest\x1a\x1e.endure.internal.UsageResponse\x12\x46\n\x07GetInfo\x12\x1c.endure.internal.InfoRequest\x1a\x1d.endure.internal.InfoResponse\x12[\n\x0f\x41waitCompletion\x12\'.endure.internal.AwaitCompletionRequest\x1a\x1f.endure.internal.StatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,38 +40,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPENDRESPONSE']._serialized_end=225
   _globals['_INVOCATIONREQUEST']._serialized_start=227
   _globals['_INVOCATIONREQUEST']._serialized_end=288
-  _globals['_STATUSRESPONSE']._serialized_start=290
-  _globals['_STATUSRESPONSE']._serialized_end=371
-  _globals['_JOURNALRESPONSE']._serialized_start=373
-  _globals['_JOURNALRESPONSE']._serialized_end=437
-  _globals['_OBJECTREQUEST']._serialized_start=439
-  _globals['_OBJECTREQUEST']._serialized_end=519
-  _globals['_STATEENTRY']._serialized_start=521
-  _globals['_STATEENTRY']._serialized_end=562
-  _globals['_OBJECTSTATERESPONSE']._serialized_start=564
-  _globals['_OBJECTSTATERESPONSE']._serialized_end=631
-  _globals['_NAMEDPROMISE']._serialized_start=633
-  _globals['_NAMEDPROMISE']._serialized_end=703
-  _globals['_PROMISESRESPONSE']._serialized_start=705
-  _globals['_PROMISESRESPONSE']._serialized_end=772
-  _globals['_SCANREQUEST']._serialized_start=775
-  _globals['_SCANREQUEST']._serialized_end=976
-  _globals['_SCANRESPONSE']._serialized_start=978
-  _globals['_SCANRESPONSE']._serialized_end=1044
-  _globals['_USAGEREQUEST']._serialized_start=1046
-  _globals['_USAGEREQUEST']._serialized_end=1114
-  _globals['_USAGERECORD']._serialized_start=1117
-  _globals['_USAGERECORD']._serialized_end=1304
-  _globals['_USAGERECORD_COUNTERSENTRY']._serialized_start=1257
-  _globals['_USAGERECORD_COUNTERSENTRY']._serialized_end=1304
-  _globals['_USAGERESPONSE']._serialized_start=1306
-  _globals['_USAGERESPONSE']._serialized_end=1365
-  _globals['_INFOREQUEST']._serialized_start=1367
-  _globals['_INFOREQUEST']._serialized_end=1399
-  _globals['_SEGMENTINFO']._serialized_start=1401
-  _globals['_SEGMENTINFO']._serialized_end=1464
-  _globals['_INFORESPONSE']._serialized_start=1467
-  _globals['_INFORESPONSE']._serialized_end=1671
-  _globals['_PARTITIONSERVICE']._serialized_start=1674
-  _globals['_PARTITIONSERVICE']._serialized_end=2330
+  _globals['_AWAITCOMPLETIONREQUEST']._serialized_start=290
+  _globals['_AWAITCOMPLETIONREQUEST']._serialized_end=377
+  _globals['_STATUSRESPONSE']._serialized_start=379
+  _globals['_STATUSRESPONSE']._serialized_end=460
+  _globals['_JOURNALRESPONSE']._serialized_start=462
+  _globals['_JOURNALRESPONSE']._serialized_end=526
+  _globals['_OBJECTREQUEST']._serialized_start=528
+  _globals['_OBJECTREQUEST']._serialized_end=608
+  _globals['_STATEENTRY']._serialized_start=610
+  _globals['_STATEENTRY']._serialized_end=651
+  _globals['_OBJECTSTATERESPONSE']._serialized_start=653
+  _globals['_OBJECTSTATERESPONSE']._serialized_end=720
+  _globals['_NAMEDPROMISE']._serialized_start=722
+  _globals['_NAMEDPROMISE']._serialized_end=792
+  _globals['_PROMISESRESPONSE']._serialized_start=794
+  _globals['_PROMISESRESPONSE']._serialized_end=861
+  _globals['_SCANREQUEST']._serialized_start=864
+  _globals['_SCANREQUEST']._serialized_end=1065
+  _globals['_SCANRESPONSE']._serialized_start=1067
+  _globals['_SCANRESPONSE']._serialized_end=1133
+  _globals['_USAGEREQUEST']._serialized_start=1135
+  _globals['_USAGEREQUEST']._serialized_end=1203
+  _globals['_USAGERECORD']._serialized_start=1206
+  _globals['_USAGERECORD']._serialized_end=1393
+  _globals['_USAGERECORD_COUNTERSENTRY']._serialized_start=1346
+  _globals['_USAGERECORD_COUNTERSENTRY']._serialized_end=1393
+  _globals['_USAGERESPONSE']._serialized_start=1395
+  _globals['_USAGERESPONSE']._serialized_end=1454
+  _globals['_INFOREQUEST']._serialized_start=1456
+  _globals['_INFOREQUEST']._serialized_end=1488
+  _globals['_SEGMENTINFO']._serialized_start=1490
+  _globals['_SEGMENTINFO']._serialized_end=1553
+  _globals['_INFORESPONSE']._serialized_start=1556
+  _globals['_INFORESPONSE']._serialized_end=1760
+  _globals['_PARTITIONSERVICE']._serialized_start=1763
+  _globals['_PARTITIONSERVICE']._serialized_end=2512
 # @@protoc_insertion_point(module_scope)

@@ -33,6 +33,16 @@ class InvocationRequest(_message.Message):
     invocation_id: str
     def __init__(self, partition: _Optional[int] = ..., invocation_id: _Optional[str] = ...) -> None: ...
 
+class AwaitCompletionRequest(_message.Message):
+    __slots__ = ("partition", "invocation_id", "applied_lsn")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_LSN_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    invocation_id: str
+    applied_lsn: int
+    def __init__(self, partition: _Optional[int] = ..., invocation_id: _Optional[str] = ..., applied_lsn: _Optional[int] = ...) -> None: ...
+
 class StatusResponse(_message.Message):
     __slots__ = ("found", "status")
     FOUND_FIELD_NUMBER: _ClassVar[int]

@@ -118,7 +118,7 @@ class Node:
             # time: it is built after the processors.
             self.processors[p] = PartitionProcessor(p, self.log.log(p), store, machine, effects,
                                                     lambda target: self.partitions[target], node=cfg.node_name)
-        self.partitions = local_partitions(self.processors.values())  # the one way into them
+        self.partitions = local_partitions(self.processors.values(), waiters)  # the one way into them
         self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
                                                                            max_queued=cfg.max_queued),
                                limits)

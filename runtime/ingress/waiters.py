@@ -1,4 +1,8 @@
-"""CompletionWaiters: clients blocked on an invocation's result, answered when its End applies."""
+"""CompletionWaiters: clients blocked on an invocation's result, answered when its End applies.
+
+One per node, shared by its LocalPartitions (`Partition.await_completion`) and answered by the
+node's effect sink from InvocationCompleted effects; clients on other nodes wait here too, through
+the AwaitCompletion RPC."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from endure.proto import records_pb2 as pb
 
 
 class TooManyWaiters(Exception):
-    """More clients are waiting for results than the node is configured to hold."""
+    """More clients are waiting for results than the node is configured to hold (RESOURCE_EXHAUSTED)."""
 
 
 class CompletionWaiters:

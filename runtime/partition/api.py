@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from endure.proto import records_pb2 as pb
+from endure.runtime.ingress.waiters import CompletionWaiters
 from endure.runtime.partition import keys
+from endure.runtime.partition.state_machine import FINAL
 from endure.runtime.partition.state_machine.metering import add_usage
 
 if TYPE_CHECKING:
@@ -112,13 +114,24 @@ class Partition(Protocol):
 
     async def get_info(self) -> PartitionInfo: ...
 
+    async def await_completion(self, invocation_id: str, applied_lsn: int = 0) -> pb.InvocationStatus | None:
+        """Once the partition applied applied_lsn (the LSN the caller's own append got; 0: nothing to
+        wait for), the invocation's status as soon as it is final (COMPLETED, KILLED, CANCELLED), or
+        None if it does not exist then. No completion is missed: the waiter is registered before the
+        status is read. TooManyWaiters when the owner holds as many waiters as it may; no deadline of
+        its own (cancel the caller to stop waiting)."""
+        ...
+
 
 class LocalPartition:
     """A partition this node owns: its processor, store and log, in this process."""
 
-    def __init__(self, processor: PartitionProcessor) -> None:
+    def __init__(self, processor: PartitionProcessor, waiters: CompletionWaiters | None = None) -> None:
         self._processor = processor
         self._store = processor.store
+        # The node's, answered by its effect sink from InvocationCompleted. Without them (a partition
+        # built only to read and append) it holds no waiter: await_completion is TooManyWaiters.
+        self._waiters = waiters if waiters is not None else CompletionWaiters(0)
 
     @property
     def id(self) -> int:
@@ -176,6 +189,20 @@ class LocalPartition:
     async def get_info(self) -> PartitionInfo:
         return self.info()
 
+    async def await_completion(self, invocation_id: str, applied_lsn: int = 0) -> pb.InvocationStatus | None:
+        fut = self._waiters.register(invocation_id)  # before anything is read: no completion slips by
+        try:
+            if applied_lsn:
+                await self._processor.wait_applied(applied_lsn)
+            if fut.done():  # it ended while we waited (its status may be purged already)
+                return fut.result()
+            status = self._store.status(invocation_id)
+            if status is None or status.status in FINAL:
+                return status
+            return await fut
+        finally:
+            self._waiters.unregister(invocation_id, fut)
+
     # ------------------------------------------------------------------ in-process only (the invoker, metrics)
 
     @property
@@ -212,5 +239,6 @@ class LocalPartition:
         )
 
 
-def local_partitions(processors: Iterable[PartitionProcessor]) -> dict[int, LocalPartition]:
-    return {p.partition: LocalPartition(p) for p in processors}
+def local_partitions(processors: Iterable[PartitionProcessor], waiters: CompletionWaiters) -> dict[int, LocalPartition]:
+    """A LocalPartition per processor; all share the node's waiters (fed from its effect sink)."""
+    return {p.partition: LocalPartition(p, waiters) for p in processors}

@@ -17,9 +17,10 @@ from remote_kit import RemoteView, Served
 
 from endure.proto import ids
 from endure.proto import records_pb2 as pb
+from endure.runtime.ingress.waiters import CompletionWaiters, TooManyWaiters
 from endure.runtime.log import NodeLog
 from endure.runtime.partition.api import InvocationFilter, LocalPartition, local_partitions
-from endure.runtime.partition.effects import Effect
+from endure.runtime.partition.effects import Effect, InvocationCompleted
 from endure.runtime.partition.processor import PartitionProcessor
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
 from endure.runtime.partition.store import PartitionStore
@@ -27,18 +28,22 @@ from endure.runtime.partition.timer_service import now_ms
 
 PARTITIONS = 2
 DAY = 86_400_000
+MAX_WAITERS = 8
 
 
 class Sink:
-    """Effects go nowhere (these tests read the partition back through its interface); leadership is
-    awaited before a test starts."""
+    """Completions answer the node's waiters, as the node's sink does; other effects go nowhere (these
+    tests read the partition back through its interface); leadership is awaited before a test starts."""
 
-    def __init__(self) -> None:
+    def __init__(self, waiters: CompletionWaiters) -> None:
+        self.waiters = waiters
         self.leading: set[int] = set()
         self._changed = asyncio.Event()
 
     def on_effects(self, partition: int, effects: Sequence[Effect]) -> None:
-        pass
+        for effect in effects:
+            if isinstance(effect, InvocationCompleted):
+                self.waiters.complete(effect.invocation_id, effect.status)
 
     def on_leadership(self, partition: int, leading: bool) -> None:
         (self.leading.add if leading else self.leading.discard)(partition)
@@ -55,9 +60,10 @@ class Node:
     """A NodeLog, one processor per partition, the LocalPartition over each, and the partitions under
     test: those LocalPartitions, or RemotePartitions to a PartitionService serving them."""
 
-    def __init__(self, root: Path, kind: str = "local") -> None:
+    def __init__(self, root: Path, kind: str = "local", max_waiters: int = MAX_WAITERS) -> None:
         self.root = root
         self.kind = kind
+        self.waiters = CompletionWaiters(max_waiters)
         self.procs: list[PartitionProcessor] = []
         self.local: dict[int, LocalPartition] = {}
         self.partitions: dict[int, Any] = {}  # LocalPartition or RemoteView: the Partition under test
@@ -65,14 +71,14 @@ class Node:
 
     async def start(self) -> None:
         self.log = await NodeLog.open(self.root / "log", PARTITIONS)
-        sink = Sink()
+        sink = Sink(self.waiters)
         for p in range(PARTITIONS):
             store = PartitionStore(self.root / f"store-{p}")
             sm = StateMachine(StateMachineConfig(partition=p, partitions=PARTITIONS, retention_ms=3_600_000))
             proc = PartitionProcessor(p, self.log.log(p), store, sm, sink, self.log.log, node="n1")
             self.procs.append(proc)
             await proc.start()
-        self.local = local_partitions(self.procs)
+        self.local = local_partitions(self.procs, self.waiters)
         await sink.until_leading(self.procs)
         if self.kind == "local":
             self.partitions = dict(self.local)
@@ -270,3 +276,108 @@ async def test_object_state_reads_through_the_interface(node: Node) -> None:
     await node.lead(0, entry(inv, 0, name="n", set_state=pb.SetStateEntry(value=b"v")))
     assert await part.get_object_state("t", "obj", key) == [("n", b"v")]
     assert await part.get_object_state("u", "obj", key) == []
+
+
+# ---------------------------------------------------------------------------------------- await_completion
+
+
+async def finish(node: Node, p: int, inv: str, value: bytes = b"out") -> int:
+    """The invoker's end of an invocation: its output, then End, as the leader."""
+    ts = now_ms()  # not the kit's old default: an end long ago would be purged at once
+    return await node.lead(p, output(inv, 0, value=value, ts=ts), end(inv, ts=ts))
+
+
+async def until_waiting(node: Node, n: int, fewer: bool = False) -> None:
+    """Until the owner holds n waiters (fewer: fewer than n); a remote caller's waiter registers on the
+    server, a round trip later. (Polled: the waiters announce no change.)"""
+    for _ in range(1000):
+        if (len(node.waiters) < n) if fewer else (len(node.waiters) >= n):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(node.waiters)} waiters, expected {'fewer than ' if fewer else ''}{n}")
+
+
+async def test_await_completion_returns_the_final_status_of_an_invocation_that_ends_later(node: Node) -> None:
+    part = node.partitions[0]
+    a = on_partition(0, "later")
+    lsn = await node.write(0, invoke(a, tenant="t", ts=now_ms()))
+    waiting = asyncio.ensure_future(part.await_completion(a, lsn))
+    await until_waiting(node, 1)
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await finish(node, 0, a, b"done")
+    async with asyncio.timeout(10):
+        status = await waiting
+    assert status is not None and status.invocation_id == a and status.tenant == "t"
+    assert status.status == pb.COMPLETED and status.value == b"done"
+    assert len(node.waiters) == 0  # answered waiters are gone
+
+
+async def test_await_completion_returns_at_once_for_a_final_invocation(node: Node) -> None:
+    part = node.partitions[1]
+    a = on_partition(1, "final")
+    await node.write(1, invoke(a, ts=now_ms()))
+    await finish(node, 1, a)
+    killed = on_partition(1, "killed")
+    await node.write(1, invoke(killed, ts=now_ms()), env(ts=now_ms(), kill=pb.Kill(invocation_id=killed)))
+    async with asyncio.timeout(5):
+        done = await part.await_completion(a)
+        gone = await part.await_completion(killed)
+    assert done is not None and done.status == pb.COMPLETED and done.value == b"out"
+    assert gone is not None and gone.status == pb.KILLED
+    assert len(node.waiters) == 0
+
+
+async def test_await_completion_is_none_for_an_id_that_does_not_exist_once_its_lsn_is_applied(node: Node) -> None:
+    part = node.partitions[0]
+    nobody = on_partition(0, "nobody")
+    lsn = (await part.append([invoke(on_partition(0, "someone"), ts=now_ms())]))[-1]
+    async with asyncio.timeout(5):
+        assert await part.await_completion(nobody, lsn) is None
+        assert await part.await_completion(nobody) is None
+    assert len(node.waiters) == 0
+
+
+async def test_await_completion_never_misses_an_end_applied_right_after_the_append(node: Node) -> None:
+    """The ingress's path: append, then wait from that append's LSN, while the end record is appended
+    right behind the invoke (applied before, during or after the call: each must be seen)."""
+    part = node.partitions[0]
+    for i in range(20):
+        a = on_partition(0, f"race{i}")
+        lsn = (await part.append([invoke(a, ts=now_ms())]))[-1]
+        ts = now_ms()
+        ending = asyncio.ensure_future(node.local[0].append_as_leader([output(a, 0, value=b"%d" % i, ts=ts),
+                                                                       end(a, ts=ts)]))
+        if i % 5 == 4:  # the end applied before the wait begins
+            await node.local[0].wait_applied((await ending)[-1])
+        for _ in range(i % 4):
+            await asyncio.sleep(0)  # vary where the end lands relative to the wait
+        async with asyncio.timeout(10):
+            status = await part.await_completion(a, lsn)
+            await ending
+        assert status is not None and status.status == pb.COMPLETED and status.value == b"%d" % i, i
+    assert len(node.waiters) == 0
+
+
+async def test_too_many_waiters_is_a_typed_error_and_a_cancelled_wait_frees_its_place(node: Node) -> None:
+    part = node.partitions[0]
+    running = [on_partition(0, f"bound{i}") for i in range(MAX_WAITERS)]
+    lsn = await node.write(0, *(invoke(a, ts=now_ms()) for a in running))
+    waits = [asyncio.ensure_future(part.await_completion(a, lsn)) for a in running]
+    try:
+        await until_waiting(node, MAX_WAITERS)
+        with pytest.raises(TooManyWaiters, match=f"limit {MAX_WAITERS}"):
+            await part.await_completion(running[0], lsn)
+        # A caller that stops waiting frees its place (remote: cancelling the call cancels the RPC).
+        waits[0].cancel()
+        await until_waiting(node, MAX_WAITERS, fewer=True)
+        again = asyncio.ensure_future(part.await_completion(running[0], lsn))
+        await until_waiting(node, MAX_WAITERS)
+        await finish(node, 0, running[0])
+        async with asyncio.timeout(10):
+            status = await again
+        assert status is not None and status.status == pb.COMPLETED
+    finally:
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)

@@ -13,6 +13,7 @@ import grpc
 from endure.proto import partition_pb2 as ppb
 from endure.proto import partition_pb2_grpc as ppb_grpc
 from endure.proto import records_pb2 as pb
+from endure.runtime.ingress.waiters import TooManyWaiters
 from endure.runtime.log import LogFull
 from endure.runtime.partition.api import (
     InvocationFilter,
@@ -222,6 +223,21 @@ class RemotePartition:
 
     async def get_info(self) -> PartitionInfo:
         return info_of(await self._call(self._stub.GetInfo, ppb.InfoRequest(partition=self._partition)))
+
+    # ------------------------------------------------------------------ waiting for an end
+
+    async def await_completion(self, invocation_id: str, applied_lsn: int = 0) -> pb.InvocationStatus | None:
+        """No deadline of its own: cancelling the caller cancels the RPC (and frees the owner's waiter).
+        The owner's waiter bound is TooManyWaiters, as in process."""
+        request = ppb.AwaitCompletionRequest(partition=self._partition, invocation_id=invocation_id,
+                                             applied_lsn=applied_lsn)
+        try:
+            r = await self._stub.AwaitCompletion(request, timeout=None, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise TooManyWaiters(exc.details() or "too many clients are waiting for results") from exc
+            raise self._error(exc) from exc
+        return r.status if r.found else None
 
     # ------------------------------------------------------------------ errors
 

@@ -9,6 +9,7 @@ import grpc
 
 from endure.proto import partition_pb2 as ppb
 from endure.proto import partition_pb2_grpc as ppb_grpc
+from endure.runtime.ingress.waiters import TooManyWaiters
 from endure.runtime.log import LogClosedError, LogFull, LogletFailedError
 from endure.runtime.partition.api import (
     LocalPartition,
@@ -102,6 +103,22 @@ class PartitionServicer(ppb_grpc.PartitionServiceServicer):
 
     async def GetInfo(self, request: ppb.InfoRequest, context: grpc.aio.ServicerContext) -> ppb.InfoResponse:
         return info_message(await (await self._owned(request.partition, context)).get_info())
+
+    async def AwaitCompletion(self, request: ppb.AwaitCompletionRequest,
+                              context: grpc.aio.ServicerContext) -> ppb.StatusResponse:
+        """Waits as long as the caller does: its cancellation (or deadline) cancels this handler,
+        which frees the waiter."""
+        part = await self._owned(request.partition, context)
+        tail = part.info().log_tail
+        if request.applied_lsn >= tail:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         f"applied_lsn {request.applied_lsn} is past partition {request.partition}'s log "
+                         f"(its next LSN is {tail}): it would never be applied")
+        try:
+            status = await part.await_completion(request.invocation_id, request.applied_lsn)
+        except TooManyWaiters as exc:
+            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        return ppb.StatusResponse() if status is None else ppb.StatusResponse(found=True, status=status)
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
