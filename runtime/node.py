@@ -141,7 +141,7 @@ class Node:
         ingress = grpc.aio.server(options=[*options, ("grpc.server.max_pending_requests", pending),
                                            ("grpc.server.max_pending_requests_hard_limit", pending)])
         tenants = TenantResolver(cfg.auth, {name: t.api_keys_sha256 for name, t in cfg.tenants.items()})
-        self.ingress = IngressService(self.registry, self.partitions, waiters, cfg.max_payload_bytes,
+        self.ingress = IngressService(self.registry, self.partitions, cfg.max_waiting_calls, cfg.max_payload_bytes,
                                       tenants=tenants, limits=limits, backlog=self.invoker.backlog,
                                       queued=self.invoker.queued, max_queued=cfg.max_queued)
         add_checked(ipb_grpc.add_IngressServicer_to_server, self.ingress, ingress)

@@ -20,7 +20,7 @@ from endure.proto import ingress_pb2_grpc as ipb_grpc
 from endure.proto import records_pb2 as pb
 from endure.runtime.auth import TenantResolver, Unauthenticated
 from endure.runtime.ingress.json_value import InvalidJsonValue, json_to_value, value_to_json
-from endure.runtime.ingress.waiters import CompletionWaiters, TooManyWaiters
+from endure.runtime.ingress.waiters import TooManyWaiters
 from endure.runtime.invoker.limits import Limits
 from endure.runtime.invoker.registry import HandlerInfo, ServiceRegistry
 from endure.runtime.log import LogFull
@@ -40,7 +40,7 @@ class RequestError(Exception):
 
 class IngressService(ipb_grpc.IngressServicer):
     def __init__(self, registry: ServiceRegistry, partitions: Mapping[int, Partition],
-                 waiters: CompletionWaiters, max_payload_bytes: int, max_json_depth: int = 64,
+                 max_waiting: int, max_payload_bytes: int, max_json_depth: int = 64,
                  tenants: TenantResolver | None = None, limits: Limits | None = None,
                  backlog: Callable[[str], int] | None = None, queued: Callable[[], int] | None = None,
                  max_queued: int = 200_000) -> None:
@@ -53,7 +53,8 @@ class IngressService(ipb_grpc.IngressServicer):
         self._registry = registry
         self._partitions = partitions  # the only way to a partition: every read and append
         self._n_partitions = len(partitions)
-        self._waiters = waiters
+        self._max_waiting = max_waiting  # clients this ingress holds waiting for a result, on any partition
+        self._waiting = 0
         self._max_payload = max_payload_bytes
         self._max_depth = max_json_depth
 
@@ -173,10 +174,11 @@ class IngressService(ipb_grpc.IngressServicer):
             if key in ("traceparent", "tracestate") and key not in request.headers:
                 request.headers[key] = value
 
-    async def _append(self, partition: int, env: pb.Envelope) -> None:
+    async def _append(self, partition: int, env: pb.Envelope) -> int:
+        """Append one record without waiting for room in the log's queue; its LSN."""
         env.header.timestamp_ms = int(time.time() * 1000)
         try:
-            await self._partitions[partition].append([env], wait=False)
+            return (await self._partitions[partition].append([env], wait=False))[-1]
         except LogFull as exc:
             self.rejected += 1
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -194,25 +196,29 @@ class IngressService(ipb_grpc.IngressServicer):
 
     async def _wait(self, invocation_id: str, partition: int, tenant: str,
                     append: pb.Envelope | None = None) -> ipb.Output:
-        """Wait for the invocation's end: registered before appending `append` (a new invocation) or
-        before reading its status (an existing one), so no completion slips by."""
-        try:
-            fut = self._waiters.register(invocation_id)
-        except TooManyWaiters as exc:
+        """Wait for the invocation's end through its partition, wherever it lives: after appending
+        `append` (a new invocation), from the LSN that append got, so no completion slips by.
+
+        This ingress bounds the clients it holds itself, before anything is appended, so a call
+        refused for that leaves no invocation behind; the partition's owner bounds its waiters too."""
+        if self._waiting >= self._max_waiting:
             self.rejected += 1
-            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"{self._waiting} clients are already waiting for results "
+                               f"(limit {self._max_waiting})")
+        self._waiting += 1
         try:
-            if append is not None:
-                await self._append(partition, append)
-            else:
-                status = await self._partitions[partition].get_status(invocation_id)
-                if status is None or status.tenant != tenant:
-                    raise RequestError(grpc.StatusCode.NOT_FOUND, f"no invocation {invocation_id}")
-                if status.status in FINAL:
-                    return _output(status)
-            return _output(await fut)
+            lsn = await self._append(partition, append) if append is not None else 0
+            try:
+                status = await self._partitions[partition].await_completion(invocation_id, lsn)
+            except TooManyWaiters as exc:
+                self.rejected += 1
+                raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
+            if status is None or status.tenant != tenant:
+                raise RequestError(grpc.StatusCode.NOT_FOUND, f"no invocation {invocation_id}")
+            return _output(status)
         finally:
-            self._waiters.unregister(invocation_id, fut)
+            self._waiting -= 1
 
     # ------------------------------------------------------------------ RPCs
 
