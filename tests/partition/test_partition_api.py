@@ -22,6 +22,7 @@ from endure.runtime.log import NodeLog
 from endure.runtime.partition.api import InvocationFilter, LocalPartition, local_partitions
 from endure.runtime.partition.effects import Effect, InvocationCompleted
 from endure.runtime.partition.processor import PartitionProcessor
+from endure.runtime.partition.remote import InvalidPartitionRequest
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
 from endure.runtime.partition.store import PartitionStore
 from endure.runtime.partition.timer_service import now_ms
@@ -381,3 +382,14 @@ async def test_too_many_waiters_is_a_typed_error_and_a_cancelled_wait_frees_its_
         for w in waits:
             w.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
+
+
+async def test_an_applied_lsn_past_the_log_is_refused_by_the_owner(node: Node) -> None:
+    """It would never be applied: the owner answers INVALID_ARGUMENT (InvalidPartitionRequest) rather
+    than hold a waiter for ever. In process the caller's own append gives the LSN, so no check."""
+    if node.kind != "remote":
+        pytest.skip("a remote caller's input")
+    tail = (await node.partitions[0].get_info()).log_tail
+    with pytest.raises(InvalidPartitionRequest, match=f"applied_lsn {tail + 5} is past"):
+        await node.partitions[0].await_completion(on_partition(0, "future"), tail + 5)
+    assert len(node.waiters) == 0

@@ -9,6 +9,10 @@ Appends are batched: the ingress appends one record per call, and a round trip p
 cap a node at one partition's RTT. Concurrent `append`s to one `RemotePartition` wait in a bounded
 queue and go out together in one Append RPC (one in flight per partition, so LSNs follow call
 order); each caller gets its own slice of the batch's LSNs.
+
+Waiting for an invocation's end (`await_completion`, the AwaitCompletion RPC) holds a waiter on
+the owner for as long as the caller waits: the RPC has no deadline of its own, and cancelling the
+caller cancels it and frees the waiter.
 """
 
 from endure.runtime.partition.remote.client import RemotePartition, remote_partitions
