@@ -27,7 +27,6 @@ from endure.runtime.config import ConfigError, LimitConfig, NodeConfig
 from endure.runtime.data_format import open_data_dir
 from endure.runtime.datadir import DataDirLock, DataDirLocked
 from endure.runtime.ingress.service import IngressService
-from endure.runtime.ingress.waiters import CompletionWaiters
 from endure.runtime.invoker.endpoint import WorkerEndpoint
 from endure.runtime.invoker.invoker import Invoker, InvokerConfig
 from endure.runtime.invoker.limits import Limit, Limits
@@ -42,6 +41,7 @@ from endure.runtime.partition.remote import SERVICE_NAME as PARTITION_SERVICE
 from endure.runtime.partition.remote import PartitionServicer
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
 from endure.runtime.partition.store import PartitionStore
+from endure.runtime.partition.waiters import CompletionWaiters
 
 log = logging.getLogger("endure.node")
 

@@ -20,12 +20,12 @@ from endure.proto import ingress_pb2_grpc as ipb_grpc
 from endure.proto import records_pb2 as pb
 from endure.runtime.auth import TenantResolver, Unauthenticated
 from endure.runtime.ingress.json_value import InvalidJsonValue, json_to_value, value_to_json
-from endure.runtime.ingress.waiters import TooManyWaiters
 from endure.runtime.invoker.limits import Limits
 from endure.runtime.invoker.registry import HandlerInfo, ServiceRegistry
 from endure.runtime.log import LogFull
 from endure.runtime.partition.api import Partition
 from endure.runtime.partition.state_machine import FINAL
+from endure.runtime.partition.waiters import TooManyWaiters
 
 log = logging.getLogger("endure.ingress")
 

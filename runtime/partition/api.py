@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from endure.proto import records_pb2 as pb
-from endure.runtime.ingress.waiters import CompletionWaiters
 from endure.runtime.partition import keys
 from endure.runtime.partition.state_machine import FINAL
 from endure.runtime.partition.state_machine.metering import add_usage
+from endure.runtime.partition.waiters import CompletionWaiters
 
 if TYPE_CHECKING:
     from endure.runtime.partition.processor import PartitionProcessor

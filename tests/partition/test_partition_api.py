@@ -17,7 +17,6 @@ from remote_kit import RemoteView, Served
 
 from endure.proto import ids
 from endure.proto import records_pb2 as pb
-from endure.runtime.ingress.waiters import CompletionWaiters, TooManyWaiters
 from endure.runtime.log import NodeLog
 from endure.runtime.partition.api import InvocationFilter, LocalPartition, local_partitions
 from endure.runtime.partition.effects import Effect, InvocationCompleted
@@ -26,6 +25,7 @@ from endure.runtime.partition.remote import InvalidPartitionRequest
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
 from endure.runtime.partition.store import PartitionStore
 from endure.runtime.partition.timer_service import now_ms
+from endure.runtime.partition.waiters import CompletionWaiters, TooManyWaiters
 
 PARTITIONS = 2
 DAY = 86_400_000

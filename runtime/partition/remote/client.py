@@ -13,7 +13,6 @@ import grpc
 from endure.proto import partition_pb2 as ppb
 from endure.proto import partition_pb2_grpc as ppb_grpc
 from endure.proto import records_pb2 as pb
-from endure.runtime.ingress.waiters import TooManyWaiters
 from endure.runtime.log import LogFull
 from endure.runtime.partition.api import (
     InvocationFilter,
@@ -32,6 +31,7 @@ from endure.runtime.partition.remote.wire import (
     filter_fields,
     info_of,
 )
+from endure.runtime.partition.waiters import TooManyWaiters
 
 T = TypeVar("T")
 

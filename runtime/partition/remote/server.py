@@ -9,7 +9,6 @@ import grpc
 
 from endure.proto import partition_pb2 as ppb
 from endure.proto import partition_pb2_grpc as ppb_grpc
-from endure.runtime.ingress.waiters import TooManyWaiters
 from endure.runtime.log import LogClosedError, LogFull, LogletFailedError
 from endure.runtime.partition.api import (
     LocalPartition,
@@ -22,6 +21,7 @@ from endure.runtime.partition.remote.wire import (
     filter_of,
     info_message,
 )
+from endure.runtime.partition.waiters import TooManyWaiters
 
 # ---------------------------------------------------------------------------------------- the server
 
