@@ -411,7 +411,7 @@ class _Session:
                     if not reader.done():
                         await asyncio.wait({reader}, timeout=2.0)
                 log.info(
-                    "drained %s: %d attempt(s) handed back; %d start(s) after the runtime's drain ack%s",
+                    "stream to %s drained: %d attempt(s) handed back; %d start(s) after the runtime's drain ack%s",
                     self.address,
                     worker.released,
                     worker.starts_after_drain_ack,
@@ -493,7 +493,8 @@ class _Session:
                 )
         elif which == "drained":
             self.drain_acked = True
-            log.info("%s acknowledged the drain (%d attempt(s) running here)", self.address, frame.drained.running)
+            log.info("runtime acknowledged the drain on %s (%d attempt(s) running here)", self.address,
+                     frame.drained.running)
         elif which == "registered":
             self.worker_id = frame.registered.worker_id
             self.connections += 1
