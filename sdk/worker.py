@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ def load_app(ref: str) -> App:
     return obj
 
 
+_STOP_MARGIN = 10.0  # after the grace: a session's flush (5 s), half-close (2 s) and end of stream (2 s)
 MAX_PEERS = 64  # streams to other nodes a worker opens at most (beyond them, peers are ignored)
 
 
@@ -125,6 +127,7 @@ class Worker:
         self._reconnect = Backoff(reconnect_initial, 2.0, reconnect_max)  # doubling, no jitter (as always)
         self.threads = threads
         self._stopping = False
+        self._stopped_at = 0.0  # time.monotonic() of stop()
         self._stop_event = asyncio.Event()
         self.released = 0  # attempts handed back to a runtime while draining
         self.starts_after_drain_ack = 0  # StartFrames that broke a drain ack (must stay 0)
@@ -218,6 +221,7 @@ class Worker:
             return
         log.info("stopping: draining %d invocation(s) on %d session(s)", self.active, len(self.sessions))
         self._stopping = True
+        self._stopped_at = time.monotonic()
         for session in self.sessions.values():
             session.on_stop()
         self._stop_event.set()
@@ -236,8 +240,16 @@ class Worker:
         tools.configure(getattr(self.app, "tools", None))
         try:
             await self.primary.run()  # returns once stopping (or raises RegistrationError)
-            while self._peer_tasks:  # no peer is added once stopping
-                done, _ = await asyncio.wait(self._peer_tasks)
+            # No peer is added once stopping. Each drains within the grace (plus its flush and
+            # close margins); one stuck connecting to an unresponsive address is cut off after it.
+            deadline = self._stopped_at + self.shutdown_grace + _STOP_MARGIN
+            while self._peer_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning("%d peer session(s) did not finish within the grace: closing them",
+                                len(self._peer_tasks))
+                    break
+                done, _ = await asyncio.wait(self._peer_tasks, timeout=left)
                 self._peer_tasks -= done
         finally:
             for task in self._peer_tasks:

@@ -4,6 +4,8 @@ pool, reconnect with backoff per peer, a drain on every stream when it stops."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -142,3 +144,22 @@ async def test_the_number_of_peers_is_bounded(runtime: FakeRuntime, monkeypatch:
         assert list(w.sessions) == [runtime.address, "127.0.0.1:1", "127.0.0.1:2"]
     finally:
         await stop(w, task)
+
+
+async def test_a_peer_that_never_answers_does_not_hold_the_exit(
+    runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_module, "_STOP_MARGIN", 0.5)
+    with socket.socket() as silent:  # accepts TCP connections (backlog) but never speaks HTTP/2
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        runtime.peers = [f"127.0.0.1:{silent.getsockname()[1]}"]
+        w = Worker(App([svc]), runtime.address, deployment_id="t:app", shutdown_grace=0.5)
+        task = asyncio.create_task(w.run())
+        await runtime.session()
+        await asyncio.wait_for(w.registered.wait(), 5)
+        await asyncio.sleep(0.2)  # the peer session is connecting
+        started = time.monotonic()
+        w.stop()
+        await asyncio.wait_for(task, 5)
+        assert time.monotonic() - started < 0.5 + 0.5 + 1.0
