@@ -241,10 +241,12 @@ class AbortFrame(_message.Message):
     def __init__(self, invocation_id: _Optional[str] = ..., attempt: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RegisteredFrame(_message.Message):
-    __slots__ = ("worker_id",)
+    __slots__ = ("worker_id", "peers")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
-    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+    peers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., peers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DrainedFrame(_message.Message):
     __slots__ = ("running",)

@@ -61,6 +61,10 @@ class NodeConfig(BaseModel):
     auth: bool = Field(default=False, description="require API keys; off = every request is tenant 'default'")
     admin_token_sha256: str | None = Field(default=None, description="hex sha256 of the admin API's bearer token")
     worker_token_sha256: str | None = Field(default=None, description="hex sha256 of the workers' bearer token")
+    worker_peers: list[str] = Field(default_factory=list, max_length=64,
+                                    description="HOST:PORT worker endpoints of the other nodes, told to every "
+                                    "worker that registers here (ENDURE_WORKER_PEERS: comma-separated); the "
+                                    "static form of the peer list a supervisor fills in")
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     handler_limits: dict[str, LimitConfig] = Field(default_factory=dict,
                                                    description='keyed "service" or "service/handler"')
@@ -73,6 +77,18 @@ class NodeConfig(BaseModel):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return value
+
+    @field_validator("worker_peers", mode="before")
+    @classmethod
+    def _peers(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: "host:port,host:port"
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        if isinstance(value, list):
+            for peer in value:
+                host, sep, port = str(peer).rpartition(":")
+                if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+                    raise ValueError(f"expected HOST:PORT, got {peer!r}")
         return value
 
 

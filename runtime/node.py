@@ -156,7 +156,8 @@ class Node:
         admin = grpc.aio.server(options=options, interceptors=[interceptor])
         add_checked(apb_grpc.add_AdminServicer_to_server,
                     AdminService(self.registry, self.partitions, self.invoker, limits_store), admin)
-        add_checked(wpb_grpc.add_WorkerEndpointServicer_to_server, WorkerEndpoint(self.invoker, self.registry), admin)
+        add_checked(wpb_grpc.add_WorkerEndpointServicer_to_server, WorkerEndpoint(self.invoker, self.registry,
+                                                                         peers=lambda: cfg.worker_peers), admin)
         add_checked(ppb_grpc.add_PartitionServiceServicer_to_server, PartitionServicer(self.partitions), admin)
         _add_health_and_reflection(admin, [admin_name, worker_name, PARTITION_SERVICE])
         self.admin_port = _bind(admin, cfg.admin)

@@ -1,4 +1,4 @@
-"""The worker process: one gRPC stream to the runtime, many invocation attempts multiplexed on it.
+"""The worker process: one gRPC stream per runtime node, many invocation attempts multiplexed on each.
 
     python -m endure.sdk.worker MODULE:APP --runtime HOST:PORT [--concurrency N]
 
@@ -7,7 +7,9 @@ once), batches every frame produced in one event-loop turn into one message, rec
 backoff when the stream drops (dropping its attempts: the runtime retries them), and on SIGTERM
 drains: tells the runtime to send it nothing new (DrainFrame; the runtime answers DrainedFrame),
 hands back starts it will not run (ReleaseFrame), lets handlers reach their next suspension point,
-releases what is still running when the grace timeout is over, then exits.
+releases what is still running when the grace timeout is over, then exits. A runtime of several
+nodes names the other nodes' endpoints when the worker registers; the worker opens a stream to each
+of them too (see `Worker`), and drains every stream on SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -77,8 +80,26 @@ def load_app(ref: str) -> App:
     return obj
 
 
+_STOP_MARGIN = 10.0  # after the grace: a session's flush (5 s), half-close (2 s) and end of stream (2 s)
+MAX_PEERS = 64  # streams to other nodes a worker opens at most (beyond them, peers are ignored)
+
+
 class Worker:
-    """Serves one App to one runtime; `await run()` until `stop()` (or a fatal registration error)."""
+    """Serves one App to a runtime; `await run()` until `stop()` (or a fatal registration error).
+
+    The worker connects to `runtime`. When the runtime has several nodes, the registration answer
+    lists the other nodes' worker endpoints (peers) and the worker opens one more stream to each
+    (at most MAX_PEERS), so it serves the partitions of every node. Every stream is a `_Session`
+    with the same registration, its own reconnect backoff (a peer that is down is retried like a
+    lost runtime, never blocking the others) and its own drain on `stop()`.
+
+    `concurrency` is one pool of slots for the whole process, shared by every session: at most
+    `concurrency` attempts run at once whatever node they came from (a handler's resources, the
+    step threads, an LLM client, are sized once). Each node is told `concurrency` and may send up to
+    that many starts; a start that finds the pool full waits in its session's queue (bounded by
+    `concurrency`) and the sessions take freed slots in turn. A handler that waits long enough
+    suspends and gives its slot back, so a busy node cannot hold the pool forever.
+    """
 
     def __init__(
         self,
@@ -105,21 +126,11 @@ class Worker:
         self.reconnect_max = reconnect_max
         self._reconnect = Backoff(reconnect_initial, 2.0, reconnect_max)  # doubling, no jitter (as always)
         self.threads = threads
-        self.worker_id: str | None = None
-        self.registered = asyncio.Event()  # set while a session is registered (tests, health)
-        self.connections = 0  # sessions that got registered
-        self._active: dict[str, Invocation] = {}
-        self._queue: collections.deque[worker_pb2.StartFrame] = collections.deque()
-        self._out: list[worker_pb2.WorkerFrame] = []
-        self._wake = asyncio.Event()
-        self._flushed = asyncio.Event()
-        self._writing = False  # the writer is sending a message right now
         self._stopping = False
+        self._stopped_at = 0.0  # time.monotonic() of stop()
         self._stop_event = asyncio.Event()
-        self._drained = asyncio.Event()
-        self.drain_acked = False  # the runtime answered our DrainFrame: no StartFrame may follow
-        self.released = 0  # attempts handed back to the runtime while draining
-        self.starts_after_drain_ack = 0  # StartFrames that broke that promise (must stay 0)
+        self.released = 0  # attempts handed back to a runtime while draining
+        self.starts_after_drain_ack = 0  # StartFrames that broke a drain ack (must stay 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._register = worker_pb2.Register(
             deployment_id=self.deployment_id,
@@ -128,6 +139,152 @@ class Worker:
             services=app.service_defs(),
             worker_name=self.worker_name,
         )
+        self.primary = _Session(self, runtime, primary=True)
+        self.sessions: dict[str, _Session] = {runtime: self.primary}  # by address; the primary first
+        self._peer_tasks: set[asyncio.Task[None]] = set()
+        self._turn = 0  # the session that takes the next freed slot
+        self._peers_capped = False
+
+    # ------------------------------------------------------------------ the primary session
+
+    @property
+    def registered(self) -> asyncio.Event:
+        """Set while the stream to `runtime` is registered (tests, health)."""
+        return self.primary.registered
+
+    @property
+    def connections(self) -> int:
+        """Times the stream to `runtime` got registered."""
+        return self.primary.connections
+
+    @property
+    def worker_id(self) -> str | None:
+        return self.primary.worker_id
+
+    @property
+    def drain_acked(self) -> bool:
+        """Every session that was connected when stopping got the runtime's drain answer."""
+        return all(s.drain_acked for s in self.sessions.values() if s.connections)
+
+    @property
+    def _active(self) -> dict[str, Invocation]:
+        return self.primary.active_attempts
+
+    # ------------------------------------------------------------------ the shared slot pool
+
+    @property
+    def active(self) -> int:
+        """Attempts running now, over every session."""
+        return sum(len(s.active_attempts) for s in self.sessions.values())
+
+    def _has_slot(self) -> bool:
+        return not self._stopping and self.active < self.concurrency
+
+    def _fill_slots(self) -> None:
+        """Start queued attempts while slots are free, taking sessions in turn."""
+        sessions = list(self.sessions.values())
+        idle = 0
+        while idle < len(sessions) and self._has_slot():
+            session = sessions[self._turn % len(sessions)]
+            self._turn += 1
+            if session.start_queued():
+                idle = 0
+            else:
+                idle += 1
+
+    # ------------------------------------------------------------------ peers
+
+    def _add_peers(self, peers: Iterable[str]) -> None:
+        """Open a session to every peer not served yet (called on each registration answer)."""
+        if self._stopping or self._loop is None:
+            return
+        for address in peers:
+            if address in self.sessions:
+                continue
+            if len(self.sessions) > MAX_PEERS:
+                if not self._peers_capped:
+                    log.warning("more than %d peers: not connecting to %s and later ones", MAX_PEERS, address)
+                    self._peers_capped = True
+                continue
+            log.info("connecting to peer node %s", address)
+            session = _Session(self, address, primary=False)
+            self.sessions[address] = session
+            task = self._loop.create_task(session.run(), name=f"endure-worker:{address}")
+            self._peer_tasks.add(task)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Graceful shutdown of every session: take no more work; suspend handlers at their next
+        wait; exit when none are left or after `shutdown_grace` seconds."""
+        if self._stopping:
+            return
+        log.info("stopping: draining %d invocation(s) on %d session(s)", self.active, len(self.sessions))
+        self._stopping = True
+        self._stopped_at = time.monotonic()
+        for session in self.sessions.values():
+            session.on_stop()
+        self._stop_event.set()
+
+    async def run(self) -> None:
+        """Connect, register, serve (and serve the peers the runtime names); reconnect with backoff
+        until stopped. Returns when every session has drained or its grace ran out."""
+        self._loop = asyncio.get_running_loop()
+        # Sync steps run here; threads start on demand, and blocking steps (a sync LLM client) must
+        # not throttle the declared concurrency.
+        self._loop.set_default_executor(
+            ThreadPoolExecutor(
+                max_workers=self.threads or max(8, self.concurrency), thread_name_prefix="endure-step"
+            )
+        )
+        tools.configure(getattr(self.app, "tools", None))
+        try:
+            await self.primary.run()  # returns once stopping (or raises RegistrationError)
+            # No peer is added once stopping. Each drains within the grace (plus its flush and
+            # close margins); one stuck connecting to an unresponsive address is cut off after it.
+            deadline = self._stopped_at + self.shutdown_grace + _STOP_MARGIN
+            while self._peer_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning("%d peer session(s) did not finish within the grace: closing them",
+                                len(self._peer_tasks))
+                    break
+                done, _ = await asyncio.wait(self._peer_tasks, timeout=left)
+                self._peer_tasks -= done
+        finally:
+            for task in self._peer_tasks:
+                task.cancel()
+            await asyncio.gather(*self._peer_tasks, return_exceptions=True)
+            for session in self.sessions.values():
+                session.drop_all()
+            await tools.close_sandbox()
+
+    def _release(self, sink: _Session, invocation_id: str, attempt: int, reason: str) -> None:
+        """Hand an attempt back to the runtime, which starts it on another worker at once."""
+        self.released += 1
+        sink.send(worker_pb2.WorkerFrame(
+            release=worker_pb2.ReleaseFrame(invocation_id=invocation_id, attempt=attempt, reason=reason)))
+
+
+class _Session:
+    """One stream to one node's worker endpoint: the attempts it started, its batched outgoing
+    frames, its reconnects and its drain. The `FrameSink` of its attempts."""
+
+    def __init__(self, worker: Worker, address: str, *, primary: bool) -> None:
+        self.worker = worker
+        self.address = address
+        self.primary = primary  # the address the worker was given: a refusal there is fatal
+        self.worker_id: str | None = None
+        self.registered = asyncio.Event()  # set while registered
+        self.connections = 0  # times this stream got registered
+        self.drain_acked = False  # the runtime answered our DrainFrame: no StartFrame may follow
+        self.active_attempts: dict[str, Invocation] = {}
+        self._queue: collections.deque[worker_pb2.StartFrame] = collections.deque()
+        self._out: list[worker_pb2.WorkerFrame] = []
+        self._wake = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self._writing = False  # the writer is sending a message right now
+        self._drained = asyncio.Event()
 
     # ------------------------------------------------------------------ FrameSink
 
@@ -138,98 +295,92 @@ class Worker:
 
     def release(self, inv: Invocation) -> None:
         key = inv.id
-        if self._active.get(key) is inv:
-            del self._active[key]
-        while self._queue and len(self._active) < self.concurrency and not self._stopping:
-            self._start(self._queue.popleft())
-        if self._stopping and not self._active:
+        if self.active_attempts.get(key) is inv:
+            del self.active_attempts[key]
+        self.worker._fill_slots()
+        if self.worker._stopping and not self.active_attempts:
             self._drained.set()
+
+    # ------------------------------------------------------------------ slots
+
+    def start_queued(self) -> bool:
+        """Start the oldest queued start (the worker has a free slot); False when none is queued."""
+        if not self._queue:
+            return False
+        self._start(self._queue.popleft())
+        return True
 
     # ------------------------------------------------------------------ lifecycle
 
-    @property
-    def active(self) -> int:
-        return len(self._active)
-
-    def stop(self) -> None:
-        """Graceful shutdown: take no more work; suspend handlers at their next wait; exit when
-        none are left or after `shutdown_grace` seconds."""
-        if self._stopping:
-            return
-        log.info("stopping: draining %d invocation(s)", len(self._active))
-        self._stopping = True
+    def on_stop(self) -> None:
         self.send(worker_pb2.WorkerFrame(drain=worker_pb2.DrainFrame()))
         for start in self._queue:  # taken but never started: the runtime starts them elsewhere now
-            self._release(start.invocation_id, start.attempt, "worker draining")
+            self.worker._release(self, start.invocation_id, start.attempt, "worker draining")
         self._queue.clear()
-        for inv in list(self._active.values()):
+        for inv in list(self.active_attempts.values()):
             inv.drain()
-        if not self._active:
+        if not self.active_attempts:
             self._drained.set()
-        self._stop_event.set()
 
     async def run(self) -> None:
-        """Connect, register, serve; reconnect with backoff until stopped."""
-        self._loop = asyncio.get_running_loop()
-        # Sync steps run here; threads start on demand, and blocking steps (a sync LLM client) must
-        # not throttle the declared concurrency.
-        self._loop.set_default_executor(
-            ThreadPoolExecutor(
-                max_workers=self.threads or max(8, self.concurrency), thread_name_prefix="endure-step"
-            )
-        )
-        tools.configure(getattr(self.app, "tools", None))
-        delays = self._reconnect.iter()
+        """Connect, register, serve; reconnect with backoff until the worker stops."""
+        worker = self.worker
+        delays = worker._reconnect.iter()
         try:
-            while not self._stopping:
+            while not worker._stopping:
                 registered_before = self.connections
                 try:
                     await self._session()
                 except grpc.aio.AioRpcError as exc:
                     if self.connections == registered_before and exc.code() in _FATAL:
-                        # Refused before this session registered: retrying cannot help.
-                        raise RegistrationError(
-                            f"runtime {self.runtime} rejected registration of {self.deployment_id!r}: "
-                            f"{exc.code().name}: {exc.details()}"
-                        ) from exc
-                    log.warning("stream to %s lost: %s %s", self.runtime, exc.code().name, exc.details())
+                        error = (f"runtime {self.address} rejected registration of {worker.deployment_id!r}: "
+                                 f"{exc.code().name}: {exc.details()}")
+                        if self.primary:  # refused before this session registered: retrying cannot help
+                            raise RegistrationError(error) from exc
+                        log.error("%s (a peer node: retrying with backoff)", error)
+                    else:
+                        log.warning("stream to %s lost: %s %s", self.address, exc.code().name, exc.details())
                 except Exception as exc:  # keep serving: the runtime retries what we dropped
-                    log.exception("worker session failed: %s", exc)
-                self._drop_all()
-                if self._stopping:
+                    log.exception("worker session with %s failed: %s", self.address, exc)
+                self.drop_all()
+                if worker._stopping:
                     break
                 if self.connections > registered_before:
                     delays.reset()
                 try:
-                    await asyncio.wait_for(self._stop_event.wait(), timeout=next(delays))
+                    await asyncio.wait_for(worker._stop_event.wait(), timeout=next(delays))
                 except TimeoutError:
                     pass
         finally:
-            self._drop_all()
-            await tools.close_sandbox()
+            self.drop_all()
 
-    def _drop_all(self) -> None:
+    def drop_all(self) -> None:
         self.registered.clear()
         self._queue.clear()
-        for inv in list(self._active.values()):
+        for inv in list(self.active_attempts.values()):
             inv.abort()
-        self._active.clear()
+        self.active_attempts.clear()
         self._out.clear()
-        if self._stopping:
+        if self.worker._stopping:
             self._drained.set()
+        else:
+            self.worker._fill_slots()  # the slots this stream held go to the others
 
     async def _session(self) -> None:
-        async with grpc.aio.insecure_channel(self.runtime, options=_CHANNEL_OPTIONS) as channel:
+        worker = self.worker
+        async with grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS) as channel:
             stub = worker_pb2_grpc.WorkerEndpointStub(channel)
             token = os.environ.get("ENDURE_WORKER_TOKEN")  # when the runtime requires a worker token
             call = stub.Connect(metadata=(("authorization", f"Bearer {token}"),) if token else None)
             self._out.clear()
+            if worker._stopping:  # stopped while connecting: register only to drain at once
+                self.send(worker_pb2.WorkerFrame(drain=worker_pb2.DrainFrame()))
             await call.write(
-                worker_pb2.WorkerMessage(frames=[worker_pb2.WorkerFrame(register=self._register)])
+                worker_pb2.WorkerMessage(frames=[worker_pb2.WorkerFrame(register=worker._register)])
             )
             writer: asyncio.Task[Any] = asyncio.create_task(self._writer(call))
             reader: asyncio.Task[Any] = asyncio.create_task(self._reader(call))
-            stopper: asyncio.Task[Any] = asyncio.create_task(self._stop_event.wait())
+            stopper: asyncio.Task[Any] = asyncio.create_task(worker._stop_event.wait())
             try:
                 done, _ = await asyncio.wait({reader, writer, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if reader in done or writer in done:
@@ -240,18 +391,19 @@ class Worker:
                 # Stopping: wait for handlers to finish or suspend, flush, then close our side.
                 drained = asyncio.create_task(self._drained.wait())
                 done, _ = await asyncio.wait(
-                    {reader, drained}, timeout=self.shutdown_grace, return_when=asyncio.FIRST_COMPLETED
+                    {reader, drained}, timeout=worker.shutdown_grace, return_when=asyncio.FIRST_COMPLETED
                 )
                 drained.cancel()
                 if not self._drained.is_set():
                     log.warning(
-                        "shutdown grace of %.1fs over: handing %d invocation(s) back to the runtime",
-                        self.shutdown_grace,
-                        len(self._active),
+                        "shutdown grace of %.1fs over: handing %d invocation(s) back to %s",
+                        worker.shutdown_grace,
+                        len(self.active_attempts),
+                        self.address,
                     )
-                    for inv in list(self._active.values()):
+                    for inv in list(self.active_attempts.values()):
                         inv.abort()  # no more frames from it; its acknowledged steps stay journaled
-                        self._release(inv.id, inv.attempt, "shutdown grace over")
+                        worker._release(self, inv.id, inv.attempt, "shutdown grace over")
                 if not writer.done():
                     # Flush what is queued or being written (a frame swapped out by the writer but
                     # not yet sent, e.g. the last SuspendFrame, must not be lost), half-close, and
@@ -271,9 +423,10 @@ class Worker:
                     if not reader.done():
                         await asyncio.wait({reader}, timeout=2.0)
                 log.info(
-                    "drained: %d attempt(s) handed back; %d start(s) after the runtime's drain ack%s",
-                    self.released,
-                    self.starts_after_drain_ack,
+                    "stream to %s drained: %d attempt(s) handed back; %d start(s) after the runtime's drain ack%s",
+                    self.address,
+                    worker.released,
+                    worker.starts_after_drain_ack,
                     "" if self.drain_acked else " (the runtime never acknowledged the drain)",
                 )
             finally:
@@ -300,7 +453,7 @@ class Worker:
         while True:
             msg = await call.read()
             if msg is grpc.aio.EOF:
-                log.warning("runtime closed the stream")
+                log.warning("runtime %s closed the stream", self.address)
                 return
             for frame in msg.frames:
                 self._dispatch(frame)
@@ -308,36 +461,40 @@ class Worker:
     # ------------------------------------------------------------------ frames
 
     def _dispatch(self, frame: worker_pb2.RuntimeFrame) -> None:
+        worker = self.worker
         which = frame.WhichOneof("frame")
         if which == "ack":
             a = frame.ack
-            inv = self._active.get(a.invocation_id)
+            inv = self.active_attempts.get(a.invocation_id)
             if inv is not None and inv.attempt == a.attempt:
                 inv.on_ack(a.index)
         elif which == "complete":
             c = frame.complete
-            inv = self._active.get(c.invocation_id)
+            inv = self.active_attempts.get(c.invocation_id)
             if inv is not None and inv.attempt == c.attempt:
                 inv.on_complete(c)
         elif which == "start":
-            if self._stopping:
+            start = frame.start
+            if worker._stopping:
                 if self.drain_acked:
-                    self.starts_after_drain_ack += 1
-                    log.error("StartFrame for %s after the runtime acknowledged our drain", frame.start.invocation_id)
-                self._release(frame.start.invocation_id, frame.start.attempt, "worker draining")
+                    worker.starts_after_drain_ack += 1
+                    log.error("StartFrame for %s after %s acknowledged our drain", start.invocation_id, self.address)
+                worker._release(self, start.invocation_id, start.attempt, "worker draining")
                 return
-            if len(self._active) >= self.concurrency:
-                self._queue.append(frame.start)
-            else:
-                self._start(frame.start)
+            if worker._has_slot():
+                self._start(start)
+            elif len(self._queue) < worker.concurrency:
+                self._queue.append(start)
+            else:  # the runtime sent more than it was told we take: give it back at once
+                worker._release(self, start.invocation_id, start.attempt, "worker queue full")
         elif which == "cancel":
             x = frame.cancel
-            inv = self._active.get(x.invocation_id)
+            inv = self.active_attempts.get(x.invocation_id)
             if inv is not None and inv.attempt == x.attempt:
                 inv.cancel()
         elif which == "abort":
             ab = frame.abort
-            inv = self._active.get(ab.invocation_id)
+            inv = self.active_attempts.get(ab.invocation_id)
             if inv is not None and inv.attempt == ab.attempt:
                 inv.abort()
             else:
@@ -348,29 +505,26 @@ class Worker:
                 )
         elif which == "drained":
             self.drain_acked = True
-            log.info("runtime acknowledged the drain (%d attempt(s) running here)", frame.drained.running)
+            log.info("runtime acknowledged the drain on %s (%d attempt(s) running here)", self.address,
+                     frame.drained.running)
         elif which == "registered":
             self.worker_id = frame.registered.worker_id
             self.connections += 1
             self.registered.set()
-            log.info("registered with %s as %s (%s)", self.runtime, self.worker_id, self.deployment_id)
-
-    def _release(self, invocation_id: str, attempt: int, reason: str) -> None:
-        """Hand an attempt back to the runtime, which starts it on another worker at once."""
-        self.released += 1
-        self.send(worker_pb2.WorkerFrame(
-            release=worker_pb2.ReleaseFrame(invocation_id=invocation_id, attempt=attempt, reason=reason)))
+            log.info("registered with %s as %s (%s)", self.address, self.worker_id, worker.deployment_id)
+            worker._add_peers(frame.registered.peers)
 
     def _start(self, start: worker_pb2.StartFrame) -> None:
-        old = self._active.get(start.invocation_id)
+        old = self.active_attempts.get(start.invocation_id)
         if old is not None:
             if old.attempt >= start.attempt:
                 return  # a stale or duplicate start
             old.abort()
-        assert self._loop is not None
-        defn = self.app.lookup(start.target.service, start.target.handler)
-        inv = Invocation(self, start, defn, self._loop)
-        self._active[inv.id] = inv
+        loop = self.worker._loop
+        assert loop is not None
+        defn = self.worker.app.lookup(start.target.service, start.target.handler)
+        inv = Invocation(self, start, defn, loop)
+        self.active_attempts[inv.id] = inv
         inv.start()
 
 

@@ -1,10 +1,15 @@
-"""The gRPC service workers connect to: one bidirectional stream per worker process."""
+"""The gRPC service workers connect to: one bidirectional stream per worker process.
+
+A runtime of several nodes has one endpoint per node. The registration answer lists the other
+nodes' endpoints (`peers`), and the worker opens one stream to each, so a worker pointed at one
+address serves the partitions of every node.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
@@ -17,10 +22,19 @@ from endure.runtime.invoker.session import WorkerSession
 log = logging.getLogger("endure.invoker")
 
 
+def no_peers() -> Sequence[str]:
+    """The peer list of a runtime of one node."""
+    return ()
+
+
 class WorkerEndpoint(wpb_grpc.WorkerEndpointServicer):
-    def __init__(self, invoker: Invoker, registry: ServiceRegistry) -> None:
+    """`peers` gives, at each registration, the host:port worker endpoints of the other nodes."""
+
+    def __init__(self, invoker: Invoker, registry: ServiceRegistry,
+                 peers: Callable[[], Sequence[str]] = no_peers) -> None:
         self._invoker = invoker
         self._registry = registry
+        self._peers = peers
 
     async def Connect(self, request_iterator: AsyncIterator[wpb.WorkerMessage],  # noqa: N802 (gRPC name)
                       context: grpc.aio.ServicerContext) -> None:
@@ -38,7 +52,7 @@ class WorkerEndpoint(wpb_grpc.WorkerEndpointServicer):
             code = grpc.StatusCode.INVALID_ARGUMENT if exc.invalid else grpc.StatusCode.FAILED_PRECONDITION
             await context.abort(code, str(exc))
         session = WorkerSession(register)
-        session.send(wpb.RuntimeFrame(registered=wpb.RegisteredFrame(worker_id=session.id)))
+        session.send(wpb.RuntimeFrame(registered=wpb.RegisteredFrame(worker_id=session.id, peers=list(self._peers()))))
         self._invoker.add_session(session)
         if len(first.frames) > 1:
             self._invoker.on_frames(session, first.frames[1:])

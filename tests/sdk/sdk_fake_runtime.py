@@ -151,6 +151,7 @@ class FakeRuntime(worker_pb2_grpc.WorkerEndpointServicer):
     def __init__(self) -> None:
         self.sessions: asyncio.Queue[Session] = asyncio.Queue()
         self.reject: tuple[grpc.StatusCode, str] | None = None
+        self.peers: list[str] = []  # the other nodes' endpoints, told to each worker that registers
         self.server: grpc.aio.Server | None = None
         self.port = 0
 
@@ -202,7 +203,8 @@ class FakeRuntime(worker_pb2_grpc.WorkerEndpointServicer):
         self.sessions.put_nowait(session)
         try:
             yield worker_pb2.RuntimeMessage(
-                frames=[worker_pb2.RuntimeFrame(registered=worker_pb2.RegisteredFrame(worker_id="w-1"))]
+                frames=[worker_pb2.RuntimeFrame(
+                    registered=worker_pb2.RegisteredFrame(worker_id="w-1", peers=self.peers))]
             )
             while True:
                 get = asyncio.create_task(session.outbox.get())
