@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -64,6 +64,17 @@ class NodeConfig(BaseModel):
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     handler_limits: dict[str, LimitConfig] = Field(default_factory=dict,
                                                    description='keyed "service" or "service/handler"')
+    # Internal: set by the supervisor of `endure serve --processes N` for each of its nodes.
+    node_id: int = Field(default=0, ge=0, description="internal: this node's index among `nodes`")
+    nodes: int = Field(default=1, ge=1, le=1024, description="internal: the node processes of this data dir")
+    internal_token: str | None = Field(default=None, repr=False,
+                                       description="internal: the bearer token nodes call each other with")
+
+    @model_validator(mode="after")
+    def _node(self) -> NodeConfig:
+        if self.node_id >= self.nodes:
+            raise ValueError(f"node_id {self.node_id} is not one of {self.nodes} nodes")
+        return self
 
     @field_validator("ingress", "admin", "metrics")
     @classmethod
