@@ -111,6 +111,7 @@ def serve(
     try:
         cfg = load_config(config, {"data_dir": data_dir, "partitions": partitions, "ingress": ingress,
                                    "admin": admin, "metrics": metrics, "node_id": node_id, "nodes": nodes})
+        os.environ.pop("ENDURE_INTERNAL_TOKEN", None)  # read: not for this process's own children
         if nodes is None:
             from endure.runtime.supervisor import resolve_processes
 

@@ -88,6 +88,7 @@ class NodeConfig(BaseModel):
 
 
 _ENV_PREFIX = "ENDURE_"
+_FLAGS_ONLY = frozenset({"node_id", "nodes"})  # the supervisor's hidden flags: not read from the environment
 
 
 def load_config(file: Path | None = None, overrides: dict[str, Any] | None = None,
@@ -100,6 +101,8 @@ def load_config(file: Path | None = None, overrides: dict[str, Any] | None = Non
             raise ConfigError(f"cannot read config file {file}: {exc}") from exc
     env = os.environ if environ is None else environ
     for name in NodeConfig.model_fields:
+        if name in _FLAGS_ONLY:
+            continue
         key = _ENV_PREFIX + name.upper()
         if key in env:
             values[name] = env[key]
