@@ -93,18 +93,35 @@ def serve(
     metrics: str | None = typer.Option(None, "--metrics", help="Prometheus HOST:PORT (default 127.0.0.1:9464; 'off')"),
     config: Path | None = typer.Option(None, "--config", help="TOML config file"),
     log_level: str = typer.Option("INFO", "--log-level", envvar="ENDURE_LOG_LEVEL"),
+    processes: str = typer.Option("1", "--processes", envvar="ENDURE_PROCESSES",
+                                  help="node processes: a count or 'auto' (one per core, at most one per "
+                                       "partition); fixed when the data dir is created"),
+    node_id: int | None = typer.Option(None, "--node-id", hidden=True),  # set by the supervisor
+    nodes: int | None = typer.Option(None, "--nodes", hidden=True),
 ) -> None:
     """Run the runtime: ingress, admin API, worker endpoint and the partitions, until SIGTERM."""
     from endure.runtime.config import ConfigError, load_config
     from endure.runtime.data_format import DataFormatError
     from endure.runtime.datadir import DataDirLocked
     from endure.runtime.node import Node
+    from endure.runtime.placement import PlacementError
     from endure.runtime.ready import ReadyLine
 
     _setup_logging(log_level)
     try:
         cfg = load_config(config, {"data_dir": data_dir, "partitions": partitions, "ingress": ingress,
-                                   "admin": admin, "metrics": metrics})
+                                   "admin": admin, "metrics": metrics, "node_id": node_id, "nodes": nodes})
+        os.environ.pop("ENDURE_INTERNAL_TOKEN", None)  # read: not for this process's own children
+        if nodes is None:
+            from endure.runtime.supervisor import resolve_processes
+
+            count = resolve_processes(processes, cfg.partitions)
+            if count > 1:
+                _supervise(cfg, count, config, log_level)
+                return
+    except PlacementError as exc:  # one line on stderr, whatever the terminal's width
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except ConfigError as exc:
         _fail(str(exc), 2)
 
@@ -112,7 +129,7 @@ def serve(
         node = Node(cfg)
         try:
             await node.start()
-        except DataFormatError as exc:  # one line on stderr, whatever the terminal's width
+        except (DataFormatError, PlacementError) as exc:  # one line on stderr, whatever the terminal's width
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
         except ConfigError as exc:
@@ -135,6 +152,22 @@ def serve(
     from endure.sdk.profiling import run_profiled
 
     run_profiled(lambda: _run(main()), "ENDURE_PROFILE")  # ENDURE_PROFILE=out.prof: where the CPU goes
+
+
+def _supervise(cfg: Any, count: int, config: Path | None, log_level: str) -> None:
+    """`endure serve --processes N` with N > 1: the supervisor (endure.runtime.supervisor)."""
+    from endure.runtime.datadir import DataDirLocked
+    from endure.runtime.supervisor import NodeFailed, SupervisorOptions, run_supervisor
+
+    try:
+        code = run_supervisor(cfg, SupervisorOptions(count, config_file=config, log_level=log_level))
+    except DataDirLocked as exc:
+        typer.echo(f"endure serve: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except NodeFailed as exc:  # the node printed its own error on stderr
+        typer.echo(f"endure serve: node {exc.node} did not start (exit {exc.returncode})", err=True)
+        raise typer.Exit(2 if exc.returncode == 2 else 1) from None
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -68,6 +68,17 @@ class NodeConfig(BaseModel):
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     handler_limits: dict[str, LimitConfig] = Field(default_factory=dict,
                                                    description='keyed "service" or "service/handler"')
+    # Internal: set by the supervisor of `endure serve --processes N` for each of its nodes.
+    node_id: int = Field(default=0, ge=0, description="internal: this node's index among `nodes`")
+    nodes: int = Field(default=1, ge=1, le=1024, description="internal: the node processes of this data dir")
+    internal_token: str | None = Field(default=None, repr=False,
+                                       description="internal: the bearer token nodes call each other with")
+
+    @model_validator(mode="after")
+    def _node(self) -> NodeConfig:
+        if self.node_id >= self.nodes:
+            raise ValueError(f"node_id {self.node_id} is not one of {self.nodes} nodes")
+        return self
 
     @field_validator("ingress", "admin", "metrics")
     @classmethod
@@ -93,6 +104,7 @@ class NodeConfig(BaseModel):
 
 
 _ENV_PREFIX = "ENDURE_"
+_FLAGS_ONLY = frozenset({"node_id", "nodes"})  # the supervisor's hidden flags: not read from the environment
 
 
 def load_config(file: Path | None = None, overrides: dict[str, Any] | None = None,
@@ -105,6 +117,8 @@ def load_config(file: Path | None = None, overrides: dict[str, Any] | None = Non
             raise ConfigError(f"cannot read config file {file}: {exc}") from exc
     env = os.environ if environ is None else environ
     for name in NodeConfig.model_fields:
+        if name in _FLAGS_ONLY:
+            continue
         key = _ENV_PREFIX + name.upper()
         if key in env:
             values[name] = env[key]

@@ -8,8 +8,10 @@ clients (results); what workers send comes back only through the log.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -34,7 +36,7 @@ from endure.runtime.invoker.limits_store import LimitsStore
 from endure.runtime.invoker.registry import ServiceRegistry
 from endure.runtime.log import NodeLog
 from endure.runtime.metrics import NodeMetrics
-from endure.runtime.partition.api import LocalPartition, local_partitions
+from endure.runtime.partition.api import LocalPartition, Partition, local_partitions
 from endure.runtime.partition.effects import Effect, InvocationCompleted
 from endure.runtime.partition.processor import PartitionProcessor
 from endure.runtime.partition.remote import SERVICE_NAME as PARTITION_SERVICE
@@ -42,6 +44,15 @@ from endure.runtime.partition.remote import PartitionServicer
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
 from endure.runtime.partition.store import PartitionStore
 from endure.runtime.partition.waiters import CompletionWaiters
+from endure.runtime.peers import Peer, peer_partitions
+from endure.runtime.placement import (
+    Placement,
+    check_placement,
+    clear_endpoint,
+    node_dir,
+    read_endpoint,
+    write_endpoint,
+)
 
 log = logging.getLogger("endure.node")
 
@@ -74,11 +85,19 @@ class _Effects:
 
 
 class Node:
+    """One node of `config.nodes` (one process of `endure serve --processes N`; see
+    `endure.runtime.placement`): it runs the processors of the partitions it owns, and reaches the
+    others through their owners (`endure.runtime.peers`)."""
+
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
+        self.placement = Placement(config.nodes, config.partitions)
+        self.dir: Path = node_dir(config.data_dir, config.node_id, config.nodes)  # its log, metadata, stores
         self.log: NodeLog | None = None
         self.processors: dict[int, PartitionProcessor] = {}
-        self.partitions: dict[int, LocalPartition] = {}
+        self.partitions: dict[int, LocalPartition] = {}  # the ones this node owns
+        self.all_partitions: dict[int, Partition] = {}  # every partition: local, or through its owner
+        self.peers: dict[int, Peer] = {}
         self.invoker: Invoker | None = None
         self.registry: ServiceRegistry | None = None
         self.ingress: IngressService | None = None
@@ -93,9 +112,13 @@ class Node:
     async def start(self) -> None:
         """Open the data directory (DataDirLocked if another runtime has it), then serve."""
         cfg = self.config
-        self._lock = DataDirLock.acquire(cfg.data_dir)
+        self._lock = DataDirLock.acquire(self.dir)
         try:
-            open_data_dir(cfg.data_dir)  # before anything reads the data: refuse a newer format, migrate an older one
+            if cfg.nodes == 1:  # refuse a data dir made by --processes N > 1 (the supervisor checks the others)
+                check_placement(cfg.data_dir, self.placement)
+            else:
+                clear_endpoint(self.dir)  # a stale address (this node was killed) is withdrawn until it serves
+            open_data_dir(self.dir)  # before anything reads the data: refuse a newer format, migrate an older one
             await self._open_log()
         except BaseException:
             self._release_lock()
@@ -111,14 +134,16 @@ class Node:
         await limits_store.load()
         waiters = self.waiters = CompletionWaiters(cfg.max_waiting_calls)
         effects = _Effects(waiters, self.metrics)
-        for p in range(cfg.partitions):
-            store = PartitionStore(cfg.data_dir / "partitions" / f"p{p}")
+        node_name = cfg.node_name if cfg.nodes == 1 or cfg.node_name != "node-0" else f"node-{cfg.node_id}"
+        for p in self.placement.owned(cfg.node_id):
+            store = PartitionStore(self.dir / "partitions" / f"p{p}")
             machine = StateMachine(StateMachineConfig(p, cfg.partitions, int(cfg.retention_s * 1000)))
-            # Outbox messages go to their partition through self.partitions, looked up at delivery
+            # Outbox messages go to their partition through self.all_partitions, looked up at delivery
             # time: it is built after the processors.
             self.processors[p] = PartitionProcessor(p, self.log.log(p), store, machine, effects,
-                                                    lambda target: self.partitions[target], node=cfg.node_name)
+                                                    lambda target: self.all_partitions[target], node=node_name)
         self.partitions = local_partitions(self.processors.values(), waiters)  # the one way into them
+        self._connect_peers()
         self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
                                                                            max_queued=cfg.max_queued),
                                limits)
@@ -141,7 +166,7 @@ class Node:
         ingress = grpc.aio.server(options=[*options, ("grpc.server.max_pending_requests", pending),
                                            ("grpc.server.max_pending_requests_hard_limit", pending)])
         tenants = TenantResolver(cfg.auth, {name: t.api_keys_sha256 for name, t in cfg.tenants.items()})
-        self.ingress = IngressService(self.registry, self.partitions, cfg.max_waiting_calls, cfg.max_payload_bytes,
+        self.ingress = IngressService(self.registry, self.all_partitions, cfg.max_waiting_calls, cfg.max_payload_bytes,
                                       tenants=tenants, limits=limits, backlog=self.invoker.backlog,
                                       queued=self.invoker.queued, max_queued=cfg.max_queued)
         add_checked(ipb_grpc.add_IngressServicer_to_server, self.ingress, ingress)
@@ -150,14 +175,17 @@ class Node:
 
         admin_name = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
         worker_name = worker_pb2.DESCRIPTOR.services_by_name["WorkerEndpoint"].full_name
-        # Other nodes reach the partitions this one owns with the admin token.
-        interceptor = TokenInterceptor({admin_name: cfg.admin_token_sha256, PARTITION_SERVICE: cfg.admin_token_sha256,
+        # Other nodes reach the partitions this one owns with the internal token (given by the
+        # supervisor), or else with the admin token.
+        internal = hashlib.sha256(cfg.internal_token.encode()).hexdigest() if cfg.internal_token else None
+        interceptor = TokenInterceptor({admin_name: cfg.admin_token_sha256,
+                                        PARTITION_SERVICE: internal or cfg.admin_token_sha256,
                                         worker_name: cfg.worker_token_sha256})
         admin = grpc.aio.server(options=options, interceptors=[interceptor])
         add_checked(apb_grpc.add_AdminServicer_to_server,
-                    AdminService(self.registry, self.partitions, self.invoker, limits_store), admin)
-        add_checked(wpb_grpc.add_WorkerEndpointServicer_to_server, WorkerEndpoint(self.invoker, self.registry,
-                                                                         peers=lambda: cfg.worker_peers), admin)
+                    AdminService(self.registry, self.all_partitions, self.invoker, limits_store), admin)
+        add_checked(wpb_grpc.add_WorkerEndpointServicer_to_server,
+                    WorkerEndpoint(self.invoker, self.registry, peers=self._worker_peers), admin)
         add_checked(ppb_grpc.add_PartitionServiceServicer_to_server, PartitionServicer(self.partitions), admin)
         _add_health_and_reflection(admin, [admin_name, worker_name, PARTITION_SERVICE])
         self.admin_port = _bind(admin, cfg.admin)
@@ -170,18 +198,40 @@ class Node:
             await processor.start()
         await ingress.start()
         await admin.start()
-        log.info("endure node up: ingress 127.0.0.1:%d, admin and workers %d, %d partitions in %s",
-                 self.ingress_port, self.admin_port, cfg.partitions, cfg.data_dir)
+        if cfg.nodes > 1:  # serving: the peers may call it now
+            host = cfg.admin.rpartition(":")[0] if cfg.admin else "127.0.0.1"
+            write_endpoint(self.dir, f"{host}:{self.admin_port}")
+        log.info("endure node %d/%d up: ingress 127.0.0.1:%d, admin and workers %d, partitions %s in %s",
+                 cfg.node_id, cfg.nodes, self.ingress_port, self.admin_port, sorted(self.partitions), self.dir)
+
+    def _worker_peers(self) -> list[str]:
+        """Where a worker that registered here also connects: the other nodes' worker endpoints (read
+        anew at each registration, so a restarted node's new port is found), then the static list."""
+        cfg = self.config
+        others = [read_endpoint(node_dir(cfg.data_dir, n, cfg.nodes)) for n in range(cfg.nodes) if n != cfg.node_id]
+        return [a for a in others if a] + [a for a in cfg.worker_peers if a not in others]
+
+    def _connect_peers(self) -> None:
+        """The full map: this node's partitions, and a PeerPartition to the owner of each other one."""
+        cfg = self.config
+        token = cfg.internal_token
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        owners = {p: self.placement.owner(p) for p in range(cfg.partitions) if p not in self.partitions}
+        self.peers = {n: Peer(n, node_dir(cfg.data_dir, n, cfg.nodes), metadata=metadata)
+                      for n in sorted(set(owners.values()))}
+        remote: dict[int, Partition] = dict(peer_partitions(self.peers, owners))
+        self.all_partitions = {p: self.partitions[p] if p in self.partitions else remote[p]
+                               for p in range(cfg.partitions)}
 
     async def _open_log(self) -> None:
         cfg = self.config
         try:
-            self.log = await NodeLog.open(cfg.data_dir, cfg.partitions, max_pending_records=cfg.max_pending_appends)
+            self.log = await NodeLog.open(self.dir, cfg.partitions, max_pending_records=cfg.max_pending_appends)
         except Exception as exc:
             # We hold our lock but RocksDB's is taken: a process that does not take ours (a tool,
             # an older runtime) has the log open; its pid is unknown.
             if _is_rocksdb_lock_error(exc):
-                raise DataDirLocked(cfg.data_dir.resolve(), None) from exc
+                raise DataDirLocked(self.dir.resolve(), None) from exc
             raise
 
     def _release_lock(self) -> None:
@@ -198,12 +248,16 @@ class Node:
         elif int(found[1]) != self.config.partitions:
             await self.log.close()
             self._release_lock()
-            raise ConfigError(f"{self.config.data_dir} was created with {int(found[1])} partitions; the partition "
+            raise ConfigError(f"{self.dir} was created with {int(found[1])} partitions; the partition "
                               f"count is fixed when a cluster is created (asked for {self.config.partitions})")
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish, then flush appends and close the stores."""
+        if self.config.nodes > 1:
+            clear_endpoint(self.dir)
         await asyncio.gather(*(s.stop(grace) for s in self._servers))
+        for peer in self.peers.values():
+            await peer.close()
         for processor in self.processors.values():
             await processor.stop()
         if self.log is not None:

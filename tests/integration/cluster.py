@@ -50,10 +50,14 @@ class RuntimeProc(RuntimeChild, Proc):
 
 
 class Cluster:
-    """One runtime (restartable on the same data dir) and any number of workers."""
+    """One runtime (restartable on the same data dir) and any number of workers.
+
+    processes > 1: the runtime is `endure serve --processes N` (a supervisor and N node processes);
+    `admin` is node 0's, `node_admin(i)` node i's (read from its published endpoint file)."""
 
     def __init__(self, root: Path, partitions: int = 2, env: dict[str, str] | None = None,
-                 admin_token: str | None = None) -> None:
+                 admin_token: str | None = None, processes: int = 1) -> None:
+        self.processes = processes
         self.admin_metadata = (("authorization", f"Bearer {admin_token}"),) if admin_token else ()
         self.root = root
         self.data_dir = root / "data"
@@ -69,8 +73,9 @@ class Cluster:
     def start_runtime(self, extra_args: list[str] | None = None) -> RuntimeProc:
         # The first start picks free ports; restarts reuse them so clients and workers reconnect.
         self._restarts += 1
+        extra = [*(["--processes", str(self.processes)] if self.processes != 1 else []), *(extra_args or [])]
         args = serve_argv(self.data_dir, partitions=self.partitions, ingress=self.ingress or "127.0.0.1:0",
-                          admin=self.admin or "127.0.0.1:0", metrics="127.0.0.1:0", extra=extra_args or [])
+                          admin=self.admin or "127.0.0.1:0", metrics="127.0.0.1:0", extra=extra)
         proc = RuntimeProc(args, self.root / f"runtime-{self._restarts}.log", self.env)
         try:
             ready = proc.wait_ready()
@@ -82,21 +87,63 @@ class Cluster:
         return proc
 
     def start_worker(self, app: str, concurrency: int = 64, name: str | None = None,
-                     extra_args: list[str] | None = None) -> Proc:
-        """`endure worker APP` against this runtime; returns once the runtime lists it."""
+                     extra_args: list[str] | None = None, node: int | None = None) -> Proc:
+        """`endure worker APP` against this runtime (node `node`'s admin if given); returns once
+        that admin lists it."""
         name = name or f"worker-{len(self.workers) + 1}"
-        args = worker_argv(app, self.admin, concurrency=concurrency, name=name, extra=extra_args or [])
+        admin = self.admin if node is None else self.node_admin(node)
+        args = worker_argv(app, admin, concurrency=concurrency, name=name, extra=extra_args or [])
         proc = Proc(args, self.root / f"{name}.log", self.env)
         self.workers.append(proc)
-        self.wait_for_workers(sum(1 for w in self.workers if w.alive()))
+        if node is None:
+            self.wait_for_workers(sum(1 for w in self.workers if w.alive()))
+        else:
+            def connected() -> bool:
+                try:
+                    return name in self.connected_workers(admin)
+                except grpc.RpcError:
+                    return False
+
+            wait_until(connected, what=f"{name} on node {node}")
         return proc
 
-    def admin_stub(self) -> tuple[grpc.Channel, apb_grpc.AdminStub]:
-        channel = grpc.insecure_channel(self.admin)
+    def node_admin(self, node: int, timeout: float = 30.0) -> str:
+        """Node `node`'s admin address, as it publishes it (processes > 1)."""
+        path = self.data_dir / "nodes" / str(node) / "endpoint"
+        return str(wait_until(lambda: path.exists() and path.read_text().strip(), timeout,
+                              what=f"{path} to be published"))
+
+    def node_pids(self) -> list[int]:
+        """The pids of the supervisor's node processes (processes > 1)."""
+        import psutil
+
+        assert self.runtime is not None
+        return [p.pid for p in psutil.Process(self.runtime.pid).children() if "--node-id" in p.cmdline()]
+
+    def node_pid(self, node: int) -> int:
+        """The pid of node `node` (processes > 1)."""
+        import psutil
+
+        assert self.runtime is not None
+        for proc in psutil.Process(self.runtime.pid).children():
+            argv = proc.cmdline()
+            if "--node-id" in argv and argv[argv.index("--node-id") + 1] == str(node):
+                return int(proc.pid)
+        raise LookupError(f"node {node} is not running")
+
+    def admin_stub(self, admin: str | None = None) -> tuple[grpc.Channel, apb_grpc.AdminStub]:
+        channel = grpc.insecure_channel(admin or self.admin)
         return channel, apb_grpc.AdminStub(channel)
 
-    def connected_workers(self) -> set[str]:
-        channel, stub = self.admin_stub()
+    def list_partitions(self, admin: str | None = None) -> apb.ListPartitionsResponse:
+        channel, stub = self.admin_stub(admin)
+        try:
+            return stub.ListPartitions(apb.ListPartitionsRequest(), timeout=10, metadata=self.admin_metadata)
+        finally:
+            channel.close()
+
+    def connected_workers(self, admin: str | None = None) -> set[str]:
+        channel, stub = self.admin_stub(admin)
         try:
             resp = stub.ListServices(apb.ListServicesRequest(), timeout=10, metadata=self.admin_metadata)
         finally:

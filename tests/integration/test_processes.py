@@ -1,0 +1,143 @@
+"""`endure serve --processes 2`: a supervisor and two real node processes on one data dir.
+
+Workers here connect to one node each (its published admin address): each node runs the
+invocations of the partitions it owns, for the workers connected to it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import psutil
+import pytest
+from cluster import Cluster, wait_until  # noqa: I001 - tests/integration is on sys.path
+
+from endure.proto import ids
+from endure.proto import records_pb2 as pb
+from endure.runtime.launcher import serve_argv
+from endure.sdk.client import Client
+
+PARTITIONS = 4
+
+
+@pytest.fixture
+def two(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, partitions=PARTITIONS, processes=2)
+    try:
+        c.start_runtime()
+        yield c
+    finally:
+        c.stop()
+
+
+def _leaders(cluster: Cluster) -> dict[int, tuple[bool, int]] | None:
+    try:
+        resp = cluster.list_partitions()
+    except grpc.RpcError:  # a node is still restarting: its partitions cannot be read yet
+        return None
+    return {p.partition: (p.leader, p.leader_epoch) for p in resp.partitions}
+
+
+def _completed(cluster: Cluster, invocation_id: str) -> bool:
+    try:
+        return cluster.describe(invocation_id).status.status == pb.COMPLETED
+    except grpc.RpcError:
+        return False
+
+
+def test_two_nodes_serve_every_partition_and_run_on_the_owner(two: Cluster) -> None:
+    assert len(two.node_pids()) == 2
+    placement = json.loads((two.data_dir / "placement.json").read_text())
+    assert placement == {"nodes": 2, "partitions": PARTITIONS, "owners": [0, 1, 0, 1]}
+    assert {p: leader for p, (leader, _) in (_leaders(two) or {}).items()} == {p: True for p in range(PARTITIONS)}
+    # The CLI on node 0's admin: its own partitions, and node 1's through the PartitionService.
+    out = subprocess.run(["endure", "partitions", "--admin", two.admin, "--json"], capture_output=True,
+                         text=True, timeout=60, check=True, env=two.env).stdout
+    assert sorted(int(p.get("partition", 0)) for p in json.loads(out)["partitions"]) == list(range(PARTITIONS))
+
+    two.start_worker("e2eapp:app", name="w0", node=0)
+    two.start_worker("e2eapp:app", name="w1", node=1)
+
+    async def run() -> None:
+        async with Client(two.ingress) as client:
+            sent = [await client.send("e2e/echo", i) for i in range(12)]
+            on_node_1 = [(i, inv) for i, inv in enumerate(sent) if ids.partition_of(inv, PARTITIONS) % 2 == 1]
+            assert on_node_1, "no invocation landed on node 1's partitions"
+            for inv in sent:
+                wait_until(lambda inv=inv: _completed(two, inv), what=f"{inv} to complete")
+            for i, inv in on_node_1:
+                assert await client.attach(inv, timeout=30) == i
+
+    import asyncio
+
+    asyncio.run(run())
+
+
+def test_a_node_killed_is_restarted_and_loses_nothing_acknowledged(two: Cluster) -> None:
+    two.start_worker("e2eapp:app", name="w0", node=0)
+    epochs = {p: epoch for p, (_, epoch) in (_leaders(two) or {}).items()}
+    old = two.node_admin(1)
+
+    async def send() -> list[str]:
+        async with Client(two.ingress) as client:
+            return [await client.send("e2e/echo", i) for i in range(12)]
+
+    import asyncio
+
+    sent = asyncio.run(send())  # acknowledged: durable on their owners
+    node_1 = psutil.Process(two.node_pid(1))
+    node_1.kill()  # kill -9
+    node_1.wait(10)
+
+    def restarted() -> bool:
+        leaders = _leaders(two)
+        return bool(leaders) and all(leader for leader, _ in leaders.values()) and all(
+            leaders[p][1] > epochs[p] for p in range(1, PARTITIONS, 2))
+
+    wait_until(restarted, timeout=60, what="node 1's partitions to lead again")
+    assert len(two.node_pids()) == 2 and node_1.pid not in two.node_pids()
+    assert wait_until(lambda: two.node_admin(1) != old, what="node 1 to publish its new address")
+    two.start_worker("e2eapp:app", name="w1", node=1)
+    for inv in sent:
+        wait_until(lambda inv=inv: _completed(two, inv), what=f"{inv} to complete after the restart")
+
+
+def test_supervisor_killed_takes_its_nodes_and_the_placement_is_fixed(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, partitions=PARTITIONS, processes=2)
+    try:
+        c.start_runtime()
+        nodes = [psutil.Process(pid) for pid in c.node_pids()]
+        assert len(nodes) == 2
+        assert c.runtime is not None
+        c.runtime.kill9()
+
+        def gone() -> bool:
+            for proc in nodes:
+                try:
+                    if proc.status() != psutil.STATUS_ZOMBIE:
+                        return False
+                except psutil.NoSuchProcess:
+                    pass
+            return True
+
+        wait_until(gone, timeout=30, what="the nodes to die with their supervisor")
+
+        # A clean stop: SIGTERM stops every node within the grace.
+        c.start_runtime()
+        nodes = [psutil.Process(pid) for pid in c.node_pids()]
+        assert c.runtime.terminate(timeout=30) == 0
+        wait_until(gone, timeout=10, what="the nodes to stop with their supervisor")
+    finally:
+        c.stop()
+
+    for asked in ("3", "1"):
+        argv = serve_argv(c.data_dir, partitions=PARTITIONS, metrics="off", extra=["--processes", asked])
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=c.env)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        assert "--processes 2" in lines[0] and f"--processes {asked}" in lines[0], lines[0]
