@@ -180,12 +180,17 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running_cluster(root: Path, app: str) -> Iterator[Cluster]:
-    """A runtime and one worker ("w1") serving app, with ENDURE_TEST_DIR=root; stopped on exit."""
-    c = Cluster(root, env={"ENDURE_TEST_DIR": str(root)})
+def running_cluster(root: Path, app: str, processes: int = 1) -> Iterator[Cluster]:
+    """A runtime (with `processes` node processes) and one worker ("w1") serving app, with
+    ENDURE_TEST_DIR=root; stopped on exit. With several nodes the worker is started against node 0
+    and returned once every node lists it (it learns the others from its registration)."""
+    c = Cluster(root, env={"ENDURE_TEST_DIR": str(root)}, processes=processes)
     try:
         c.start_runtime()
         c.start_worker(app, name="w1")
+        for node in range(1, processes):
+            admin = c.node_admin(node)
+            wait_until(lambda a=admin: "w1" in c.connected_workers(a), what=f"w1 on node {node}")
         yield c
     finally:
         c.stop()

@@ -14,3 +14,11 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["p1", "p2"])
+def processes(request: pytest.FixtureRequest) -> int:
+    """A module whose cluster takes this runs against one node, and against two node processes
+    (`endure serve --processes 2`: calls, sends, awakeables, attaches and the CLI then cross nodes
+    through the internal partition service)."""
+    return int(request.param)

@@ -23,13 +23,13 @@ APP = "e2eapp:app"
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("e2e-context")
+def root(tmp_path_factory: pytest.TempPathFactory, processes: int) -> Path:
+    return tmp_path_factory.mktemp(f"e2e-context-p{processes}")
 
 
 @pytest.fixture(scope="module")
-def cluster(root: Path) -> Iterator[Cluster]:
-    with running_cluster(root, APP) as c:
+def cluster(root: Path, processes: int) -> Iterator[Cluster]:
+    with running_cluster(root, APP, processes) as c:
         yield c
 
 
