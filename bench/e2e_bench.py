@@ -54,6 +54,7 @@ def add_load_options(p: argparse.ArgumentParser, default_workload: str) -> None:
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--runs", type=int, default=1, help="runs on the same cluster; reports the median and spread")
     p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--processes", type=int, default=1, help="node processes of the runtime (endure serve --processes)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--results", type=Path, default=None, help="write the results file here (default bench/results/)")
     p.add_argument("--compare", type=Path, default=None, help="print ratios to an earlier results file")
@@ -88,12 +89,14 @@ async def _measure(ingress: str, args: argparse.Namespace) -> list[dict[str, flo
 
 
 def run(args: argparse.Namespace) -> int:
-    with BenchCluster(partitions=args.partitions, concurrency=max(64, args.concurrency)) as cluster:
+    with BenchCluster(partitions=args.partitions, concurrency=max(64, args.concurrency),
+                      nodes=args.processes) as cluster:
         meter = CpuMeter({**cluster.processes(), "load generator": psutil.Process()})
         runs = asyncio.run(_measure(cluster.ingress, args))
         processes = meter.stop()
     result: dict[str, Any] = {"workload": args.workload, "mode": "open" if args.rate else "closed",
                               "concurrency": args.concurrency, "rate": args.rate, "seconds": args.seconds,
+                              "node_processes": args.processes,
                               **harness.median_of_runs(runs), "processes": processes}
     path = harness.write_results(f"e2e-{args.workload}", result, args.results)
     ratios = harness.compare(result, args.compare) if args.compare else None

@@ -20,8 +20,9 @@ class BenchCluster:
     """A runtime on free loopback ports plus workers; everything is killed and removed on close."""
 
     def __init__(self, partitions: int = 4, workers: int = 1, app: str = "endure.bench.apps:app",
-                 concurrency: int = 256, runtime_args: list[str] | None = None) -> None:
-        self.runtime_args = runtime_args or []
+                 concurrency: int = 256, runtime_args: list[str] | None = None, nodes: int = 1) -> None:
+        self.nodes = nodes  # `endure serve --processes nodes`: a supervisor and that many node processes
+        self.runtime_args = [*(["--processes", str(nodes)] if nodes > 1 else []), *(runtime_args or [])]
         self.dir = Path(tempfile.mkdtemp(prefix="endure-bench-"))
         self.partitions = partitions
         self.app = app
@@ -53,10 +54,21 @@ class BenchCluster:
         self.start_runtime()
         for _ in range(self.worker_count):
             self.start_worker()
+        for node in range(1, self.nodes):  # workers learn the other nodes when they register on node 0
+            self.wait_for_workers(self.worker_count, admin=self._node_admin(node))
         return self
 
-    def wait_for_workers(self, count: int, timeout: float = 60.0) -> None:
-        channel = grpc.insecure_channel(self.admin)
+    def _node_admin(self, node: int, timeout: float = 60.0) -> str:
+        path = self.dir / "data" / "nodes" / str(node) / "endpoint"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists() and (address := path.read_text().strip()):
+                return address
+            time.sleep(0.05)
+        raise RuntimeError(f"node {node} published no endpoint")
+
+    def wait_for_workers(self, count: int, timeout: float = 60.0, admin: str | None = None) -> None:
+        channel = grpc.insecure_channel(admin or self.admin)
         stub = apb_grpc.AdminStub(channel)
         deadline = time.monotonic() + timeout
         try:
@@ -76,6 +88,10 @@ class BenchCluster:
         out = {}
         if self.runtime is not None and self.runtime.alive():
             out["runtime"] = psutil.Process(self.runtime.pid)
+            for child in out["runtime"].children() if self.nodes > 1 else []:
+                argv = child.cmdline()
+                if "--node-id" in argv:
+                    out[f"node{argv[argv.index('--node-id') + 1]}"] = child
         for i, w in enumerate(self.workers):
             if w.alive():
                 out[f"worker{i + 1}"] = psutil.Process(w.pid)
