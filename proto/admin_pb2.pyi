@@ -224,7 +224,7 @@ class Segment(_message.Message):
     def __init__(self, base_lsn: _Optional[int] = ..., loglet: _Optional[str] = ..., sealed: _Optional[bool] = ...) -> None: ...
 
 class PartitionInfo(_message.Message):
-    __slots__ = ("partition", "leader_epoch", "leader", "applied_lsn", "log_tail", "trim_point", "segments", "timers_in_memory")
+    __slots__ = ("partition", "leader_epoch", "leader", "applied_lsn", "log_tail", "trim_point", "segments", "timers_in_memory", "node")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     LEADER_EPOCH_FIELD_NUMBER: _ClassVar[int]
     LEADER_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +233,7 @@ class PartitionInfo(_message.Message):
     TRIM_POINT_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     TIMERS_IN_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
     partition: int
     leader_epoch: int
     leader: bool
@@ -241,7 +242,8 @@ class PartitionInfo(_message.Message):
     trim_point: int
     segments: _containers.RepeatedCompositeFieldContainer[Segment]
     timers_in_memory: int
-    def __init__(self, partition: _Optional[int] = ..., leader_epoch: _Optional[int] = ..., leader: _Optional[bool] = ..., applied_lsn: _Optional[int] = ..., log_tail: _Optional[int] = ..., trim_point: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., timers_in_memory: _Optional[int] = ...) -> None: ...
+    node: str
+    def __init__(self, partition: _Optional[int] = ..., leader_epoch: _Optional[int] = ..., leader: _Optional[bool] = ..., applied_lsn: _Optional[int] = ..., log_tail: _Optional[int] = ..., trim_point: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., timers_in_memory: _Optional[int] = ..., node: _Optional[str] = ...) -> None: ...
 
 class ListPartitionsResponse(_message.Message):
     __slots__ = ("partitions",)

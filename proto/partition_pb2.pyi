@@ -179,7 +179,7 @@ class SegmentInfo(_message.Message):
     def __init__(self, base_lsn: _Optional[int] = ..., loglet: _Optional[str] = ..., sealed: _Optional[bool] = ...) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("partition", "leader", "leader_epoch", "applied_lsn", "log_tail", "trim_point", "timers_in_memory", "segments")
+    __slots__ = ("partition", "leader", "leader_epoch", "applied_lsn", "log_tail", "trim_point", "timers_in_memory", "segments", "node")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     LEADER_FIELD_NUMBER: _ClassVar[int]
     LEADER_EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -188,6 +188,7 @@ class InfoResponse(_message.Message):
     TRIM_POINT_FIELD_NUMBER: _ClassVar[int]
     TIMERS_IN_MEMORY_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
     partition: int
     leader: bool
     leader_epoch: int
@@ -196,4 +197,5 @@ class InfoResponse(_message.Message):
     trim_point: int
     timers_in_memory: int
     segments: _containers.RepeatedCompositeFieldContainer[SegmentInfo]
-    def __init__(self, partition: _Optional[int] = ..., leader: _Optional[bool] = ..., leader_epoch: _Optional[int] = ..., applied_lsn: _Optional[int] = ..., log_tail: _Optional[int] = ..., trim_point: _Optional[int] = ..., timers_in_memory: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[SegmentInfo, _Mapping]]] = ...) -> None: ...
+    node: str
+    def __init__(self, partition: _Optional[int] = ..., leader: _Optional[bool] = ..., leader_epoch: _Optional[int] = ..., applied_lsn: _Optional[int] = ..., log_tail: _Optional[int] = ..., trim_point: _Optional[int] = ..., timers_in_memory: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[SegmentInfo, _Mapping]]] = ..., node: _Optional[str] = ...) -> None: ...

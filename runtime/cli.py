@@ -20,7 +20,7 @@ import typer
 from google.protobuf.json_format import MessageToDict
 from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
@@ -406,11 +406,14 @@ def partitions(admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
     if as_json:
         typer.echo(json.dumps(_dump(resp)))
         return
-    table = Table("partition", "leader", "epoch", "applied LSN", "tail", "trim", "segments", "timers")
+    several_nodes = len({p.node for p in resp.partitions}) > 1  # the owner column only says something then
+    table = Table("partition", "leader", "epoch", Column("applied LSN", no_wrap=True), "tail", "trim", "segments",
+                  "timers", *([Column("node", no_wrap=True)] if several_nodes else []))
     for p in resp.partitions:
         segs = " → ".join(f"{s.base_lsn}{'(sealed)' if s.sealed else ''}" for s in p.segments)
         table.add_row(str(p.partition), "yes" if p.leader else "no", str(p.leader_epoch), str(p.applied_lsn),
-                      str(p.log_tail), str(p.trim_point), segs, str(p.timers_in_memory))
+                      str(p.log_tail), str(p.trim_point), segs, str(p.timers_in_memory),
+                      *([p.node] if several_nodes else []))
     console.print(table)
 
 

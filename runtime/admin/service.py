@@ -135,7 +135,7 @@ class AdminService(apb_grpc.AdminServicer):
             pi = await partition.get_info()
             info = out.partitions.add(partition=p, leader_epoch=pi.leader_epoch, leader=pi.leader,
                                       applied_lsn=pi.applied_lsn, log_tail=pi.log_tail, trim_point=pi.trim_point,
-                                      timers_in_memory=pi.timers_in_memory)
+                                      timers_in_memory=pi.timers_in_memory, node=pi.node)
             for seg in pi.segments:
                 info.segments.add(base_lsn=seg.base_lsn, loglet=seg.loglet, sealed=seg.sealed)
         return out

@@ -80,6 +80,7 @@ class PartitionInfo:
     trim_point: int
     timers_in_memory: int
     segments: tuple[SegmentInfo, ...]
+    node: str = ""  # the node that owns it (its processor's node name)
 
     @property
     def apply_lag(self) -> int:
@@ -236,6 +237,7 @@ class LocalPartition:
             applied_lsn=p.applied_lsn, log_tail=vlog.tail(), trim_point=vlog.trim_point(),
             timers_in_memory=p.timers.pending(),
             segments=tuple(SegmentInfo(s.base_lsn, f"{s.kind}:{s.loglet_id:#x}", s.sealed) for s in vlog.segments()),
+            node=p.node,
         )
 
 

@@ -86,6 +86,11 @@ class PartitionProcessor:
         self._applied_waiters.clear()
 
     @property
+    def node(self) -> str:
+        """The name of the node this processor runs on (what its leader announcements carry)."""
+        return self._node
+
+    @property
     def is_leader(self) -> bool:
         return self.epoch != 0
 

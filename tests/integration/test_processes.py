@@ -58,6 +58,9 @@ def test_two_nodes_serve_every_partition_and_run_on_the_owner(two: Cluster) -> N
     out = subprocess.run(["endure", "partitions", "--admin", two.admin, "--json"], capture_output=True,
                          text=True, timeout=60, check=True, env=two.env).stdout
     assert sorted(int(p.get("partition", 0)) for p in json.loads(out)["partitions"]) == list(range(PARTITIONS))
+    # ... each with the node that owns it, as the placement says.
+    assert {int(p.get("partition", 0)): p["node"] for p in json.loads(out)["partitions"]} == {
+        p: f"node-{owner}" for p, owner in enumerate(placement["owners"])}
 
     two.start_worker("e2eapp:app", name="w0", node=0)
     two.start_worker("e2eapp:app", name="w1", node=1)

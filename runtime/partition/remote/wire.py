@@ -58,7 +58,7 @@ def info_message(info: PartitionInfo) -> ppb.InfoResponse:
     return ppb.InfoResponse(
         partition=info.partition, leader=info.leader, leader_epoch=info.leader_epoch,
         applied_lsn=info.applied_lsn, log_tail=info.log_tail, trim_point=info.trim_point,
-        timers_in_memory=info.timers_in_memory,
+        timers_in_memory=info.timers_in_memory, node=info.node,
         segments=[ppb.SegmentInfo(base_lsn=s.base_lsn, loglet=s.loglet, sealed=s.sealed) for s in info.segments])
 
 
@@ -66,6 +66,6 @@ def info_of(msg: ppb.InfoResponse) -> PartitionInfo:
     return PartitionInfo(
         partition=msg.partition, leader=msg.leader, leader_epoch=msg.leader_epoch, applied_lsn=msg.applied_lsn,
         log_tail=msg.log_tail, trim_point=msg.trim_point, timers_in_memory=msg.timers_in_memory,
-        segments=tuple(SegmentInfo(s.base_lsn, s.loglet, s.sealed) for s in msg.segments))
+        segments=tuple(SegmentInfo(s.base_lsn, s.loglet, s.sealed) for s in msg.segments), node=msg.node)
 
 
