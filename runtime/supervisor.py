@@ -109,13 +109,17 @@ class Supervisor:
         self.env = {**os.environ, **options.extra_env, _TOKEN_ENV: secrets.token_urlsafe(32)}
         self.ingress = _free_address(cfg.ingress) if cfg.ingress else cfg.ingress
 
-    def _argv(self, node: int) -> list[str]:
+    def _argv(self, node: int, pinned: ReadyLine | None = None) -> list[str]:
+        """A node's command line; `pinned`: the addresses it bound when it first started, so a restart
+        serves on the same ports (workers and peers that knew it reconnect there)."""
         cfg, opts = self.cfg, self.options
         extra = ["--node-id", str(node), "--nodes", str(opts.processes)]
         if opts.config_file is not None:
             extra += ["--config", str(opts.config_file)]
         admin = cfg.admin if node == 0 else _on_host(cfg.admin)
         metrics = (cfg.metrics or "off") if node == 0 else _on_host(cfg.metrics)
+        if pinned is not None:
+            admin, metrics = pinned.admin or admin, pinned.metrics or metrics
         return serve_argv(cfg.data_dir, ingress=self.ingress or "off", admin=admin or "off", metrics=metrics,
                           partitions=cfg.partitions, log_level=opts.log_level, extra=extra)
 
@@ -136,6 +140,8 @@ class Supervisor:
             self.stop(grace=5.0)
             node = failed.node if failed is not None else -1
             raise NodeFailed(node, failed.child.returncode if failed is not None else None, str(exc)) from exc
+        for slot in self.slots:
+            slot.argv = self._argv(slot.node, pinned=slot.child.ready)
         first = self.slots[0].child.ready
         return ReadyLine(first.ingress, first.admin, first.metrics)
 
