@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--work-ms", type=int, default=20)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--processes", type=int, default=1, help="node processes of the runtime (endure serve --processes)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -78,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     config = _config(Path(tempfile.mkdtemp(prefix="endure-fair-")) / "endure.toml", args.limit)
-    with BenchCluster(partitions=4, concurrency=64, runtime_args=["--config", str(config)]) as cluster:
+    with BenchCluster(partitions=4, concurrency=64, runtime_args=["--config", str(config)],
+                      nodes=args.processes) as cluster:
         alone = asyncio.run(_phase(cluster.ingress, args, flood=False))
         flooded = asyncio.run(_phase(cluster.ingress, args, flood=True))
     config.unlink()
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     ratio = round(flooded["p99_ms"] / alone["p99_ms"], 2) if alone["p99_ms"] else 0.0
     result = {"b_alone": alone, "b_with_flood": flooded, "p99_ratio": ratio, "target_ratio": 2.0,
               "limit": args.limit, "flood_concurrency": args.limit * args.flood_factor,
-              "trickle_rate": args.trickle_rate, "work_ms": args.work_ms}
+              "trickle_rate": args.trickle_rate, "work_ms": args.work_ms, "node_processes": args.processes}
     path = harness.write_results("fairness", result)
     if args.json:
         print(json.dumps(result))
