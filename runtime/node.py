@@ -129,7 +129,7 @@ class Node:
         self.registry = ServiceRegistry(self.log.metadata)
         await self.registry.load()
         limits = Limits({name: _limit(t, t.weight) for name, t in cfg.tenants.items()},
-                        {name: _limit(h) for name, h in cfg.handler_limits.items()})
+                        {name: _limit(h) for name, h in cfg.handler_limits.items()}, nodes=cfg.nodes)
         limits_store = LimitsStore(self.log.metadata, limits)
         await limits_store.load()
         waiters = self.waiters = CompletionWaiters(cfg.max_waiting_calls)

@@ -3,13 +3,18 @@
 A limit is checked when the invoker is about to start an attempt, never when work is accepted:
 what the ingress accepted is durable and only waits. Rates are token buckets (a rate per second
 and a burst). The invoker is node-wide, so every limit holds for the node as a whole.
+
+With N node processes (`endure serve --processes N`) each node's invoker enforces an even share
+of every limit (`Limit.share`): ⌈max_running / N⌉ running attempts and rate / N starts per second,
+so a tenant cannot take N times its limit. Invocations land on partitions, and so on nodes, evenly
+at random; the cluster-wide maximum is at most N·⌈max_running / N⌉ (exact when N divides it).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(slots=True)
@@ -21,6 +26,18 @@ class Limit:
     burst: float | None = None
     max_backlog: int | None = None
     weight: float = 1.0
+
+    def share(self, nodes: int) -> Limit:
+        """What one of `nodes` nodes enforces on its own (the backlog bound and the weight stay whole:
+        the ingress checks the backlog where a call arrives, and weights are relative)."""
+        if nodes <= 1:
+            return self
+        return replace(
+            self,
+            max_running=None if self.max_running is None else -(-self.max_running // nodes),
+            rate_per_s=None if self.rate_per_s is None else self.rate_per_s / nodes,
+            burst=None if self.burst is None else max(1.0, self.burst / nodes),
+        )
 
 
 @dataclass(slots=True)
@@ -53,7 +70,9 @@ class TokenBucket:
 
 
 class Limits:
-    def __init__(self, tenants: dict[str, Limit] | None = None, handlers: dict[str, Limit] | None = None) -> None:
+    def __init__(self, tenants: dict[str, Limit] | None = None, handlers: dict[str, Limit] | None = None,
+                 nodes: int = 1) -> None:
+        self.nodes = nodes  # nodes enforcing these limits side by side: each enforces its share
         self._tenants: dict[str, Limit] = {}
         self._handlers: dict[str, Limit] = {}  # "service" or "service/handler"
         self._buckets: dict[str, TokenBucket] = {}
@@ -75,6 +94,7 @@ class Limits:
         self._reset_bucket(f"handler:{target}", limit)
 
     def _reset_bucket(self, key: str, limit: Limit) -> None:
+        limit = limit.share(self.nodes)
         if limit.rate_per_s:
             self._buckets[key] = TokenBucket(limit.rate_per_s, limit.burst or max(1.0, limit.rate_per_s))
         else:
@@ -97,11 +117,11 @@ class Limits:
         found = self._scopes.get((tenant, service, handler))
         if found is not None:
             return found
-        keys = [(f"tenant:{tenant}", self.tenant(tenant))]
+        keys = [(f"tenant:{tenant}", self.tenant(tenant).share(self.nodes))]
         for target in (service, f"{service}/{handler}"):
             limit = self._handlers.get(target)
             if limit is not None:
-                keys.append((f"handler:{target}", limit))
+                keys.append((f"handler:{target}", limit.share(self.nodes)))
         if len(self._scopes) > 10_000:
             self._scopes.clear()
         self._scopes[(tenant, service, handler)] = keys

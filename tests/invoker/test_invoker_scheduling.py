@@ -85,3 +85,25 @@ def test_a_refused_last_frame_restarts_an_invocation_nobody_runs(tmp_path: Path)
         assert invoker.queued() == 1
     finally:
         store.close()
+
+
+def test_each_of_n_nodes_enforces_an_even_share_of_a_limit() -> None:
+    """With N nodes side by side, a tenant gets ⌈max_running / N⌉ running and rate / N starts per node,
+    so the cluster as a whole does not give it N times its limit; the configured limit is shown whole."""
+    from endure.runtime.invoker.limits import Limit, Limits
+
+    assert Limit(max_running=8, rate_per_s=10.0, burst=4.0, max_backlog=100).share(2) == Limit(
+        max_running=4, rate_per_s=5.0, burst=2.0, max_backlog=100)
+    assert Limit(max_running=3).share(2).max_running == 2  # rounded up: never 0
+    assert Limit(max_running=5).share(1) == Limit(max_running=5)
+    limits = Limits({"a": Limit(max_running=4, rate_per_s=2.0, burst=2.0)}, nodes=2)
+    assert limits.tenant("a").max_running == 4  # as configured, for the admin and the CLI
+    import time
+
+    t0 = time.monotonic()  # the buckets start full at their creation time
+    assert limits.can_start("a", "s", "h", now=t0)
+    limits.started("a", "s", "h", now=t0)
+    assert not limits.can_start("a", "s", "h", now=t0)  # burst 2 / 2 nodes = 1 token here
+    limits.started("a", "s", "h", now=t0 + 1.0)  # rate 1/s on this node: one more a second later
+    assert limits.running["tenant:a"] == 2
+    assert not limits.can_start("a", "s", "h", now=t0 + 5.0)  # max_running 4 / 2 nodes = 2 here
