@@ -25,6 +25,16 @@ def inv_id(name: str, key: str = "") -> str:
     return ids.derived_invocation_id(ids.stable_hash64(key) if key else 0, "test", name)
 
 
+def on_partition(p: int, name: str, partitions: int) -> str:
+    """A deterministic invocation id (keyed by a name derived from `name`) that routes to partition p."""
+    n = 0
+    while True:
+        inv = inv_id(f"{name}-{n}", key=f"{name}-{n}")
+        if ids.partition_of(inv, partitions) == p:
+            return inv
+        n += 1
+
+
 def env(ts: int = T0, epoch: int = 0, producer: str = "", seq: int = 0, **body: object) -> pb.Envelope:
     """An envelope with a header: env(invoke=pb.Invoke(...), ts=..)."""
     e = pb.Envelope(header=pb.Header(leader_epoch=epoch, producer=producer, sequence=seq, timestamp_ms=ts))

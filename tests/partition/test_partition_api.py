@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import partition_testkit
 import pytest
-from partition_testkit import end, entry, env, inv_id, invoke, output, run_entry
+from partition_testkit import end, entry, env, invoke, output, run_entry
 from remote_kit import RemoteView, Served
 
-from endure.proto import ids
 from endure.proto import records_pb2 as pb
 from endure.runtime.log import NodeLog
 from endure.runtime.partition.api import InvocationFilter, LocalPartition, local_partitions
@@ -110,13 +110,7 @@ class Node:
 
 
 def on_partition(p: int, name: str) -> str:
-    """An invocation id that routes to partition p."""
-    n = 0
-    while True:
-        inv = inv_id(f"{name}-{n}", key=f"{name}-{n}")
-        if ids.partition_of(inv, PARTITIONS) == p:
-            return inv
-        n += 1
+    return partition_testkit.on_partition(p, name, PARTITIONS)
 
 
 @pytest.fixture(params=["local", "remote"])

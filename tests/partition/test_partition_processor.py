@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import partition_testkit
 import pytest
 from partition_testkit import end, entry, env, inv_id, invoke, output, run_entry
 
@@ -115,15 +116,7 @@ class Node:
 
 
 def on_partition(p: int, name: str) -> str:
-    """An invocation id that routes to partition p."""
-    from endure.proto import ids
-
-    n = 0
-    while True:
-        inv = inv_id(f"{name}-{n}", key=f"{name}-{n}")
-        if ids.partition_of(inv, PARTITIONS) == p:
-            return inv
-        n += 1
+    return partition_testkit.on_partition(p, name, PARTITIONS)
 
 
 @pytest.fixture
