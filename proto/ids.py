@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import os
 import threading
+from collections.abc import Sequence
 
 INVOCATION_PREFIX = "inv_"
 AWAKEABLE_PREFIX = "awk_"
@@ -75,6 +76,17 @@ def new_invocation_id(partition_key: int | None = None) -> str:
     if partition_key is not None:
         raw = partition_key.to_bytes(8, "big") + raw[8:]
     return _encode(INVOCATION_PREFIX, raw)
+
+
+def new_invocation_id_on(partitions: Sequence[int], count: int) -> str:
+    """A fresh unkeyed id whose partition (of `count`) is one of `partitions`, chosen at random.
+
+    A node hands its own partitions, so an invocation free to live anywhere costs no forwarding.
+    """
+    raw = _random.bytes(_ID_BYTES)
+    r = int.from_bytes(raw[:8], "big") >> 1  # 63 bits: the key below stays under 2**64
+    key = r - r % count + partitions[r % len(partitions)]
+    return _encode(INVOCATION_PREFIX, key.to_bytes(8, "big") + raw[8:])
 
 
 def derived_invocation_id(partition_key: int | None, *parts: str) -> str:

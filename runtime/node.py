@@ -46,6 +46,7 @@ from endure.runtime.partition.store import PartitionStore
 from endure.runtime.partition.waiters import CompletionWaiters
 from endure.runtime.peers import Peer, peer_partitions
 from endure.runtime.placement import (
+    INGRESS_FILE,
     Placement,
     check_placement,
     clear_endpoint,
@@ -105,6 +106,7 @@ class Node:
         self.metrics = NodeMetrics()
         self._servers: list[grpc.aio.Server] = []
         self.ingress_port = 0
+        self.own_ingress: str | None = None  # with several nodes: an ingress address of this node alone
         self.admin_port = 0
         self.metrics_port = 0
         self._lock: DataDirLock | None = None
@@ -118,6 +120,7 @@ class Node:
                 check_placement(cfg.data_dir, self.placement)
             else:
                 clear_endpoint(self.dir)  # a stale address (this node was killed) is withdrawn until it serves
+                clear_endpoint(self.dir, INGRESS_FILE)
             open_data_dir(self.dir)  # before anything reads the data: refuse a newer format, migrate an older one
             await self._open_log()
         except BaseException:
@@ -168,10 +171,14 @@ class Node:
         tenants = TenantResolver(cfg.auth, {name: t.api_keys_sha256 for name, t in cfg.tenants.items()})
         self.ingress = IngressService(self.registry, self.all_partitions, cfg.max_waiting_calls, cfg.max_payload_bytes,
                                       tenants=tenants, limits=limits, backlog=self.invoker.backlog,
-                                      queued=self.invoker.queued, max_queued=cfg.max_queued)
+                                      queued=self.invoker.queued, max_queued=cfg.max_queued,
+                                      local=self.partitions.keys())
         add_checked(ipb_grpc.add_IngressServicer_to_server, self.ingress, ingress)
         _add_health_and_reflection(ingress, [ingress_pb2.DESCRIPTOR.services_by_name["Ingress"].full_name])
         self.ingress_port = _bind(ingress, cfg.ingress)
+        # With several nodes the shared port reaches any of them; this one reaches this node only.
+        host = cfg.ingress.rpartition(":")[0] or "127.0.0.1"
+        self.own_ingress = f"{host}:{_bind(ingress, f'{host}:0')}" if cfg.nodes > 1 else None
 
         admin_name = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
         worker_name = worker_pb2.DESCRIPTOR.services_by_name["WorkerEndpoint"].full_name
@@ -201,6 +208,8 @@ class Node:
         if cfg.nodes > 1:  # serving: the peers may call it now
             host = cfg.admin.rpartition(":")[0] if cfg.admin else "127.0.0.1"
             write_endpoint(self.dir, f"{host}:{self.admin_port}")
+            assert self.own_ingress is not None
+            write_endpoint(self.dir, self.own_ingress, INGRESS_FILE)
         log.info("endure node %d/%d up: ingress 127.0.0.1:%d, admin and workers %d, partitions %s in %s",
                  cfg.node_id, cfg.nodes, self.ingress_port, self.admin_port, sorted(self.partitions), self.dir)
 
@@ -255,6 +264,7 @@ class Node:
         """Stop accepting, let in-flight requests finish, then flush appends and close the stores."""
         if self.config.nodes > 1:
             clear_endpoint(self.dir)
+            clear_endpoint(self.dir, INGRESS_FILE)
         await asyncio.gather(*(s.stop(grace) for s in self._servers))
         for peer in self.peers.values():
             await peer.close()

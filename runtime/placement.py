@@ -9,8 +9,10 @@ partitions, so the placement cannot change under them.
 Layout. N = 1 keeps the single-node layout (the log, metadata and partition stores directly in
 the data dir, no `placement.json`: a data dir with data but without the record was made by one
 node). With N > 1, node i keeps its own under `nodes/<i>/` (its own lock and FORMAT), and
-publishes its internal (admin) address in `nodes/<i>/endpoint` once it serves; the supervisor
-holds the top-level data dir's lock.
+publishes its internal (admin) address in `nodes/<i>/endpoint` once it serves, and the address
+of an ingress port of its own (besides the shared one) in `nodes/<i>/ingress`: a client that
+must reach this node's ingress (a test, a router) finds it there. The supervisor holds the
+top-level data dir's lock.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from pathlib import Path
 
 from endure.runtime.config import ConfigError
 
-__all__ = ["ENDPOINT_FILE", "PLACEMENT_FILE", "Placement", "PlacementError", "PlacementMismatch",
+__all__ = ["ENDPOINT_FILE", "INGRESS_FILE", "PLACEMENT_FILE", "Placement", "PlacementError", "PlacementMismatch",
            "check_placement", "clear_endpoint", "node_dir", "read_endpoint", "write_atomic", "write_endpoint"]
 
 PLACEMENT_FILE = "placement.json"
 ENDPOINT_FILE = "endpoint"
+INGRESS_FILE = "ingress"
 _SINGLE_NODE_ENTRIES = ("FORMAT", "log", "metadata", "partitions")  # what a one-node data dir holds
 
 
@@ -132,23 +135,23 @@ def write_atomic(path: Path, text: str) -> None:
         os.close(fd)
 
 
-def write_endpoint(directory: Path, address: str) -> None:
-    """Publish a node's internal address (its admin server) for its peers, once it serves."""
-    write_atomic(directory / ENDPOINT_FILE, address + "\n")
+def write_endpoint(directory: Path, address: str, name: str = ENDPOINT_FILE) -> None:
+    """Publish a node's internal address (its admin server; `INGRESS_FILE`: its own ingress port)."""
+    write_atomic(directory / name, address + "\n")
 
 
-def clear_endpoint(directory: Path) -> None:
+def clear_endpoint(directory: Path, name: str = ENDPOINT_FILE) -> None:
     """Withdraw a node's published address (as it starts, and when it stops)."""
     try:
-        (directory / ENDPOINT_FILE).unlink()
+        (directory / name).unlink()
     except FileNotFoundError:
         pass
 
 
-def read_endpoint(directory: Path) -> str | None:
+def read_endpoint(directory: Path, name: str = ENDPOINT_FILE) -> str | None:
     """A node's published address, or None while it publishes none."""
     try:
-        text = (directory / ENDPOINT_FILE).read_text().strip()
+        text = (directory / name).read_text().strip()
     except FileNotFoundError:
         return None
     return text or None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import grpc
 
@@ -43,7 +43,7 @@ class IngressService(ipb_grpc.IngressServicer):
                  max_waiting: int, max_payload_bytes: int, max_json_depth: int = 64,
                  tenants: TenantResolver | None = None, limits: Limits | None = None,
                  backlog: Callable[[str], int] | None = None, queued: Callable[[], int] | None = None,
-                 max_queued: int = 200_000) -> None:
+                 max_queued: int = 200_000, local: Collection[int] | None = None) -> None:
         self._tenants = tenants or TenantResolver(False, {})
         self._queued = queued or (lambda: 0)
         self._max_queued = max_queued
@@ -53,6 +53,9 @@ class IngressService(ipb_grpc.IngressServicer):
         self._registry = registry
         self._partitions = partitions  # the only way to a partition: every read and append
         self._n_partitions = len(partitions)
+        # The partitions this node owns (default: all). A new invocation whose partition is free to
+        # choose (no key, no idempotency key) goes to one of them, so it costs no forwarding.
+        self._local = sorted(partitions if local is None else local) or sorted(partitions)
         self._max_waiting = max_waiting  # clients this ingress holds waiting for a result, on any partition
         self._waiting = 0
         self._max_payload = max_payload_bytes
@@ -159,6 +162,8 @@ class IngressService(ipb_grpc.IngressServicer):
                 pkey = ids.stable_hash64(request.idempotency_key)
             inv = ids.derived_invocation_id(pkey, "idempotency", tenant, t.service, t.handler, t.key,
                                             request.idempotency_key)
+        elif pkey is None:
+            inv = ids.new_invocation_id_on(self._local, self._n_partitions)
         else:
             inv = ids.new_invocation_id(pkey)
         record = pb.Invoke(invocation_id=inv, target=t, handler_kind=info.kind, input=raw,

@@ -113,6 +113,12 @@ class Cluster:
         return str(wait_until(lambda: path.exists() and path.read_text().strip(), timeout,
                               what=f"{path} to be published"))
 
+    def node_ingress(self, node: int, timeout: float = 30.0) -> str:
+        """An ingress address of node `node` alone (processes > 1; the shared port reaches any node)."""
+        path = self.data_dir / "nodes" / str(node) / "ingress"
+        return str(wait_until(lambda: path.exists() and path.read_text().strip(), timeout,
+                              what=f"{path} to be published"))
+
     def node_pids(self) -> list[int]:
         """The pids of the supervisor's node processes (processes > 1)."""
         import psutil
@@ -206,6 +212,18 @@ def wait_until(predicate, timeout: float = 60.0, what: str = "condition", interv
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def wait_entry(cluster: Cluster, inv: str, kind: str, name: str | None = None, timeout: float = 60.0) -> int:
+    """Index of the first journal entry of that kind (and name), once it is durable."""
+
+    def find() -> int | None:
+        for i, entry in enumerate(cluster.describe(inv).journal):
+            if entry.WhichOneof("kind") == kind and (name is None or entry.name == name):
+                return i + 1
+        return None
+
+    return wait_until(find, timeout, f"a {kind} entry {name or ''} in {inv}") - 1
 
 
 def read_markers(root: Path) -> list[str]:

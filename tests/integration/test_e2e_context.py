@@ -13,7 +13,16 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cluster import Cluster, Proc, admin_call, list_services, read_markers, running_cluster, wait_until
+from cluster import (
+    Cluster,
+    Proc,
+    admin_call,
+    list_services,
+    read_markers,
+    running_cluster,
+    wait_entry,
+    wait_until,
+)
 
 from endure.proto import ids
 from endure.proto import records_pb2 as pb
@@ -50,18 +59,6 @@ def status_name(cluster: Cluster, inv: str) -> str:
 def wait_status(cluster: Cluster, inv: str, status: str, timeout: float = 60.0) -> pb.InvocationStatus:
     wait_until(lambda: status_name(cluster, inv) == status, timeout, f"{inv} to be {status}")
     return cluster.describe(inv).status
-
-
-def wait_entry(cluster: Cluster, inv: str, kind: str, name: str | None = None, timeout: float = 60.0) -> int:
-    """Index of the first journal entry of that kind (and name), once it is durable."""
-
-    def find() -> int | None:
-        for i, entry in enumerate(cluster.describe(inv).journal):
-            if entry.WhichOneof("kind") == kind and (name is None or entry.name == name):
-                return i + 1
-        return None
-
-    return wait_until(find, timeout, f"a {kind} entry {name or ''} in {inv}") - 1
 
 
 def count(root: Path, marker: str) -> int:

@@ -66,8 +66,9 @@ def test_two_nodes_serve_every_partition_and_run_on_the_owner(two: Cluster) -> N
     two.start_worker("e2eapp:app", name="w1", node=1)
 
     async def run() -> None:
+        # Keyed, so they spread over every partition whichever node's ingress takes them.
         async with Client(two.ingress) as client:
-            sent = [await client.send("e2e/echo", i) for i in range(12)]
+            sent = [await client.send("e2e/echo", i, idempotency_key=f"echo-{i}") for i in range(12)]
             on_node_1 = [(i, inv) for i, inv in enumerate(sent) if ids.partition_of(inv, PARTITIONS) % 2 == 1]
             assert on_node_1, "no invocation landed on node 1's partitions"
             for inv in sent:

@@ -164,6 +164,12 @@ async def caller(ctx: Context, n: int) -> dict[str, Any]:
 
 
 @svc.handler()
+async def object_caller(ctx: Context, args: dict[str, str]) -> list[str]:
+    """Calls the object e2eobj/<key> (whose partition may live on another node)."""
+    return await ctx.call("e2eobj", "append", args["item"], key=args["key"])
+
+
+@svc.handler()
 async def sender(ctx: Context, ms: int) -> dict[str, str]:
     now_id = ctx.send("e2e", "echo", "now")
     later_id = ctx.send(echo, "later", delay=timedelta(milliseconds=ms))
