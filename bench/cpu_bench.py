@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import pstats
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--top", type=int, default=0, help="also print the N functions with the most own time per process")
+    p.add_argument("--save-profiles", type=Path, default=None, metavar="DIR",
+                   help="keep the raw cProfile files (runtime.prof, worker.prof) in DIR, for pstats")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run, rate=0.0, runs=1)
 
@@ -122,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
         profiled = int(completed * (args.seconds + args.warmup) / args.seconds)
         runtime_parts, runtime_top = attribute(runtime_prof, _RUNTIME_PARTS, profiled, args.top)
         worker_parts, worker_top = attribute(worker_prof, _WORKER_PARTS, profiled, args.top)
+        if args.save_profiles:
+            args.save_profiles.mkdir(parents=True, exist_ok=True)
+            for prof in (runtime_prof, worker_prof):
+                shutil.copy(prof, args.save_profiles / prof.name)
     finally:
         cluster.close()
     cpu_us = {name: round(p["cpu_s"] / completed * 1e6, 1) for name, p in processes.items()}
