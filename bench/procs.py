@@ -22,7 +22,7 @@ class BenchCluster:
     def __init__(self, partitions: int = 4, workers: int = 1, app: str = "endure.bench.apps:app",
                  concurrency: int = 256, runtime_args: list[str] | None = None, nodes: int = 1) -> None:
         self.nodes = nodes  # `endure serve --processes nodes`: a supervisor and that many node processes
-        self.runtime_args = [*(["--processes", str(nodes)] if nodes > 1 else []), *(runtime_args or [])]
+        self.runtime_args = ["--processes", str(nodes), *(runtime_args or [])]
         self.dir = Path(tempfile.mkdtemp(prefix="endure-bench-"))
         self.partitions = partitions
         self.app = app

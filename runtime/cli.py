@@ -93,9 +93,10 @@ def serve(
     metrics: str | None = typer.Option(None, "--metrics", help="Prometheus HOST:PORT (default 127.0.0.1:9464; 'off')"),
     config: Path | None = typer.Option(None, "--config", help="TOML config file"),
     log_level: str = typer.Option("INFO", "--log-level", envvar="ENDURE_LOG_LEVEL"),
-    processes: str = typer.Option("1", "--processes", envvar="ENDURE_PROCESSES",
-                                  help="node processes: a count or 'auto' (one per core, at most one per "
-                                       "partition); fixed when the data dir is created"),
+    processes: str = typer.Option("auto", "--processes", envvar="ENDURE_PROCESSES",
+                                  help="node processes: a count, or 'auto' (a new data dir: one per core, "
+                                       "at most one per partition; else what it was created with); fixed "
+                                       "when the data dir is created"),
     node_id: int | None = typer.Option(None, "--node-id", hidden=True),  # set by the supervisor
     nodes: int | None = typer.Option(None, "--nodes", hidden=True),
 ) -> None:
@@ -115,7 +116,7 @@ def serve(
         if nodes is None:
             from endure.runtime.supervisor import resolve_processes
 
-            count = resolve_processes(processes, cfg.partitions)
+            count = resolve_processes(processes, cfg.partitions, cfg.data_dir)
             if count > 1:
                 _supervise(cfg, count, config, log_level)
                 return
@@ -225,8 +226,9 @@ def _dev_session(launcher: Launcher, app_ref: str, data_dir: Path, ingress: str,
     """Start the runtime, then its worker; return the exit status once either exits on its own."""
     out = sys.stdout.buffer
     try:
-        runtime = launcher.start_runtime(serve_argv(data_dir, ingress=ingress, admin=admin, metrics=metrics),
-                                         echo=out)
+        # One node: the inner loop starts fastest that way (`endure serve` adopts a data dir's count).
+        runtime = launcher.start_runtime(serve_argv(data_dir, ingress=ingress, admin=admin, metrics=metrics,
+                                                    processes=1), echo=out)
     except ExitedEarly as exc:
         # The runtime said why on the stderr it shares with us (one line for a taken data dir).
         if exc.returncode < 0:

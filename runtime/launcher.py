@@ -110,6 +110,7 @@ def serve_argv(
     metrics: str = "127.0.0.1:0",
     partitions: int | None = None,
     log_level: str | None = None,
+    processes: int | str | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The command line of `endure serve` (through this interpreter, so a venv needs no PATH)."""
@@ -117,6 +118,8 @@ def serve_argv(
             "--ingress", ingress, "--admin", admin, "--metrics", metrics]
     if partitions is not None:
         argv += ["--partitions", str(partitions)]
+    if processes is not None:
+        argv += ["--processes", str(processes)]
     if log_level is not None:
         argv += ["--log-level", log_level]
     return [*argv, *extra]

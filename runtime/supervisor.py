@@ -33,7 +33,7 @@ from pathlib import Path
 from endure.runtime.config import ConfigError, NodeConfig
 from endure.runtime.datadir import DataDirLock
 from endure.runtime.launcher import LaunchError, RuntimeChild, serve_argv, stop_all
-from endure.runtime.placement import Placement, check_placement
+from endure.runtime.placement import Placement, check_placement, recorded
 from endure.runtime.ready import ReadyLine
 
 __all__ = ["MAX_BACKOFF_S", "NodeFailed", "SupervisorOptions", "resolve_processes", "run_supervisor"]
@@ -54,9 +54,13 @@ class NodeFailed(LaunchError):
         super().__init__(f"node {node} did not start: {detail}")
 
 
-def resolve_processes(value: str, partitions: int) -> int:
-    """`--processes`: a count >= 1, or `auto` (the cores, at most one per partition)."""
+def resolve_processes(value: str, partitions: int, data_dir: Path | None = None) -> int:
+    """`--processes`: a count >= 1, or `auto`: what the data dir was created with, or for a new data
+    dir the cores, at most one per partition (so `auto` never refuses an existing data dir)."""
     if value == "auto":
+        found = recorded(data_dir) if data_dir is not None else None
+        if found is not None:
+            return found if isinstance(found, int) else found.nodes
         return max(1, min(os.cpu_count() or 1, partitions))
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"--processes: expected a count >= 1 or 'auto', got {value!r}")

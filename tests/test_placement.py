@@ -87,3 +87,17 @@ def test_processes_and_node_settings() -> None:
     assert load_config(environ={}).nodes == 1
     with pytest.raises(ConfigError, match="node_id 2 is not one of 2 nodes"):
         load_config(overrides={"node_id": 2, "nodes": 2}, environ={})
+
+
+def test_auto_keeps_the_count_an_existing_data_dir_was_created_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    new = tmp_path / "new"
+    assert resolve_processes("auto", 4, new) == 4  # a new data dir: the cores, at most one per partition
+    assert resolve_processes("auto", 16, new) == 8
+    one = tmp_path / "one"
+    (one / "log").mkdir(parents=True)  # made by one node: no placement record
+    assert resolve_processes("auto", 4, one) == 1
+    three = tmp_path / "three"
+    check_placement(three, Placement(3, 6))
+    assert resolve_processes("auto", 6, three) == 3
+    assert resolve_processes("2", 6, three) == 2  # an explicit count is taken as asked (and refused later)

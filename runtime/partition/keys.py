@@ -6,6 +6,7 @@ numbers keep journals, inboxes, timers and the outbox in order for range scans.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 APPLIED_LSN = b"m/applied"
@@ -119,6 +120,7 @@ def dedup(producer: str) -> bytes:
     return DEDUP + producer.encode()
 
 
+@functools.lru_cache(maxsize=4096)  # built for every applied record; few distinct rows are live at a time
 def usage(tenant: str, day: int, service: str, handler: str) -> bytes:
     """Metering row of a tenant's handler on a day (days since the epoch, UTC)."""
     return USAGE + part(tenant) + _U32.pack(day) + part(service) + part(handler)

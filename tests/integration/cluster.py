@@ -73,7 +73,7 @@ class Cluster:
     def start_runtime(self, extra_args: list[str] | None = None) -> RuntimeProc:
         # The first start picks free ports; restarts reuse them so clients and workers reconnect.
         self._restarts += 1
-        extra = [*(["--processes", str(self.processes)] if self.processes != 1 else []), *(extra_args or [])]
+        extra = ["--processes", str(self.processes), *(extra_args or [])]
         args = serve_argv(self.data_dir, partitions=self.partitions, ingress=self.ingress or "127.0.0.1:0",
                           admin=self.admin or "127.0.0.1:0", metrics="127.0.0.1:0", extra=extra)
         proc = RuntimeProc(args, self.root / f"runtime-{self._restarts}.log", self.env)
