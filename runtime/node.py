@@ -190,7 +190,8 @@ class Node:
                                         worker_name: cfg.worker_token_sha256})
         admin = grpc.aio.server(options=options, interceptors=[interceptor])
         add_checked(apb_grpc.add_AdminServicer_to_server,
-                    AdminService(self.registry, self.all_partitions, self.invoker, limits_store), admin)
+                    AdminService(self.registry, self.all_partitions, self.invoker, limits_store,
+                                 peers=self._peer_admins), admin)
         add_checked(wpb_grpc.add_WorkerEndpointServicer_to_server,
                     WorkerEndpoint(self.invoker, self.registry, peers=self._worker_peers), admin)
         add_checked(ppb_grpc.add_PartitionServiceServicer_to_server, PartitionServicer(self.partitions), admin)
@@ -212,6 +213,11 @@ class Node:
             write_endpoint(self.dir, self.own_ingress, INGRESS_FILE)
         log.info("endure node %d/%d up: ingress 127.0.0.1:%d, admin and workers %d, partitions %s in %s",
                  cfg.node_id, cfg.nodes, self.ingress_port, self.admin_port, sorted(self.partitions), self.dir)
+
+    def _peer_admins(self) -> list[tuple[int, str | None]]:
+        """The other nodes and their admin addresses (None while one is down), read anew each time."""
+        cfg = self.config
+        return [(n, read_endpoint(node_dir(cfg.data_dir, n, cfg.nodes))) for n in range(cfg.nodes) if n != cfg.node_id]
 
     def _worker_peers(self) -> list[str]:
         """Where a worker that registered here also connects: the other nodes' worker endpoints (read

@@ -3,8 +3,9 @@ is a partition read, every change a record appended to the partition's log."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import grpc
 
@@ -19,15 +20,49 @@ from endure.runtime.invoker.registry import ServiceRegistry
 from endure.runtime.partition.api import InvocationFilter, Partition, add_usage
 
 _MAX_PAGE = 1000
+FORWARDED = "x-endure-forwarded"  # metadata on an admin call one node passes to the others: answer for yourself
+_PEER_TIMEOUT_S = 10.0
+
+
+class PeerAdminError(Exception):
+    """An admin change reached this node but not every other one."""
 
 
 class AdminService(apb_grpc.AdminServicer):
     def __init__(self, registry: ServiceRegistry, partitions: Mapping[int, Partition],
-                 invoker: Invoker, limits_store: LimitsStore | None = None) -> None:
+                 invoker: Invoker, limits_store: LimitsStore | None = None,
+                 peers: Callable[[], Sequence[tuple[int, str | None]]] = lambda: ()) -> None:
         self._limits_store = limits_store
         self._registry = registry
         self._partitions = partitions
         self._invoker = invoker
+        self._peers = peers  # the other nodes: (node id, admin address or None while it is down)
+
+    async def _on_peers(self, method: str, request: object,
+                        context: grpc.aio.ServicerContext) -> list[apb.LimitsResponse]:
+        """Pass a limits call on to every other node (with the caller's authorization), each to
+        answer for itself. Raises PeerAdminError naming the nodes that did not answer."""
+        if any(k == FORWARDED for k, _ in context.invocation_metadata() or ()):
+            return []
+        auth = [(k, v) for k, v in context.invocation_metadata() or () if k == "authorization"]
+        metadata = (*auth, (FORWARDED, "1"))
+
+        async def one(node: int, address: str | None) -> apb.LimitsResponse:
+            if address is None:
+                raise PeerAdminError(f"node {node} is not serving")
+            async with grpc.aio.insecure_channel(address) as channel:
+                rpc = getattr(apb_grpc.AdminStub(channel), method)
+                try:
+                    return await rpc(request, metadata=metadata, timeout=_PEER_TIMEOUT_S)  # type: ignore[no-any-return]
+                except grpc.aio.AioRpcError as exc:
+                    raise PeerAdminError(f"node {node} ({address}): {exc.code().name} {exc.details()}") from exc
+
+        peers = list(self._peers())
+        results = await asyncio.gather(*(one(n, a) for n, a in peers), return_exceptions=True)
+        failed = [str(r) for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise PeerAdminError("; ".join(failed))
+        return [r for r in results if isinstance(r, apb.LimitsResponse)]
 
     async def ListServices(self, request: apb.ListServicesRequest,  # noqa: N802
                            context: grpc.aio.ServicerContext) -> apb.ListServicesResponse:
@@ -156,7 +191,18 @@ class AdminService(apb_grpc.AdminServicer):
 
     async def GetLimits(self, request: apb.GetLimitsRequest,  # noqa: N802
                         context: grpc.aio.ServicerContext) -> apb.LimitsResponse:
-        return self._limits_response()
+        """The limits, and the backlog and running counts of the whole cluster (summed over nodes)."""
+        out = self._limits_response()
+        try:
+            others = await self._on_peers("GetLimits", request, context)
+        except PeerAdminError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read the limits of every node: {exc}")
+        for other in others:
+            for tenant, depth in other.backlog.items():
+                out.backlog[tenant] = out.backlog.get(tenant, 0) + depth
+            for key, n in other.running.items():
+                out.running[key] = out.running.get(key, 0) + n
+        return out
 
     async def SetLimits(self, request: apb.SetLimitsRequest,  # noqa: N802
                         context: grpc.aio.ServicerContext) -> apb.LimitsResponse:
@@ -182,7 +228,13 @@ class AdminService(apb_grpc.AdminServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "limits cannot be changed on this node")
         await self._limits_store.set("tenant" if subject == "tenant" else "target", name, limit)  # type: ignore[union-attr]
         self._invoker.limits_changed()
-        return self._limits_response()
+        try:  # every node stores and enforces its share of the limit
+            await self._on_peers("SetLimits", request, context)
+        except PeerAdminError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"the limits were changed on this node but not on every other one ({exc}); "
+                                "set them again once every node serves")
+        return await self.GetLimits(apb.GetLimitsRequest(), context)
 
     async def GetUsage(self, request: apb.UsageRequest,  # noqa: N802
                        context: grpc.aio.ServicerContext) -> apb.UsageResponse:

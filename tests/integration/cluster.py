@@ -261,6 +261,14 @@ def list_services(cluster: Cluster) -> apb.ListServicesResponse:
         channel.close()
 
 
+def get_limits(cluster: Cluster) -> apb.LimitsResponse:
+    channel, stub = cluster.admin_stub()
+    try:
+        return stub.GetLimits(apb.GetLimitsRequest(), timeout=10, metadata=cluster.admin_metadata)
+    finally:
+        channel.close()
+
+
 def admin_call(cluster: Cluster, method: str, invocation_id: str) -> None:
     channel, stub = cluster.admin_stub()
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cluster import Cluster, free_port, read_markers, wait_until
+from cluster import Cluster, free_port, get_limits, read_markers, wait_until
 
 from endure.proto import admin_pb2 as apb
 from endure.proto import ingress_pb2 as ipb
@@ -74,12 +74,6 @@ def client(cluster: Cluster, tenant: str | None) -> Client:
     return Client(cluster.ingress, api_key=KEYS[tenant] if tenant else None)
 
 
-def limits(cluster: Cluster) -> apb.LimitsResponse:
-    channel, stub = cluster.admin_stub()
-    try:
-        return stub.GetLimits(apb.GetLimitsRequest(), timeout=10, metadata=cluster.admin_metadata)
-    finally:
-        channel.close()
 
 
 def open_gate(cluster: Cluster, tag: str) -> None:
@@ -160,8 +154,8 @@ async def test_concurrency_limit_is_exact_and_backlog_overflow_is_refused(secure
     tags = [f"lim{i}" for i in range(5)]
     async with client(secured, "limited") as c:
         ids = [await c.send("h/gated", tag) for tag in tags]
-        wait_until(lambda: limits(secured).running.get("tenant:limited") == 2
-                   and limits(secured).backlog.get("limited") == 3, 60, "2 running and 3 queued")
+        wait_until(lambda: get_limits(secured).running.get("tenant:limited") == 2
+                   and get_limits(secured).backlog.get("limited") == 3, 60, "2 running and 3 queued")
         wait_until(lambda: len(starts(secured, "lim")) == 2, 60, "the two running handlers' steps")
         assert len(starts(secured, "lim")) == 2
         channel = grpc.aio.insecure_channel(secured.ingress)
@@ -260,7 +254,7 @@ async def test_limits_set_through_the_admin_api_survive_a_restart(open_cluster: 
         channel.close()
     assert c.runtime.terminate() == 0  # type: ignore[union-attr]
     c.start_runtime()
-    got = limits(c).tenants["acme"]
+    got = get_limits(c).tenants["acme"]
     assert (got.max_running, got.rate_per_s) == (7, 3.0)
 
 
@@ -311,7 +305,7 @@ async def test_node_wide_queue_bound_refuses_new_work_and_keeps_what_it_accepted
         c.start_worker(APP, name="w1").kill9()  # registers the services, then no worker is left
         async with Client(c.ingress) as client_:
             ids = [await client_.send("h/stamp", f"q{i}") for i in range(3)]
-            wait_until(lambda: sum(limits(c).backlog.values()) == 3, 60, "three queued invocations")
+            wait_until(lambda: sum(get_limits(c).backlog.values()) == 3, 60, "three queued invocations")
             with pytest.raises(RequestError) as err:
                 await client_.send("h/stamp", "q-extra")
             assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED

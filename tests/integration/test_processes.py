@@ -14,10 +14,13 @@ from pathlib import Path
 import grpc
 import psutil
 import pytest
-from cluster import Cluster, read_markers, rerun_acknowledged_steps, wait_until  # noqa: I001 - tests/integration is on sys.path
+from cluster import Cluster, get_limits, read_markers, rerun_acknowledged_steps, wait_until  # noqa: I001 - tests/integration is on sys.path
 
+from endure.proto import admin_pb2 as apb
+from endure.proto import admin_pb2_grpc as apb_grpc
 from endure.proto import ids
 from endure.proto import records_pb2 as pb
+from endure.runtime.admin.service import FORWARDED
 from endure.runtime.launcher import serve_argv
 from endure.sdk.client import Client
 
@@ -159,3 +162,42 @@ def test_supervisor_killed_takes_its_nodes_and_the_placement_is_fixed(tmp_path: 
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1, done.stderr
         assert "--processes 2" in lines[0] and f"--processes {asked}" in lines[0], lines[0]
+
+
+def _own_limits(admin: str) -> apb.LimitsResponse:
+    """One node's own view (the marker a node sets when it passes an admin call on)."""
+    with grpc.insecure_channel(admin) as channel:
+        return apb_grpc.AdminStub(channel).GetLimits(apb.GetLimitsRequest(), timeout=10,
+                                                     metadata=((FORWARDED, "1"),))
+
+
+def test_limits_set_on_one_node_reach_every_node_and_survive_a_restart(two: Cluster) -> None:
+    with grpc.insecure_channel(two.node_admin(1)) as channel:
+        apb_grpc.AdminStub(channel).SetLimits(
+            apb.SetLimitsRequest(tenant="acme", limits=apb.LimitSpec(max_running=6, rate_per_s=4)), timeout=30)
+    for node in (0, 1):
+        got = _own_limits(two.node_admin(node)).tenants["acme"]
+        assert (got.max_running, got.rate_per_s) == (6, 4.0), f"node {node}"
+    node_0 = psutil.Process(two.node_pid(0))
+    node_0.kill()  # kill -9: the supervisor restarts it, and it loads what it stored
+    node_0.wait(10)
+    wait_until(lambda: (_leaders(two) or {}).get(0, (False, 0))[0], timeout=60, what="node 0 to lead again")
+    got = _own_limits(two.node_admin(0)).tenants["acme"]
+    assert (got.max_running, got.rate_per_s) == (6, 4.0)
+
+    # The backlog the admin API shows is the whole cluster's: with the worker gone (its services stay
+    # registered), every sent invocation waits, on whichever node owns it.
+    worker = two.start_worker("e2eapp:app", name="w0", node=0)
+    wait_until(lambda: "w0" in two.connected_workers(two.node_admin(1)), what="w0 on node 1 too")
+    worker.stop()
+    wait_until(lambda: not two.connected_workers(two.node_admin(0)) and not two.connected_workers(two.node_admin(1)),
+               what="w0 to be gone")
+    async def send() -> list[str]:
+        async with Client(two.ingress) as client:
+            return [await client.send("e2e/echo", i, idempotency_key=f"limits-{i}") for i in range(8)]
+
+    import asyncio
+
+    sent = asyncio.run(send())
+    assert {ids.partition_of(inv, PARTITIONS) % 2 for inv in sent} == {0, 1}
+    wait_until(lambda: sum(get_limits(two).backlog.values()) == 8, timeout=60, what="8 queued in all")
