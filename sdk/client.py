@@ -245,14 +245,21 @@ class Client:
             self._first_routes = asyncio.ensure_future(self._load_routes())
         if not self._first_routes.done():
             await asyncio.shield(self._first_routes)
-        elif (
-            (self._routes is None or self._routes_stale)
-            and self._refresh is None
+        elif self._routes is None or self._routes_stale:
+            self._start_refresh()
+        return self._routes
+
+    def _start_refresh(self) -> None:
+        """Read the routes again in the background, unless a read runs or the last was too recent
+        (then the next keyed request starts it)."""
+        if (
+            self._refresh is None
             and not self._routes_unsupported
+            and self._first_routes is not None
+            and self._first_routes.done()
             and time.monotonic() >= self._next_refresh
         ):
             self._refresh = asyncio.ensure_future(self._load_routes())
-        return self._routes
 
     async def _node_for(self, request: Any) -> _Node | None:
         """The owner node of the request's partition, or None: the address given."""
@@ -284,6 +291,7 @@ class Client:
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
                     self._routes_stale = True  # the node may have moved: read the routes again
+                    self._start_refresh()
                 if not _not_delivered(exc):
                     raise RequestError(exc.code(), exc.details() or "") from None
                 if deadline is not None:
