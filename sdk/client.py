@@ -213,7 +213,10 @@ class Client:
         finally:
             self._refresh = None
         self._set_routes(routes)
-        self._routes_stale = False
+        # A node of several without an address is not serving yet (it is restarting): its
+        # partitions go to the address given until a later read (at most every _ROUTES_REFRESH_S,
+        # at a keyed request) finds its new one.
+        self._routes_stale = len(routes.nodes) > 1 and any(not n.address for n in routes.nodes)
         self._next_refresh = time.monotonic() + _ROUTES_REFRESH_S
 
     def _set_routes(self, routes: ipb.Routes) -> None:

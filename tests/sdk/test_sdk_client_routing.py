@@ -75,11 +75,11 @@ def closed_port() -> str:
 
 @pytest.fixture
 async def nodes() -> AsyncIterator[tuple[FakeIngress, FakeIngress]]:
-    """Node a (the address the client is given; its own address is that one) and node b."""
+    """Node a (the address the client is given, which is also its own address) and node b."""
     a, b = FakeIngress("a"), FakeIngress("b")
     await a.start()
     await b.start()
-    a.routes = routes_to("", b.address)
+    a.routes = routes_to(a.address, b.address)
     yield a, b
     for n in (a, b):
         assert n.server is not None
@@ -107,7 +107,7 @@ async def test_without_get_routes_or_with_routing_off_everything_goes_to_the_add
     async with Client(a.address) as client:
         assert [await client.call("obj/add", key=key_on(p)) for p in (0, 1, 1)] == ["a", "a", "a"]
     assert a.route_requests == 1
-    a.routes = routes_to("", b.address)
+    a.routes = routes_to(a.address, b.address)
     async with Client(a.address, routing=False) as client:
         assert await client.call("obj/add", key=key_on(1)) == "a"
     assert a.route_requests == 1 and b.calls == []
@@ -118,12 +118,12 @@ async def test_an_unreachable_owner_sends_that_request_to_the_address_given_and_
     a, b = nodes
     monkeypatch.setattr(client_module, "_ROUTES_REFRESH_S", 0.0)
     gone = closed_port()
-    a.routes = routes_to("", gone)  # node 1's published address is dead (it restarted elsewhere)
+    a.routes = routes_to(a.address, gone)  # node 1's published address is dead (it restarted elsewhere)
     async with Client(a.address) as client:
         key = key_on(1)
         assert await client.call("obj/add", key=key) == "a"  # never sent to `gone`: sent once, to a
         assert a.calls == [key]
-        a.routes = routes_to("", b.address)  # node 1 now publishes its new address
+        a.routes = routes_to(a.address, b.address)  # node 1 now publishes its new address
         assert await client.call("obj/add", key=key) == "a"  # the old route, until the reread ends
         for _ in range(200):
             if client._routes is not None and client._routes.by_partition[1] == b.address:
@@ -132,6 +132,26 @@ async def test_an_unreachable_owner_sends_that_request_to_the_address_given_and_
         assert await client.call("obj/add", key=key) == "b"
         assert a.route_requests >= 2
         assert gone not in client._nodes  # the dead node's channel was dropped
+
+
+async def test_a_node_without_an_address_yet_is_looked_up_again(
+        nodes: tuple[FakeIngress, FakeIngress], monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = nodes
+    monkeypatch.setattr(client_module, "_ROUTES_REFRESH_S", 0.0)
+    a.routes = routes_to(a.address, "")  # node 1 is restarting: it has withdrawn its address
+    async with Client(a.address) as client:
+        key = key_on(1)
+        assert await client.call("obj/add", key=key) == "a"
+        a.routes = routes_to(a.address, b.address)  # it serves again
+        for _ in range(200):
+            if await client.call("obj/add", key=key) == "b":
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("node 1's address was never read again")
+        asked = a.route_requests
+        assert [await client.call("obj/add", key=key) for _ in range(3)] == ["b"] * 3
+        assert a.route_requests == asked  # every node has an address now: no more reads
 
 
 async def test_a_request_that_may_have_been_delivered_is_not_sent_again(
