@@ -55,6 +55,9 @@ def add_load_options(p: argparse.ArgumentParser, default_workload: str) -> None:
     p.add_argument("--runs", type=int, default=1, help="runs on the same cluster; reports the median and spread")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--processes", type=int, default=1, help="node processes of the runtime (endure serve --processes)")
+    p.add_argument("--no-routing", dest="routing", action="store_false",
+                   help="the clients send every request to the shared ingress port (keyed ones are then "
+                        "forwarded when another node owns their partition); default: routed to the owner")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--results", type=Path, default=None, help="write the results file here (default bench/results/)")
     p.add_argument("--compare", type=Path, default=None, help="print ratios to an earlier results file")
@@ -64,7 +67,8 @@ async def _measure(ingress: str, args: argparse.Namespace) -> list[dict[str, flo
     from endure.sdk.client import Client
 
     target, keys = WORKLOADS[args.workload]
-    clients = [Client(ingress) for _ in range(max(1, min(8, args.concurrency // 16)))]
+    routing = getattr(args, "routing", True)
+    clients = [Client(ingress, routing=routing) for _ in range(max(1, min(8, args.concurrency // 16)))]
 
     async def request(i: int) -> object:
         key = None if keys == 0 else f"k{i}" if keys < 0 else f"k{i % keys}"
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         processes = meter.stop()
     result: dict[str, Any] = {"workload": args.workload, "mode": "open" if args.rate else "closed",
                               "concurrency": args.concurrency, "rate": args.rate, "seconds": args.seconds,
-                              "node_processes": args.processes,
+                              "node_processes": args.processes, "routing": "on" if args.routing else "off",
                               **harness.median_of_runs(runs), "processes": processes}
     path = harness.write_results(f"e2e-{args.workload}", result, args.results)
     ratios = harness.compare(result, args.compare) if args.compare else None
@@ -104,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**result, **({"compare": ratios} if ratios else {})}))
         return 0
     figures = {k: result[k] for k in ("throughput_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "errors")}
-    harness.print_table(f"{args.workload} ({result['mode']} loop, c={args.concurrency}, runs={args.runs})",
+    routed = "" if args.processes == 1 else ", routed" if args.routing else ", not routed"
+    harness.print_table(f"{args.workload} ({result['mode']} loop, c={args.concurrency}, runs={args.runs}{routed})",
                         {"median": figures, **({"ratio to earlier": ratios} if ratios else {})})
     harness.print_table("processes", processes)
     print(f"results: {path}")

@@ -56,6 +56,11 @@ def generate(out_dir: Path) -> list[Path]:
 
 
 def main() -> int:
+    try:
+        import grpc_tools  # noqa: F401 - checked before the old modules are removed
+    except ImportError:
+        print("grpcio-tools is not installed: pip install -e '.[test]'", file=sys.stderr)
+        return 1
     for old in PROTO_DIR.iterdir():
         if old.name.endswith(GENERATED_SUFFIXES):
             old.unlink()

@@ -3,7 +3,7 @@ from endure.proto import records_pb2 as _records_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -124,3 +124,25 @@ class InvocationRequest(_message.Message):
 class Ack(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class RoutesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Routes(_message.Message):
+    __slots__ = ("partitions", "nodes", "owners")
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    OWNERS_FIELD_NUMBER: _ClassVar[int]
+    partitions: int
+    nodes: _containers.RepeatedCompositeFieldContainer[IngressNode]
+    owners: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, partitions: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[IngressNode, _Mapping]]] = ..., owners: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class IngressNode(_message.Message):
+    __slots__ = ("id", "address")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    address: str
+    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...

@@ -84,6 +84,11 @@ class IngressStub:
                 request_serializer=endure_dot_proto_dot_ingress__pb2.InvocationRequest.SerializeToString,
                 response_deserializer=endure_dot_proto_dot_ingress__pb2.Ack.FromString,
                 _registered_method=True)
+        self.GetRoutes = channel.unary_unary(
+                '/endure.ingress.Ingress/GetRoutes',
+                request_serializer=endure_dot_proto_dot_ingress__pb2.RoutesRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_ingress__pb2.Routes.FromString,
+                _registered_method=True)
 
 
 class IngressServicer:
@@ -154,6 +159,14 @@ class IngressServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRoutes(self, request, context):
+        """Where each partition lives: a client sends a keyed request straight to the ingress of the node
+        that owns its partition (any ingress serves any request; another node's is forwarded there).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngressServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -206,6 +219,11 @@ def add_IngressServicer_to_server(servicer, server):
                     servicer.Kill,
                     request_deserializer=endure_dot_proto_dot_ingress__pb2.InvocationRequest.FromString,
                     response_serializer=endure_dot_proto_dot_ingress__pb2.Ack.SerializeToString,
+            ),
+            'GetRoutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoutes,
+                    request_deserializer=endure_dot_proto_dot_ingress__pb2.RoutesRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_ingress__pb2.Routes.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -478,6 +496,33 @@ class Ingress:
             '/endure.ingress.Ingress/Kill',
             endure_dot_proto_dot_ingress__pb2.InvocationRequest.SerializeToString,
             endure_dot_proto_dot_ingress__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/endure.ingress.Ingress/GetRoutes',
+            endure_dot_proto_dot_ingress__pb2.RoutesRequest.SerializeToString,
+            endure_dot_proto_dot_ingress__pb2.Routes.FromString,
             options,
             channel_credentials,
             insecure,

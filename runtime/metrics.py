@@ -120,6 +120,12 @@ class _NodeCollector(Collector):
                                     value=len(node.waiters) if node.waiters is not None else 0)
             yield CounterMetricFamily("endure_ingress_rejected", "Requests refused for overload (RESOURCE_EXHAUSTED)",
                                       value=node.ingress.rejected)
+            forwarded = CounterMetricFamily("endure_ingress_forwarded",
+                                            "Requests this ingress took for a partition another node owns "
+                                            "(forwarded there), by RPC", labels=["rpc"])
+            for rpc, n in sorted(node.ingress.forwarded.items()):
+                forwarded.add_metric([rpc], n)
+            yield forwarded
         if node.log is not None:
             store = node.log.store
             yield CounterMetricFamily("endure_log_records_written", "Records fsynced to the log",

@@ -47,11 +47,14 @@ from endure.runtime.partition.waiters import CompletionWaiters
 from endure.runtime.peers import Peer, peer_partitions
 from endure.runtime.placement import (
     INGRESS_FILE,
+    METRICS_FILE,
     Placement,
+    Routes,
     check_placement,
     clear_endpoint,
     node_dir,
     read_endpoint,
+    routes,
     write_endpoint,
 )
 
@@ -121,6 +124,7 @@ class Node:
             else:
                 clear_endpoint(self.dir)  # a stale address (this node was killed) is withdrawn until it serves
                 clear_endpoint(self.dir, INGRESS_FILE)
+                clear_endpoint(self.dir, METRICS_FILE)
             open_data_dir(self.dir)  # before anything reads the data: refuse a newer format, migrate an older one
             await self._open_log()
         except BaseException:
@@ -172,7 +176,7 @@ class Node:
         self.ingress = IngressService(self.registry, self.all_partitions, cfg.max_waiting_calls, cfg.max_payload_bytes,
                                       tenants=tenants, limits=limits, backlog=self.invoker.backlog,
                                       queued=self.invoker.queued, max_queued=cfg.max_queued,
-                                      local=self.partitions.keys())
+                                      local=self.partitions.keys(), routes=self.routes)
         add_checked(ipb_grpc.add_IngressServicer_to_server, self.ingress, ingress)
         _add_health_and_reflection(ingress, [ingress_pb2.DESCRIPTOR.services_by_name["Ingress"].full_name])
         self.ingress_port = _bind(ingress, cfg.ingress)
@@ -211,6 +215,9 @@ class Node:
             write_endpoint(self.dir, f"{host}:{self.admin_port}")
             assert self.own_ingress is not None
             write_endpoint(self.dir, self.own_ingress, INGRESS_FILE)
+            if self.metrics_port:
+                metrics_host = cfg.metrics.rpartition(":")[0] or "127.0.0.1"
+                write_endpoint(self.dir, f"{metrics_host}:{self.metrics_port}", METRICS_FILE)
         log.info("endure node %d/%d up: ingress 127.0.0.1:%d, admin and workers %d, partitions %s in %s",
                  cfg.node_id, cfg.nodes, self.ingress_port, self.admin_port, sorted(self.partitions), self.dir)
 
@@ -218,6 +225,11 @@ class Node:
         """The other nodes and their admin addresses (None while one is down), read anew each time."""
         cfg = self.config
         return [(n, read_endpoint(node_dir(cfg.data_dir, n, cfg.nodes))) for n in range(cfg.nodes) if n != cfg.node_id]
+
+    def routes(self) -> Routes:
+        """The ingress's GetRoutes: the placement and each node's own ingress address, read anew
+        from the nodes' published files at each request (a restarted node's new port is found)."""
+        return routes(self.config.data_dir, self.placement)
 
     def _worker_peers(self) -> list[str]:
         """Where a worker that registered here also connects: the other nodes' worker endpoints (read
@@ -271,6 +283,7 @@ class Node:
         if self.config.nodes > 1:
             clear_endpoint(self.dir)
             clear_endpoint(self.dir, INGRESS_FILE)
+            clear_endpoint(self.dir, METRICS_FILE)
         await asyncio.gather(*(s.stop(grace) for s in self._servers))
         for peer in self.peers.values():
             await peer.close()

@@ -11,7 +11,9 @@ the data dir, no `placement.json`: a data dir with data but without the record w
 node). With N > 1, node i keeps its own under `nodes/<i>/` (its own lock and FORMAT), and
 publishes its internal (admin) address in `nodes/<i>/endpoint` once it serves, and the address
 of an ingress port of its own (besides the shared one) in `nodes/<i>/ingress`: a client that
-must reach this node's ingress (a test, a router) finds it there. The supervisor holds the
+must reach this node's ingress (a test, a router) finds it there, and the ingress's GetRoutes
+hands these addresses to clients (`routes`) so they send keyed requests straight to the owner.
+Its Prometheus endpoint, when it serves one, is in `nodes/<i>/metrics`. The supervisor holds the
 top-level data dir's lock.
 """
 
@@ -24,12 +26,14 @@ from pathlib import Path
 
 from endure.runtime.config import ConfigError
 
-__all__ = ["ENDPOINT_FILE", "INGRESS_FILE", "PLACEMENT_FILE", "Placement", "PlacementError", "PlacementMismatch",
-           "check_placement", "clear_endpoint", "node_dir", "read_endpoint", "write_atomic", "write_endpoint"]
+__all__ = ["ENDPOINT_FILE", "INGRESS_FILE", "METRICS_FILE", "PLACEMENT_FILE", "Placement", "PlacementError",
+           "PlacementMismatch", "Routes", "check_placement", "clear_endpoint", "node_dir", "read_endpoint", "routes",
+           "write_atomic", "write_endpoint"]
 
 PLACEMENT_FILE = "placement.json"
 ENDPOINT_FILE = "endpoint"
 INGRESS_FILE = "ingress"
+METRICS_FILE = "metrics"
 _SINGLE_NODE_ENTRIES = ("FORMAT", "log", "metadata", "partitions")  # what a one-node data dir holds
 
 
@@ -155,3 +159,25 @@ def read_endpoint(directory: Path, name: str = ENDPOINT_FILE) -> str | None:
     except FileNotFoundError:
         return None
     return text or None
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """What the ingress's GetRoutes answers: the partition count, each node's own ingress address
+    ("" = the address the client already uses: one node, or a node not serving yet) and the owner
+    node of each partition."""
+
+    partitions: int
+    addresses: tuple[str, ...]  # by node id
+    owners: tuple[int, ...]  # by partition
+
+
+def routes(data_dir: Path, placement: Placement) -> Routes:
+    """The routes of this placement, with the addresses the nodes publish now (read anew at each
+    call, so a restarted node's new port is found)."""
+    owners = tuple(placement.owner(p) for p in range(placement.partitions))
+    if placement.nodes == 1:
+        return Routes(placement.partitions, ("",), owners)
+    addresses = tuple(read_endpoint(node_dir(data_dir, n, placement.nodes), INGRESS_FILE) or ""
+                      for n in range(placement.nodes))
+    return Routes(placement.partitions, addresses, owners)

@@ -5,12 +5,24 @@ the decorated function itself, so the input and output are (de)serialized with i
 are exceptions: `InvocationError` for a handler's terminal failure (`InvocationCancelled` and
 `InvocationKilled` when the failure's cause says so, never its text), `RequestError` (with the
 gRPC status code) for a request the ingress refused.
+
+Routing. A runtime of several nodes (`endure serve --processes N`) serves every request on any
+node's ingress, but a keyed request that reaches a node that does not own its partition is
+forwarded to the owner, which costs CPU on both. So the client asks the ingress for its routes
+once (GetRoutes, at the first keyed request) and sends each keyed request (an object or workflow
+key, an idempotency key, an invocation or awakeable id, a promise) straight to the owner node's own
+ingress address, over one channel per node. Unkeyed calls go to the address given (the node that
+takes one starts it on a partition of its own). A runtime without GetRoutes, or one node, means
+no routing. If a node's channel fails before the request left (gRPC could not connect), that one
+request is sent again to the address given, and the routes are read again; a request that may
+have been delivered is never sent twice. `routing=False` sends everything to the address given.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -19,13 +31,23 @@ import grpc
 
 from endure.proto import ingress_pb2 as ipb
 from endure.proto import ingress_pb2_grpc as ipb_grpc
-from endure.proto import journal
+from endure.proto import journal, routing
 from endure.proto import records_pb2 as pb
 from endure.sdk.definitions import HandlerDefinition, handler_definition
 
 T = TypeVar("T")
 
 _PRIORITIES = {"high": pb.HIGH, "normal": pb.NORMAL, "low": pb.LOW}
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 << 20),
+    ("grpc.max_send_message_length", 64 << 20),
+]
+_ROUTES_TIMEOUT_S = 5.0  # a GetRoutes that takes longer: no routing for now
+_ROUTES_RETRY_S = 5.0  # after a GetRoutes that failed, the next try at the earliest
+_ROUTES_REFRESH_S = 1.0  # after a node's channel failed, read the routes again at most this often
+# What gRPC answers when it found no connection for a call: the request never left this process.
+_NOT_SENT = ("failed to connect to all addresses", "DNS resolution failed")
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 
 
 class RequestError(Exception):
@@ -100,18 +122,63 @@ def _decode(definition: HandlerDefinition | None, output: ipb.Output) -> Any:
     return json.loads(output.value) if output.value else None
 
 
-class Client:
-    def __init__(self, address: str = "127.0.0.1:7070", *, api_key: str | None = None) -> None:
+def _not_delivered(exc: grpc.aio.AioRpcError) -> bool:
+    """UNAVAILABLE because gRPC had no connection to send the call on (nothing was answered): the
+    server never saw it, so sending it elsewhere cannot run it twice."""
+    return (
+        exc.code() == grpc.StatusCode.UNAVAILABLE
+        and (exc.details() or "").startswith(_NOT_SENT)
+        and not exc.initial_metadata()
+    )
+
+
+def _dialable(address: str, given: str) -> str:
+    """A node's published ingress address, with a wildcard host (it listens on every interface)
+    replaced by the host of the address the client was given."""
+    host, sep, port = address.rpartition(":")
+    if sep and host in _WILDCARD_HOSTS:
+        return f"{given.rpartition(':')[0] or '127.0.0.1'}:{port}"
+    return address
+
+
+class _Node:
+    """One node's own ingress: a channel opened at its first request, and the requests on it (a
+    channel the routes no longer name is closed once they have ended)."""
+
+    def __init__(self, address: str) -> None:
         self.address = address
-        self._channel = grpc.aio.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_receive_message_length", 64 << 20),
-                ("grpc.max_send_message_length", 64 << 20),
-            ],
-        )
+        self.channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self.stub = ipb_grpc.IngressStub(self.channel)
+        self.calls = 0
+        self.retired = False
+
+
+class _RouteTable:
+    """From GetRoutes: the partition count, and by partition the own ingress address of its
+    owner (None: the address the client was given)."""
+
+    def __init__(self, partitions: int, by_partition: tuple[str | None, ...]) -> None:
+        self.partitions = partitions
+        self.by_partition = by_partition
+
+
+class Client:
+    def __init__(
+        self, address: str = "127.0.0.1:7070", *, api_key: str | None = None, routing: bool = True
+    ) -> None:
+        self.address = address
+        self.routing = routing  # False: every request to `address` (keyed ones may be forwarded there)
+        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self._stub = ipb_grpc.IngressStub(self._channel)
         self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        self._routes: _RouteTable | None = None
+        self._routes_unsupported = False  # the runtime has no GetRoutes (UNIMPLEMENTED)
+        self._routes_stale = False
+        self._first_routes: asyncio.Future[None] | None = None
+        self._refresh: asyncio.Future[None] | None = None
+        self._next_refresh = 0.0
+        self._nodes: dict[str, _Node] = {}
+        self._closing: set[asyncio.Future[None]] = set()
 
     async def __aenter__(self) -> Client:
         return self
@@ -120,13 +187,127 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
+        for task in (self._first_routes, self._refresh):
+            if task is not None and not task.done():
+                task.cancel()
+        nodes, self._nodes = list(self._nodes.values()), {}
+        for node in nodes:
+            await node.channel.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         await self._channel.close()
 
-    async def _rpc(self, method: Callable[..., Any], request: Any, timeout: float | None = None) -> Any:
+    # ------------------------------------------------------------------ routing
+
+    async def _load_routes(self) -> None:
+        """Ask the ingress for its routes; keep the table from before when that fails."""
         try:
-            return await method(request, timeout=timeout, metadata=self._metadata)
+            routes = await self._stub.GetRoutes(
+                ipb.RoutesRequest(), timeout=_ROUTES_TIMEOUT_S, metadata=self._metadata
+            )
+        except Exception as exc:  # no routes is no routing, not an error: requests go to the address given
+            if isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                self._routes_unsupported = True  # a runtime from before routing: never ask again
+            self._next_refresh = time.monotonic() + _ROUTES_RETRY_S
+            return
+        finally:
+            self._refresh = None
+        self._set_routes(routes)
+        # A node of several without an address is not serving yet (it is restarting): its
+        # partitions go to the address given until a later read (at most every _ROUTES_REFRESH_S,
+        # at a keyed request) finds its new one.
+        self._routes_stale = len(routes.nodes) > 1 and any(not n.address for n in routes.nodes)
+        self._next_refresh = time.monotonic() + _ROUTES_REFRESH_S
+
+    def _set_routes(self, routes: ipb.Routes) -> None:
+        addresses = {n.id: _dialable(n.address, self.address) for n in routes.nodes if n.address}
+        if routes.partitions == 0 or len(routes.owners) != routes.partitions:
+            self._routes = None  # not a table this client understands: no routing
+            return
+        by_partition = tuple(
+            None if (a := addresses.get(owner)) is None or a == self.address else a for owner in routes.owners
+        )
+        self._routes = _RouteTable(routes.partitions, by_partition)
+        for address in set(self._nodes) - set(by_partition):  # a node that moved (restarted)
+            node = self._nodes.pop(address)
+            node.retired = True
+            self._release(node)
+
+    def _release(self, node: _Node) -> None:
+        if node.retired and node.calls == 0:
+            task = asyncio.ensure_future(node.channel.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _table(self) -> _RouteTable | None:
+        """The routes: read at the first keyed request (which waits for them), later again in the
+        background when a node's channel failed."""
+        if self._routes_unsupported:
+            return None
+        if self._first_routes is None:
+            self._first_routes = asyncio.ensure_future(self._load_routes())
+        if not self._first_routes.done():
+            await asyncio.shield(self._first_routes)
+        elif self._routes is None or self._routes_stale:
+            self._start_refresh()
+        return self._routes
+
+    def _start_refresh(self) -> None:
+        """Read the routes again in the background, unless a read runs or the last was too recent
+        (then the next keyed request starts it)."""
+        if (
+            self._refresh is None
+            and not self._routes_unsupported
+            and self._first_routes is not None
+            and self._first_routes.done()
+            and time.monotonic() >= self._next_refresh
+        ):
+            self._refresh = asyncio.ensure_future(self._load_routes())
+
+    async def _node_for(self, request: Any) -> _Node | None:
+        """The owner node of the request's partition, or None: the address given."""
+        if not self.routing:
+            return None
+        pkey = routing.request_partition_key(request)
+        if pkey is None:
+            return None
+        table = await self._table()
+        if table is None:
+            return None
+        address = table.by_partition[pkey % table.partitions]
+        if address is None:
+            return None
+        node = self._nodes.get(address)
+        if node is None:
+            node = self._nodes[address] = _Node(address)
+        return node
+
+    async def _rpc(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        """Send the request to its partition's owner when the routes know it, else (and if that
+        node could not be reached at all) to the address given."""
+        node = await self._node_for(request)
+        if node is not None:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            node.calls += 1
+            try:
+                return await getattr(node.stub, method)(request, timeout=timeout, metadata=self._metadata)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    self._routes_stale = True  # the node may have moved: read the routes again
+                    self._start_refresh()
+                if not _not_delivered(exc):
+                    raise RequestError(exc.code(), exc.details() or "") from None
+                if deadline is not None:
+                    timeout = max(0.0, deadline - time.monotonic())
+            finally:
+                node.calls -= 1
+                self._release(node)
+        try:
+            return await getattr(self._stub, method)(request, timeout=timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             raise RequestError(exc.code(), exc.details() or "") from None
+
+    # ------------------------------------------------------------------ requests
 
     @staticmethod
     def _request(
@@ -160,7 +341,7 @@ class Client:
     ) -> Any:
         """Invoke and wait for the result. A timeout ends the wait; the invocation keeps running."""
         request, definition = self._request(handler, arg, key, idempotency_key, priority, headers)
-        return _decode(definition, await self._rpc(self._stub.Call, request, timeout))
+        return _decode(definition, await self._rpc("Call", request, timeout))
 
     async def send(
         self,
@@ -176,13 +357,13 @@ class Client:
         """Invoke without waiting; returns the invocation id once the invocation is durable."""
         request, _ = self._request(handler, arg, key, idempotency_key, priority, headers)
         delay_ms = int(delay.total_seconds() * 1000) if delay else 0
-        response = await self._rpc(self._stub.Send, ipb.SendRequest(call=request, delay_ms=delay_ms))
+        response = await self._rpc("Send", ipb.SendRequest(call=request, delay_ms=delay_ms))
         return str(response.invocation_id)
 
     async def submit(self, workflow_main: Any, arg: Any = None, *, key: str) -> str:
         """Start a workflow's main handler for key (once per key); returns its invocation id."""
         request, _ = self._request(workflow_main, arg, key, None, "normal", None)
-        return str((await self._rpc(self._stub.Submit, request)).invocation_id)
+        return str((await self._rpc("Submit", request)).invocation_id)
 
     def _attach_request(
         self, invocation_id: str | None, handler: Any, key: str | None, idempotency_key: str | None
@@ -211,7 +392,7 @@ class Client:
     ) -> Any:
         """Wait for an existing invocation's result (by id, idempotency key, or workflow key)."""
         request, definition = self._attach_request(invocation_id, handler, key, idempotency_key)
-        return _decode(definition, await self._rpc(self._stub.Attach, request, timeout))
+        return _decode(definition, await self._rpc("Attach", request, timeout))
 
     async def get_output(
         self,
@@ -223,26 +404,26 @@ class Client:
     ) -> tuple[bool, Any]:
         """(ready, result) without waiting; raises InvocationError if it failed."""
         request, definition = self._attach_request(invocation_id, handler, key, idempotency_key)
-        response = await self._rpc(self._stub.GetOutput, request)
+        response = await self._rpc("GetOutput", request)
         if not response.ready:
             return False, None
         return True, _decode(definition, response.output)
 
     async def resolve_awakeable(self, awakeable_id: str, value: Any = None) -> None:
         await self._rpc(
-            self._stub.ResolveAwakeable,
+            "ResolveAwakeable",
             ipb.ResolveAwakeableRequest(awakeable_id=awakeable_id, value=json.dumps(value).encode()),
         )
 
     async def reject_awakeable(self, awakeable_id: str, reason: str, code: int = 500) -> None:
         await self._rpc(
-            self._stub.RejectAwakeable,
+            "RejectAwakeable",
             ipb.RejectAwakeableRequest(awakeable_id=awakeable_id, reason=reason, code=code),
         )
 
     async def resolve_promise(self, workflow: str, key: str, name: str, value: Any = None) -> None:
         await self._rpc(
-            self._stub.ResolvePromise,
+            "ResolvePromise",
             ipb.ResolvePromiseRequest(
                 workflow=workflow, key=key, name=name, value=json.dumps(value).encode()
             ),
@@ -250,29 +431,31 @@ class Client:
 
     async def reject_promise(self, workflow: str, key: str, name: str, reason: str, code: int = 500) -> None:
         await self._rpc(
-            self._stub.ResolvePromise,
+            "ResolvePromise",
             ipb.ResolvePromiseRequest(
                 workflow=workflow, key=key, name=name, failure=pb.Failure(code=code, message=reason)
             ),
         )
 
     async def cancel(self, invocation_id: str) -> None:
-        await self._rpc(self._stub.Cancel, ipb.InvocationRequest(invocation_id=invocation_id))
+        await self._rpc("Cancel", ipb.InvocationRequest(invocation_id=invocation_id))
 
     async def kill(self, invocation_id: str) -> None:
-        await self._rpc(self._stub.Kill, ipb.InvocationRequest(invocation_id=invocation_id))
+        await self._rpc("Kill", ipb.InvocationRequest(invocation_id=invocation_id))
 
 
 class SyncClient:
     """A blocking wrapper of Client for scripts and notebooks: same methods, no await."""
 
-    def __init__(self, address: str = "127.0.0.1:7070", *, api_key: str | None = None) -> None:
+    def __init__(
+        self, address: str = "127.0.0.1:7070", *, api_key: str | None = None, routing: bool = True
+    ) -> None:
         self._loop = asyncio.new_event_loop()
-        self._client = self._run(self._make(address, api_key))
+        self._client = self._run(self._make(address, api_key, routing))
 
     @staticmethod
-    async def _make(address: str, api_key: str | None) -> Client:
-        return Client(address, api_key=api_key)
+    async def _make(address: str, api_key: str | None, routing: bool) -> Client:
+        return Client(address, api_key=api_key, routing=routing)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._loop.run_until_complete(coro)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 
 import grpc
 
-from endure.proto import ids, journal
+from endure.proto import ids, journal, routing
 from endure.proto import ingress_pb2 as ipb
 from endure.proto import ingress_pb2_grpc as ipb_grpc
 from endure.proto import records_pb2 as pb
@@ -26,6 +27,7 @@ from endure.runtime.log import LogFull
 from endure.runtime.partition.api import Partition
 from endure.runtime.partition.state_machine import FINAL
 from endure.runtime.partition.waiters import TooManyWaiters
+from endure.runtime.placement import Routes
 
 log = logging.getLogger("endure.ingress")
 
@@ -43,7 +45,8 @@ class IngressService(ipb_grpc.IngressServicer):
                  max_waiting: int, max_payload_bytes: int, max_json_depth: int = 64,
                  tenants: TenantResolver | None = None, limits: Limits | None = None,
                  backlog: Callable[[str], int] | None = None, queued: Callable[[], int] | None = None,
-                 max_queued: int = 200_000, local: Collection[int] | None = None) -> None:
+                 max_queued: int = 200_000, local: Collection[int] | None = None,
+                 routes: Callable[[], Routes] | None = None) -> None:
         self._tenants = tenants or TenantResolver(False, {})
         self._queued = queued or (lambda: 0)
         self._max_queued = max_queued
@@ -56,6 +59,12 @@ class IngressService(ipb_grpc.IngressServicer):
         # The partitions this node owns (default: all). A new invocation whose partition is free to
         # choose (no key, no idempotency key) goes to one of them, so it costs no forwarding.
         self._local = sorted(partitions if local is None else local) or sorted(partitions)
+        self._local_set = frozenset(self._local)
+        # Requests whose partition another node owns, by RPC: each is forwarded there. A client that
+        # routes (GetRoutes) sends keyed requests to the owner, so this stays 0 for it.
+        self.forwarded: Counter[str] = Counter()
+        n = self._n_partitions
+        self._routes = routes or (lambda: Routes(n, ("",), (0,) * n))
         self._max_waiting = max_waiting  # clients this ingress holds waiting for a result, on any partition
         self._waiting = 0
         self._max_payload = max_payload_bytes
@@ -154,12 +163,11 @@ class IngressService(ipb_grpc.IngressServicer):
         if len(request.idempotency_key) > 256:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "idempotency keys are at most 256 characters")
         t = request.target
-        pkey = ids.stable_hash64(t.key) if t.key else None
-        if info.kind == pb.WORKFLOW_RUN:
+        # The client computes the same partition key (endure.proto.routing) to route the request.
+        pkey = routing.invocation_partition_key(t.key, request.idempotency_key)
+        if info.kind == pb.WORKFLOW_RUN:  # keyed: pkey is the workflow key's
             inv = ids.derived_invocation_id(pkey, "workflow", tenant, t.service, t.key)
         elif request.idempotency_key:
-            if pkey is None:
-                pkey = ids.stable_hash64(request.idempotency_key)
             inv = ids.derived_invocation_id(pkey, "idempotency", tenant, t.service, t.handler, t.key,
                                             request.idempotency_key)
         elif pkey is None:
@@ -171,6 +179,11 @@ class IngressService(ipb_grpc.IngressServicer):
                            priority=request.priority, execute_at_ms=execute_at_ms)
         record.headers.update(request.headers)
         return record, ids.partition_of(inv, self._n_partitions)
+
+    def _count(self, partition: int, rpc: str) -> None:
+        """Count a request whose partition lives on another node (it is forwarded there)."""
+        if partition not in self._local_set:
+            self.forwarded[rpc] += 1
 
     @staticmethod
     def _trace_context(request: ipb.CallRequest, context: grpc.aio.ServicerContext) -> None:
@@ -189,11 +202,12 @@ class IngressService(ipb_grpc.IngressServicer):
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                f"the log's append queue is full ({exc}); retry with backoff") from exc
 
-    async def _locate(self, invocation_id: str, tenant: str) -> tuple[int, pb.InvocationStatus]:
+    async def _locate(self, invocation_id: str, tenant: str, rpc: str) -> tuple[int, pb.InvocationStatus]:
         try:
             partition = ids.partition_of(invocation_id, self._n_partitions)
         except ids.InvalidId as exc:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        self._count(partition, rpc)
         status = await self._partitions[partition].get_status(invocation_id)
         if status is None or status.tenant != tenant:
             raise RequestError(grpc.StatusCode.NOT_FOUND, f"no invocation {invocation_id}")
@@ -242,6 +256,7 @@ class IngressService(ipb_grpc.IngressServicer):
         tenant = self.tenant(context)
         self._trace_context(request, context)
         record, partition = self._invoke(request, tenant, workflow_run=None)
+        self._count(partition, "Call")
         out = await self._wait(record.invocation_id, partition, tenant, append=pb.Envelope(invoke=record))
         if request.WhichOneof("payload") == "json" and out.WhichOneof("result") == "value":
             # JSON in, JSON out: the result also as a Value, which grpcurl prints as plain JSON.
@@ -266,6 +281,7 @@ class IngressService(ipb_grpc.IngressServicer):
         self._trace_context(request.call, context)
         record, partition = self._invoke(request.call, self.tenant(context), workflow_run=workflow_run,
                                          execute_at_ms=execute_at)
+        self._count(partition, "Submit" if workflow_run else "Send")
         await self._append(partition, pb.Envelope(invoke=record))
         return ipb.SendResponse(invocation_id=record.invocation_id)
 
@@ -277,7 +293,7 @@ class IngressService(ipb_grpc.IngressServicer):
             ref = request.idempotency
             info = self._handler(ref.target)
             t = ref.target
-            pkey = ids.stable_hash64(t.key) if t.key else ids.stable_hash64(ref.idempotency_key)
+            pkey = routing.attach_partition_key(t.key, ref.idempotency_key)
             if info.kind == pb.WORKFLOW_RUN:
                 return ids.derived_invocation_id(pkey, "workflow", tenant, t.service, t.key)
             return ids.derived_invocation_id(pkey, "idempotency", tenant, t.service, t.handler, t.key,
@@ -288,7 +304,7 @@ class IngressService(ipb_grpc.IngressServicer):
         async def attach() -> ipb.Output:
             tenant = self.tenant(context)
             inv = self._attach_target(request, tenant)
-            partition, _ = await self._locate(inv, tenant)
+            partition, _ = await self._locate(inv, tenant, "Attach")
             return await self._wait(inv, partition, tenant)
 
         return await self._guard(context, attach())  # type: ignore[return-value]
@@ -297,7 +313,7 @@ class IngressService(ipb_grpc.IngressServicer):
                         context: grpc.aio.ServicerContext) -> ipb.GetOutputResponse:
         async def get() -> ipb.GetOutputResponse:
             tenant = self.tenant(context)
-            _, status = await self._locate(self._attach_target(request, tenant), tenant)
+            _, status = await self._locate(self._attach_target(request, tenant), tenant, "GetOutput")
             if status.status in FINAL:
                 return ipb.GetOutputResponse(ready=True, output=_output(status), status=status.status)
             return ipb.GetOutputResponse(ready=False, status=status.status)
@@ -305,12 +321,12 @@ class IngressService(ipb_grpc.IngressServicer):
         return await self._guard(context, get())  # type: ignore[return-value]
 
     async def _complete_awakeable(self, awakeable: str, context: grpc.aio.ServicerContext,
-                                  completion: pb.Completion) -> ipb.Ack:
+                                  completion: pb.Completion, rpc: str) -> ipb.Ack:
         try:
             inv, index = ids.parse_awakeable_id(awakeable)
         except ids.InvalidId as exc:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
-        partition, status = await self._locate(inv, self.tenant(context))
+        partition, status = await self._locate(inv, self.tenant(context), rpc)
         if status.status in FINAL:
             raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
                                f"the invocation waiting on {awakeable} has already finished")
@@ -324,7 +340,8 @@ class IngressService(ipb_grpc.IngressServicer):
         async def resolve() -> ipb.Ack:
             self._json(request.value, "the awakeable's value")
             return await self._complete_awakeable(request.awakeable_id, context,
-                                                  pb.Completion(value=request.value or b"null"))
+                                                  pb.Completion(value=request.value or b"null"),
+                                                  "ResolveAwakeable")
 
         return await self._guard(context, resolve())  # type: ignore[return-value]
 
@@ -332,7 +349,7 @@ class IngressService(ipb_grpc.IngressServicer):
                               context: grpc.aio.ServicerContext) -> ipb.Ack:
         failure = pb.Failure(code=request.code or 500, message=request.reason or "rejected")
         return await self._guard(context, self._complete_awakeable(  # type: ignore[return-value]
-            request.awakeable_id, context, pb.Completion(failure=failure)))
+            request.awakeable_id, context, pb.Completion(failure=failure), "RejectAwakeable"))
 
     async def ResolvePromise(self, request: ipb.ResolvePromiseRequest,  # noqa: N802
                              context: grpc.aio.ServicerContext) -> ipb.Ack:
@@ -348,7 +365,8 @@ class IngressService(ipb_grpc.IngressServicer):
             if journal.copy_result(request, record) != "failure":
                 self._json(request.value, "the promise's value")
                 record.value = request.value or b"null"
-            partition = ids.stable_hash64(request.key) % self._n_partitions
+            partition = routing.promise_partition_key(request.key) % self._n_partitions
+            self._count(partition, "ResolvePromise")
             await self._append(partition, pb.Envelope(resolve_promise=record))
             return ipb.Ack()
 
@@ -363,19 +381,28 @@ class IngressService(ipb_grpc.IngressServicer):
         raise RequestError(grpc.StatusCode.NOT_FOUND, f"no workflow {workflow!r} is registered")
 
     async def _operator(self, request: ipb.InvocationRequest, context: grpc.aio.ServicerContext,
-                        env: pb.Envelope) -> ipb.Ack:
-        partition, _ = await self._locate(request.invocation_id, self.tenant(context))
+                        env: pb.Envelope, rpc: str) -> ipb.Ack:
+        partition, _ = await self._locate(request.invocation_id, self.tenant(context), rpc)
         getattr(env, env.WhichOneof("body")).invocation_id = request.invocation_id
         await self._append(partition, env)
         return ipb.Ack()
 
     async def Cancel(self, request: ipb.InvocationRequest, context: grpc.aio.ServicerContext) -> ipb.Ack:  # noqa: N802
         return await self._guard(context, self._operator(request, context,  # type: ignore[return-value]
-                                                         pb.Envelope(cancel=pb.Cancel())))
+                                                         pb.Envelope(cancel=pb.Cancel()), "Cancel"))
 
     async def Kill(self, request: ipb.InvocationRequest, context: grpc.aio.ServicerContext) -> ipb.Ack:  # noqa: N802
         return await self._guard(context, self._operator(request, context,  # type: ignore[return-value]
-                                                         pb.Envelope(kill=pb.Kill())))
+                                                         pb.Envelope(kill=pb.Kill()), "Kill"))
+
+    async def GetRoutes(self, request: ipb.RoutesRequest, context: grpc.aio.ServicerContext) -> ipb.Routes:  # noqa: N802
+        async def get() -> ipb.Routes:
+            self.tenant(context)  # the same API key as any other ingress request
+            routes = self._routes()
+            return ipb.Routes(partitions=routes.partitions, owners=routes.owners,
+                              nodes=[ipb.IngressNode(id=i, address=a) for i, a in enumerate(routes.addresses)])
+
+        return await self._guard(context, get())  # type: ignore[return-value]
 
 
 def _output(status: pb.InvocationStatus) -> ipb.Output:

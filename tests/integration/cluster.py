@@ -119,6 +119,17 @@ class Cluster:
         return str(wait_until(lambda: path.exists() and path.read_text().strip(), timeout,
                               what=f"{path} to be published"))
 
+    def node_metrics(self, node: int, timeout: float = 30.0) -> str:
+        """Node `node`'s Prometheus endpoint, as it publishes it (processes > 1)."""
+        path = self.data_dir / "nodes" / str(node) / "metrics"
+        return str(wait_until(lambda: path.exists() and path.read_text().strip(), timeout,
+                              what=f"{path} to be published"))
+
+    def forwarded(self, node: int) -> dict[str, float]:
+        """Node `node`'s `endure_ingress_forwarded_total` by RPC: requests its ingress took for a
+        partition another node owns (processes > 1)."""
+        return scrape(self.node_metrics(node), "endure_ingress_forwarded_total", "rpc")
+
     def node_pids(self) -> list[int]:
         """The pids of the supervisor's node processes (processes > 1)."""
         import psutil
@@ -185,12 +196,24 @@ class Cluster:
 # ---------------------------------------------------------------------- helpers for the e2e matrix
 
 
+def scrape(address: str, name: str, label: str) -> dict[str, float]:
+    """The samples of one metric at a Prometheus endpoint, by the value of one label."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {s.labels[label]: s.value for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == name}
+
+
 @contextlib.contextmanager
-def running_cluster(root: Path, app: str, processes: int = 1) -> Iterator[Cluster]:
+def running_cluster(root: Path, app: str, processes: int = 1, partitions: int = 2) -> Iterator[Cluster]:
     """A runtime (with `processes` node processes) and one worker ("w1") serving app, with
     ENDURE_TEST_DIR=root; stopped on exit. With several nodes the worker is started against node 0
     and returned once every node lists it (it learns the others from its registration)."""
-    c = Cluster(root, env={"ENDURE_TEST_DIR": str(root)}, processes=processes)
+    c = Cluster(root, partitions=partitions, env={"ENDURE_TEST_DIR": str(root)}, processes=processes)
     try:
         c.start_runtime()
         c.start_worker(app, name="w1")

@@ -100,6 +100,19 @@ async def test_requests_need_a_known_api_key(secured: Cluster) -> None:
             assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
 
 
+def test_routes_need_a_known_api_key_and_one_node_has_nowhere_else_to_route(secured: Cluster) -> None:
+    with grpc.insecure_channel(secured.ingress) as channel:
+        stub = ipb_grpc.IngressStub(channel)
+        for metadata in ((), (("authorization", "Bearer not-a-key"),)):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.GetRoutes(ipb.RoutesRequest(), timeout=10, metadata=metadata)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        routes = stub.GetRoutes(ipb.RoutesRequest(), timeout=10, metadata=(("authorization", f"Bearer {KEYS['a']}"),))
+    assert routes.partitions == secured.partitions
+    assert list(routes.owners) == [0] * secured.partitions
+    assert [(n.id, n.address) for n in routes.nodes] == [(0, "")]  # "": the address the client already uses
+
+
 async def test_another_tenants_ids_are_not_found_for_every_rpc(secured: Cluster) -> None:
     async with client(secured, "a") as a, client(secured, "b") as b:
         inv = await a.send("h/gated", "xa")
