@@ -9,10 +9,11 @@ gRPC status code) for a request the ingress refused.
 Routing. A runtime of several nodes (`endure serve --processes N`) serves every request on any
 node's ingress, but a keyed request that reaches a node that does not own its partition is
 forwarded to the owner, which costs CPU on both. So the client asks the ingress for its routes
-once (GetRoutes, at the first keyed request) and sends each keyed request (an object or workflow
+once (GetRoutes, at the first request it routes) and sends each keyed request (an object or workflow
 key, an idempotency key, an invocation or awakeable id, a promise) straight to the owner node's own
-ingress address, over one channel per node. Unkeyed calls go to the address given (the node that
-takes one starts it on a partition of its own). A runtime without GetRoutes, or one node, means
+ingress address, over one channel per node. Unkeyed new invocations are spread over the nodes in
+turn (the node that takes one starts it on a partition of its own, so one client's load is not
+pinned to the node its connection reached). A runtime without GetRoutes, or one node, means
 no routing. If a node's channel fails before the request left (gRPC could not connect), that one
 request is sent again to the address given, and the routes are read again; a request that may
 have been delivered is never sent twice. `routing=False` sends everything to the address given.
@@ -21,6 +22,7 @@ have been delivered is never sent twice. `routing=False` sends everything to the
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import Callable, Coroutine
@@ -160,6 +162,12 @@ class _RouteTable:
     def __init__(self, partitions: int, by_partition: tuple[str | None, ...]) -> None:
         self.partitions = partitions
         self.by_partition = by_partition
+        self.nodes = tuple(dict.fromkeys(by_partition))  # each node once, in partition order
+        self._turn = itertools.count()
+
+    def next_node(self) -> str | None:
+        """Nodes in turn, for work that may start on any of them."""
+        return self.nodes[next(self._turn) % len(self.nodes)]
 
 
 class Client:
@@ -240,7 +248,7 @@ class Client:
             task.add_done_callback(self._closing.discard)
 
     async def _table(self) -> _RouteTable | None:
-        """The routes: read at the first keyed request (which waits for them), later again in the
+        """The routes: read at the first routed request (which waits for them), later again in the
         background when a node's channel failed."""
         if self._routes_unsupported:
             return None
@@ -269,12 +277,13 @@ class Client:
         if not self.routing:
             return None
         pkey = routing.request_partition_key(request)
-        if pkey is None:
+        spread = pkey is None and isinstance(request, (ipb.CallRequest, ipb.SendRequest))
+        if pkey is None and not spread:
             return None
         table = await self._table()
         if table is None:
             return None
-        address = table.by_partition[pkey % table.partitions]
+        address = table.next_node() if pkey is None else table.by_partition[pkey % table.partitions]
         if address is None:
             return None
         node = self._nodes.get(address)

@@ -13,6 +13,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from endure.proto import ids, routing
@@ -21,6 +22,7 @@ from endure.proto import records_pb2 as pb
 from endure.proto import worker_pb2 as wpb
 from endure.runtime.ingress.service import IngressService
 from endure.runtime.invoker.registry import HandlerInfo
+from endure.runtime.partition.remote import PartitionUnavailable
 from endure.runtime.placement import INGRESS_FILE, Placement, routes, write_endpoint
 from endure.sdk.client import Client, _RouteTable
 
@@ -174,14 +176,16 @@ async def test_client_and_ingress_agree_on_the_partition_of_every_keyed_request(
     await client.close()
 
 
-async def test_an_unkeyed_call_goes_to_the_address_given_and_starts_on_that_nodes_partition() -> None:
+async def test_unkeyed_calls_go_to_the_nodes_in_turn_and_start_on_a_partition_of_the_node_taking_them() -> None:
     client = CapturingClient()
     for act in (lambda c: c.call("svc/run", 1), lambda c: c.send("svc/run", 2)):
-        for _ in range(5):
+        chosen = []
+        for _ in range(2 * PARTITIONS):
             await act(client)
             method, request = client.sent[-1]
-            assert await client.partition_of_last() is None
-            assert await ingress_partition(method, request) in LOCAL
+            chosen.append(await client.partition_of_last())
+            assert await ingress_partition(method, request) in LOCAL  # the node that took it: its own
+        assert sorted(chosen) == sorted(list(range(PARTITIONS)) * 2)  # every (fake) node, in turn
     await client.close()
 
 
@@ -213,3 +217,31 @@ def test_a_wildcard_host_is_dialed_at_the_host_given(address: str, given: str, d
     from endure.sdk.client import _dialable
 
     assert _dialable(address, given) == dialed
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _AbortingContext(Context):
+    code: object = None
+
+    async def abort(self, code: object, details: str) -> None:
+        self.code, self.details = code, details
+        raise _Aborted
+
+
+class _DownPartition(FakePartition):
+    async def append(self, envelopes: Any, *, wait: bool = True) -> range:
+        raise PartitionUnavailable(self.id, f"partition {self.id}: node 1 is not serving")
+
+
+async def test_a_request_for_a_partition_whose_owner_is_down_is_unavailable() -> None:
+    partitions = {p: (_DownPartition if p not in LOCAL else FakePartition)(p, []) for p in range(PARTITIONS)}
+    ingress = IngressService(FakeRegistry(), partitions, 100, 1 << 20, local=LOCAL)  # type: ignore[arg-type]
+    key = next(k for k in KEYS if ids.stable_hash64(k) % PARTITIONS not in LOCAL)
+    context = _AbortingContext()
+    with pytest.raises(_Aborted):
+        await ingress.Send(ipb.SendRequest(call=ipb.CallRequest(target=pb.Target(service="obj", handler="add", key=key))),
+                           context)  # type: ignore[arg-type]
+    assert context.code == grpc.StatusCode.UNAVAILABLE and "not serving" in context.details

@@ -25,6 +25,7 @@ from endure.runtime.invoker.limits import Limits
 from endure.runtime.invoker.registry import HandlerInfo, ServiceRegistry
 from endure.runtime.log import LogFull
 from endure.runtime.partition.api import Partition
+from endure.runtime.partition.remote import PartitionNotOwned, PartitionUnavailable
 from endure.runtime.partition.state_machine import FINAL
 from endure.runtime.partition.waiters import TooManyWaiters
 from endure.runtime.placement import Routes
@@ -248,6 +249,9 @@ class IngressService(ipb_grpc.IngressServicer):
             if exc.retry_after_ms is not None:
                 context.set_trailing_metadata((("retry-after-ms", str(exc.retry_after_ms)),))
             await context.abort(exc.code, str(exc))
+        except (PartitionUnavailable, PartitionNotOwned) as exc:
+            # The owner node is down or restarting (or the partition is moving): the client may retry.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
     async def Call(self, request: ipb.CallRequest, context: grpc.aio.ServicerContext) -> ipb.Output:  # noqa: N802
         return await self._guard(context, self._call(request, context))  # type: ignore[return-value]

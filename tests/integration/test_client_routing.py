@@ -87,7 +87,7 @@ async def test_keyed_requests_through_the_shared_port_are_not_forwarded(two: Clu
             assert read_markers(root).count(f"{tag}:once") == 1
         # Awakeables and cancel of invocations that live on each node (started there, unkeyed).
         for node in range(NODES):
-            async with Client(two.node_ingress(node)) as on_node:
+            async with Client(two.node_ingress(node), routing=False) as on_node:
                 waiting = await on_node.send("e2e/human")
                 sleeping = await on_node.send("e2e/cancellable", f"routed-cancel-{node}")
             assert ids.partition_of(waiting, PARTITIONS) % NODES == node
@@ -137,3 +137,12 @@ async def test_a_restarted_node_is_found_again(two: Cluster) -> None:
         assert await client.call("e2eobj/append", "3", key=key, timeout=30) == ["1", "2", "3"]
         assert await client.call("e2eobj/items", key=key, timeout=30) == ["1", "2", "3"]
         assert total_forwarded(two) == before
+
+
+async def test_one_client_spreads_unkeyed_calls_over_the_nodes_without_forwarding(two: Cluster) -> None:
+    before = total_forwarded(two)
+    async with Client(two.ingress) as client:
+        sent = [await client.send("e2e/echo", i) for i in range(8)]
+        assert [await client.attach(inv, timeout=30) for inv in sent] == list(range(8))
+    assert {ids.partition_of(inv, PARTITIONS) % NODES for inv in sent} == set(range(NODES))
+    assert total_forwarded(two) == before

@@ -1,4 +1,5 @@
-"""Two nodes, each reached through its own ingress port: work that starts on one node and is
+"""Two nodes, each reached through its own ingress port (clients without routing, so a request goes
+where it is sent): work that starts on one node and is
 continued, resolved, attached or retried through the other.
 
 With `--processes 2` and 4 partitions, node 0 owns partitions 0 and 2 and node 1 owns 1 and 3. An
@@ -47,7 +48,7 @@ def key_on(node: int, stem: str) -> str:
 
 async def test_unkeyed_invocations_start_on_the_node_that_took_them(two: Cluster) -> None:
     for node in (0, 1):
-        async with Client(two.node_ingress(node)) as client:
+        async with Client(two.node_ingress(node), routing=False) as client:
             sent = [await client.send("e2e/echo", i) for i in range(8)]
             assert {owner(inv) for inv in sent} == {node}
             assert [await client.attach(inv, timeout=30) for inv in sent] == list(range(8))
@@ -55,7 +56,7 @@ async def test_unkeyed_invocations_start_on_the_node_that_took_them(two: Cluster
 
 async def test_a_handler_calls_an_object_whose_key_lives_on_the_other_node(two: Cluster) -> None:
     key = key_on(1, "remote-obj")
-    async with Client(two.node_ingress(0)) as on_0, Client(two.node_ingress(1)) as on_1:
+    async with Client(two.node_ingress(0), routing=False) as on_0, Client(two.node_ingress(1), routing=False) as on_1:
         first = await on_0.send("e2e/object_caller", {"key": key, "item": "a"})
         assert owner(first) == 0  # the caller runs on node 0, the object on node 1
         assert await on_0.attach(first, timeout=30) == ["a"]
@@ -67,7 +68,7 @@ async def test_a_handler_calls_an_object_whose_key_lives_on_the_other_node(two: 
 
 async def test_awakeables_are_resolved_and_attached_through_the_other_node(two: Cluster) -> None:
     for start, other in ((0, 1), (1, 0)):
-        async with Client(two.node_ingress(start)) as here, Client(two.node_ingress(other)) as there:
+        async with Client(two.node_ingress(start), routing=False) as here, Client(two.node_ingress(other), routing=False) as there:
             inv = await here.send("e2e/human")
             assert owner(inv) == start
             awakeable = ids.awakeable_id(inv, wait_entry(two, inv, "awakeable"))
@@ -78,7 +79,7 @@ async def test_awakeables_are_resolved_and_attached_through_the_other_node(two: 
 async def test_idempotent_retries_through_either_node_run_once(two: Cluster, root: Path) -> None:
     for node in (0, 1):  # the idempotency key's partition is on each node in turn
         tag = key_on(node, "idem")
-        async with Client(two.node_ingress(0)) as on_0, Client(two.node_ingress(1)) as on_1:
+        async with Client(two.node_ingress(0), routing=False) as on_0, Client(two.node_ingress(1), routing=False) as on_1:
             results = [await client.call("e2e/once", tag, idempotency_key=tag, timeout=30)
                        for client in (on_0, on_1, on_0, on_1)]
             assert results == [f"done {tag}"] * 4
@@ -90,7 +91,7 @@ async def test_idempotent_retries_through_either_node_run_once(two: Cluster, roo
 
 async def test_workflow_promises_across_nodes(two: Cluster) -> None:
     key = key_on(1, "flow")
-    async with Client(two.node_ingress(0)) as on_0, Client(two.node_ingress(1)) as on_1:
+    async with Client(two.node_ingress(0), routing=False) as on_0, Client(two.node_ingress(1), routing=False) as on_1:
         inv = await on_0.submit("e2eflow/run", "a@b.c", key=key)
         assert owner(inv) == 1
         assert await on_0.call("e2eflow/approve", "ann", key=key, timeout=30) == "approved by ann"
@@ -101,7 +102,7 @@ async def test_workflow_promises_across_nodes(two: Cluster) -> None:
 
 
 async def test_cancel_through_the_other_node(two: Cluster, root: Path) -> None:
-    async with Client(two.node_ingress(0)) as on_0, Client(two.node_ingress(1)) as on_1:
+    async with Client(two.node_ingress(0), routing=False) as on_0, Client(two.node_ingress(1), routing=False) as on_1:
         inv = await on_0.send("e2e/cancellable", "x-cancel")
         assert owner(inv) == 0
         wait_entry(two, inv, "sleep")
