@@ -17,8 +17,13 @@ class EndureSystem(System):
     def start(self, concurrency: int) -> None:
         from importlib.metadata import version
 
+        from endure.runtime.supervisor import resolve_processes
+
         self.versions["endure"] = version("endure")
-        self.cluster = BenchCluster(partitions=4, concurrency=max(64, concurrency)).start()
+        # What `endure serve` does by default: one node per core (at most one per partition).
+        nodes = resolve_processes("auto", 4)
+        self.versions["endure nodes"] = str(nodes)
+        self.cluster = BenchCluster(partitions=4, concurrency=max(64, concurrency), nodes=nodes).start()
 
     def processes(self) -> dict:  # type: ignore[type-arg]
         return self.cluster.processes()
