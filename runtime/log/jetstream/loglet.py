@@ -386,6 +386,7 @@ class JetStreamLoglet:
         refused_sealed = False
         attempt = 0
         backoff = 0.02
+        settle = 0.002
         last_error: LogError | None = None
         while True:
             remaining = deadline - loop.time()
@@ -418,6 +419,12 @@ class JetStreamLoglet:
                         raise SealedError(self._id, self.tail())
                     if expected is not None and expected != self._stream_last:
                         provider.conflicts += 1  # another writer appended: go after its records
+                    elif attempt:
+                        # Refused, yet the stream shows nothing new: another writer's batch is
+                        # proposed but not applied yet. Give it a moment rather than spin.
+                        await asyncio.sleep(min(settle, max(0.0, deadline - loop.time())))
+                        settle = min(settle * 2, 0.2)
+                        continue
                     expected = self._stream_last
                     check = False
                 attempt += 1

@@ -157,7 +157,7 @@ class JetStreamMetadataStore:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.put_timeout
         uncertain = False
-        backoff = 0.02
+        backoff = 0.002
         what = f"writing metadata key {key!r}"
         while True:
             timeout = min(self.conn.request_timeout, deadline - loop.time())
@@ -173,12 +173,18 @@ class JetStreamMetadataStore:
                 error = api_error(what, err)
                 if not (isinstance(error, JetStreamApiError) and error.err_code in _WRONG_LAST_SEQ):
                     raise error
+                # Refused: the key is at another version, or a write to it is still in flight
+                # (the leader checks against proposals it has not applied yet): look until the
+                # version that beat us is visible.
                 current = await self._last(key, timeout)
-                if current is None:
-                    raise VersionMismatch(key, expected_version, 0)
-                if uncertain and _has_nonce(current, nonce):
-                    return int(current["seq"])  # our earlier attempt was stored; its answer was lost
-                raise VersionMismatch(key, expected_version, int(current["seq"]))
+                actual = 0 if current is None else int(current["seq"])
+                if actual == expected_version:
+                    await asyncio.sleep(min(backoff, max(0.0, deadline - loop.time())))
+                    backoff = min(backoff * 2, 0.5)
+                    continue
+                if uncertain and current is not None and _has_nonce(current, nonce):
+                    return actual  # our earlier attempt was stored; its answer was lost
+                raise VersionMismatch(key, expected_version, actual)
             except LogUnavailable as exc:
                 uncertain = uncertain or exc.maybe_written
                 if loop.time() + backoff >= deadline:
