@@ -198,16 +198,29 @@ class JetStreamConnection:
             raise LogUnavailable(f"publish to {subject}: {_one_line(exc)}", maybe_written=True) from None
 
     async def api(self, endpoint: str, body: dict[str, Any] | None = None, *, what: str,
-                  timeout: float | None = None) -> dict[str, Any]:
-        """Call `$JS.API.<endpoint>` with a JSON body; the decoded answer, or JetStreamApiError."""
-        msg = await self.request(
-            f"$JS.API.{endpoint}", b"" if body is None else json.dumps(body).encode(), what=what, timeout=timeout
-        )
-        resp = parse_json_reply(msg, what)
-        err = resp.get("error")
-        if err:
-            raise api_error(what, err)
-        return resp
+                  timeout: float | None = None, patience: float = 0.0) -> dict[str, Any]:
+        """Call `$JS.API.<endpoint>` with a JSON body; the decoded answer, or JetStreamApiError.
+
+        `patience` > 0 (only for calls that change nothing: reads) retries LogUnavailable for
+        that many seconds, so a read spans a leader election instead of failing at once.
+        """
+        payload = b"" if body is None else json.dumps(body).encode()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        backoff = 0.05
+        while True:
+            try:
+                msg = await self.request(f"$JS.API.{endpoint}", payload, what=what, timeout=timeout)
+                resp = parse_json_reply(msg, what)
+                err = resp.get("error")
+                if err:
+                    raise api_error(what, err)
+                return resp
+            except LogUnavailable:
+                if loop.time() + backoff >= deadline:
+                    raise
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 0.5)
 
     # -- batched direct get -----------------------------------------------------------------
 

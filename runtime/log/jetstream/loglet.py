@@ -192,21 +192,21 @@ class JetStreamLoglet:
             "metadata": {"endure.loglet": str(self._id), "endure.base_lsn": str(self._base)},
         }
 
-    async def _info(self, timeout: float | None = None) -> dict[str, Any] | None:
+    async def _info(self, timeout: float | None = None, patience: float = 0.0) -> dict[str, Any] | None:
         """The stream's info with the seal subject counted; None if the stream does not exist."""
         try:
             return await self._conn.api(
                 f"STREAM.INFO.{self.stream}", {"subjects_filter": self._seal_subject},
-                what=f"reading the state of {self.stream}", timeout=timeout,
+                what=f"reading the state of {self.stream}", timeout=timeout, patience=patience,
             )
         except JetStreamApiError as err:
             if err.err_code == _STREAM_NOT_FOUND:
                 return None
             raise
 
-    async def _refresh(self, timeout: float | None = None) -> dict[str, Any] | None:
+    async def _refresh(self, timeout: float | None = None, patience: float = 0.0) -> dict[str, Any] | None:
         """Adopt the stream's state (tail, seal, trim point) and return its info (None: no stream)."""
-        info = await self._info(timeout)
+        info = await self._info(timeout, patience)
         self._loaded = True
         if info is None:
             self._exists = False
@@ -276,12 +276,12 @@ class JetStreamLoglet:
         """Fetch the stream's state unless it is final already (called by VirtualLog on adoption)."""
         if self._loaded and self._seal_seq is not None:
             return
-        await self._refresh()
+        await self._refresh(patience=self._provider.append_timeout)
 
     async def find_tail(self) -> tuple[int, bool]:
         """The committed tail and whether the seal is durable, asked of the stream leader."""
         if self._seal_seq is None:
-            await self._refresh()
+            await self._refresh(patience=self._provider.append_timeout)
         return self.tail(), self._seal_seq is not None
 
     # -- append ---------------------------------------------------------------------------

@@ -70,23 +70,25 @@ def decode_key(encoded: str) -> str:
 class JetStreamMetadataStore:
     """MetadataStore on the JetStream KV bucket `bucket` (created if missing, R`replicas`)."""
 
-    def __init__(self, conn: JetStreamConnection, bucket: str, *, put_timeout: float = 10.0) -> None:
+    def __init__(self, conn: JetStreamConnection, bucket: str, *, put_timeout: float = 10.0,
+                 read_patience: float = 10.0) -> None:
         if not bucket or not bucket.replace("_", "").replace("-", "").isalnum() or not bucket.isascii():
             raise ValueError(f"bucket names are ASCII letters, digits, '-' and '_', got {bucket!r}")
         self.conn = conn
         self.bucket = bucket
         self.stream = f"KV_{bucket}"
         self._prefix = f"$KV.{bucket}."
-        self.put_timeout = put_timeout
+        self.put_timeout = put_timeout  # a put keeps trying this long (elections) before LogUnavailable
+        self.read_patience = read_patience  # and a read
         self._closed = False
 
     @classmethod
     async def open(
         cls, conn: JetStreamConnection, bucket: str = "endure-metadata", *, replicas: int = 3,
-        put_timeout: float = 10.0,
+        put_timeout: float = 10.0, read_patience: float = 10.0,
     ) -> JetStreamMetadataStore:
         """Open the bucket, creating it (history 1, file storage, `replicas` copies) if needed."""
-        store = cls(conn, bucket, put_timeout=put_timeout)
+        store = cls(conn, bucket, put_timeout=put_timeout, read_patience=read_patience)
         config = {
             # The layout nats' own KV clients use, so `nats kv` tools can read the bucket.
             "name": store.stream,
@@ -117,12 +119,12 @@ class JetStreamMetadataStore:
         if self._closed:
             raise LogClosedError(f"the metadata store on bucket {self.bucket} is closed")
 
-    async def _last(self, key: str, timeout: float | None = None) -> dict[str, Any] | None:
+    async def _last(self, key: str, timeout: float | None = None, patience: float = 0.0) -> dict[str, Any] | None:
         """The stored message of `key` (seq, data, hdrs base64) from the leader, or None."""
         try:
             resp = await self.conn.api(
                 f"STREAM.MSG.GET.{self.stream}", {"last_by_subj": self._prefix + encode_key(key)},
-                what=f"reading metadata key {key!r}", timeout=timeout,
+                what=f"reading metadata key {key!r}", timeout=timeout, patience=patience,
             )
         except JetStreamApiError as err:
             if err.err_code == _NO_MESSAGE:
@@ -134,7 +136,7 @@ class JetStreamMetadataStore:
     async def get(self, key: str) -> tuple[int, bytes] | None:
         """(version, value) or None when the key does not exist."""
         self._check_open()
-        message = await self._last(key)
+        message = await self._last(key, patience=self.read_patience)
         if message is None:
             return None
         data = message.get("data")
@@ -201,7 +203,7 @@ class JetStreamMetadataStore:
         while True:
             resp = await self.conn.api(
                 f"STREAM.INFO.{self.stream}", {"subjects_filter": f"{self._prefix}>", "offset": offset},
-                what=f"listing metadata keys under {prefix!r}",
+                what=f"listing metadata keys under {prefix!r}", patience=self.read_patience,
             )
             subjects: dict[str, int] = resp.get("state", {}).get("subjects") or {}
             for subject in subjects:
