@@ -197,6 +197,31 @@ class JetStreamConnection:
         except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError, OSError) as exc:
             raise LogUnavailable(f"publish to {subject}: {_one_line(exc)}", maybe_written=True) from None
 
+    async def publish_many(self, subject: str, messages: Sequence[tuple[bytes, bytes]]) -> None:
+        """Queue many (headers block, payload) messages on `subject` as one write, unanswered.
+
+        nats-py's publish() encodes and validates each message on its own, which was the largest
+        cost per record of an atomic batch; here the HPUB frames are built in one pass and handed
+        to the client's outgoing buffer as one command, so they keep their place before whatever
+        is published next (the batch's commit). Uses nats-py's `_send_command` (the version is
+        pinned); `headers` blocks are complete ("NATS/1.0\\r\\n...\\r\\n\\r\\n"), subjects trusted.
+        """
+        self._check_open(f"publish to {subject}")
+        nc = self.nc
+        head = b"HPUB " + subject.encode() + b" "
+        parts: list[bytes] = []
+        for hdr, payload in messages:
+            parts += (head, b"%d %d\r\n" % (len(hdr), len(hdr) + len(payload)), hdr, payload, b"\r\n")
+        frames = b"".join(parts)
+        if not nc.is_connected and nc._max_pending_size and nc._pending_data_size + len(frames) > nc._max_pending_size:
+            raise LogUnavailable(f"publish to {subject}: disconnected and the outgoing buffer is full",
+                                 maybe_written=False)
+        try:
+            await nc._send_command(frames)
+        except (nats.errors.ConnectionClosedError, OSError) as exc:
+            raise LogUnavailable(f"publish to {subject}: {_one_line(exc)}", maybe_written=True) from None
+        nc.stats["out_msgs"] += len(messages)
+
     async def api(self, endpoint: str, body: dict[str, Any] | None = None, *, what: str,
                   timeout: float | None = None, patience: float = 0.0) -> dict[str, Any]:
         """Call `$JS.API.<endpoint>` with a JSON body; the decoded answer, or JetStreamApiError.

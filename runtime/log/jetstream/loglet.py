@@ -91,18 +91,67 @@ class SequenceConflict(LogError):
     """Other writers kept appending to the same loglet until the append timed out; not written."""
 
 
-class _Append:
-    __slots__ = ("payloads", "fut")
-
-    def __init__(self, payloads: Sequence[bytes], fut: asyncio.Future[range]) -> None:
-        self.payloads = payloads
-        self.fut = fut
-
-
 def _retrieve(fut: asyncio.Future[Any]) -> None:
-    """Mark a shared future's exception as seen (its appender may have been cancelled)."""
+    """Mark a shared future's exception as seen (its appenders may all have been cancelled)."""
     if not fut.cancelled():
         fut.exception()
+
+
+def _reraise_if_cancelled() -> None:
+    """Inside `except CancelledError`: re-raise if *this* task was asked to cancel."""
+    task = asyncio.current_task()
+    if task is None or task.cancelling():
+        raise  # the exception being handled by our caller
+
+
+class _Batch:
+    """The records of one atomic batch and the one future all its appenders await.
+
+    One plain future per batch (not one per appender) keeps the cost per record low. The catch:
+    a waiter's cancellation cancels the shared future, and every other waiter wakes with
+    CancelledError too; those whose own task was not cancelled wait again (`_again`), so
+    cancelling one appender fails nobody else. The cancelled one's records stay in the batch.
+    """
+
+    __slots__ = ("payloads", "fut", "first", "error", "done", "_again", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.payloads: list[bytes] = []
+        self.fut: asyncio.Future[None] = loop.create_future()
+        self.fut.add_done_callback(_retrieve)
+        self.first = 0
+        self.error: BaseException | None = None
+        self.done = False
+        self._again: asyncio.Future[None] | None = None
+
+    def resolve(self, first: int, error: BaseException | None = None) -> None:
+        self.done, self.first, self.error = True, first, error
+        for f in (self.fut, self._again):
+            if f is not None and not f.done():
+                if error is None:
+                    f.set_result(None)
+                else:
+                    f.set_exception(error)
+
+    async def wait(self) -> int:
+        """The LSN of the batch's first record once it is stored; its error otherwise."""
+        try:
+            await self.fut
+        except asyncio.CancelledError:
+            _reraise_if_cancelled()
+            while not self.done:
+                again = self._again
+                if again is None or again.done():
+                    again = self._again = self._loop.create_future()
+                    again.add_done_callback(_retrieve)
+                try:
+                    await again
+                except asyncio.CancelledError:
+                    _reraise_if_cancelled()
+        if self.error is not None:
+            raise self.error
+        return self.first
 
 
 class JetStreamLoglet:
@@ -131,7 +180,8 @@ class JetStreamLoglet:
         self._seal_task: asyncio.Task[int] | None = None
         self._trim_point = 0
         self._expected: int | None = None  # the writer's view of the stream's last sequence
-        self._queue: deque[_Append] = deque()
+        self._queue: deque[_Batch] = deque()  # batches not yet taken by the writer, oldest first
+        self._open: _Batch | None = None  # the newest of them, still taking records
         self._writer: asyncio.Task[None] | None = None
         self._tail_waiters: list[asyncio.Future[None]] = []
         self._watch: Subscription | None = None
@@ -307,43 +357,35 @@ class JetStreamLoglet:
         if self.sealed:
             provider._release(n)
             raise SealedError(self._id, self.tail())
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[range] = loop.create_future()
-        fut.add_done_callback(_retrieve)
-        self._queue.append(_Append(payloads, fut))
+        batch = self._open
+        if batch is None or len(batch.payloads) + n > provider.max_batch_records:
+            batch = self._open = _Batch(asyncio.get_running_loop())
+            self._queue.append(batch)
+        offset = len(batch.payloads)
+        batch.payloads.extend(payloads)
         if self._writer is None:
             # A task, so it first runs after every appender that is already runnable: they all
             # land in its first batch. Later batches take whatever queued during the round trip.
-            self._writer = loop.create_task(self._write_loop(), name=f"endure-js-writer-{self.stream}")
-        # Shielded: a cancelled appender's records stay in their batch (written or failed with it).
-        return await asyncio.shield(fut)
-
-    def _take_batch(self) -> list[_Append]:
-        limit = self._provider.max_batch_records
-        batch = [self._queue.popleft()]
-        count = len(batch[0].payloads)
-        while self._queue and count + len(self._queue[0].payloads) <= limit:
-            a = self._queue.popleft()
-            batch.append(a)
-            count += len(a.payloads)
-        return batch
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_loop(), name=f"endure-js-writer-{self.stream}")
+        first = await batch.wait()
+        return range(first + offset, first + offset + n)
 
     async def _write_loop(self) -> None:
         provider = self._provider
         try:
             while self._queue:
-                batch = self._take_batch()
-                records = sum(len(a.payloads) for a in batch)
+                batch = self._queue.popleft()
+                if batch is self._open:
+                    self._open = None
+                records = len(batch.payloads)
                 try:
                     if self._seal_seq is not None:
                         raise SealedError(self._id, self.tail())
-                    payloads = [p for a in batch for p in a.payloads]
-                    first = await self._commit(payloads)
+                    first = await self._commit(batch.payloads)
                 except BaseException as exc:
                     provider._release(records)
-                    for a in batch:
-                        if not a.fut.done():
-                            a.fut.set_exception(exc)
+                    batch.resolve(0, exc)
                     if isinstance(exc, asyncio.CancelledError | SealedError):
                         self._fail_queued(SealedError(self._id, self.tail()) if isinstance(exc, SealedError)
                                           else LogClosedError(f"{self.stream}: the log was closed"))
@@ -351,21 +393,16 @@ class JetStreamLoglet:
                         raise
                     continue
                 provider._release(records)
-                lsn = first
-                for a in batch:
-                    k = len(a.payloads)
-                    if not a.fut.done():
-                        a.fut.set_result(range(lsn, lsn + k))
-                    lsn += k
+                batch.resolve(first)
         finally:
             self._writer = None
 
     def _fail_queued(self, exc: BaseException) -> None:
+        self._open = None
         while self._queue:
-            a = self._queue.popleft()
-            self._provider._release(len(a.payloads))
-            if not a.fut.done():
-                a.fut.set_exception(exc)
+            batch = self._queue.popleft()
+            self._provider._release(len(batch.payloads))
+            batch.resolve(0, exc)
 
     def _new_tag(self) -> str:
         self._tag_n += 1
@@ -481,14 +518,16 @@ class JetStreamLoglet:
             msg = await conn.request(self._commit_subject, payloads[0], what=what, timeout=timeout,
                                      headers={_EXPECTED: str(expected), _TAG: tag})
         else:
-            batch_id = f"{tag}.{attempt}"  # a fresh id per attempt: the server may hold a partial one
-            data = self._data_subject
-            await conn.publish(data, payloads[0], {_BATCH_ID: batch_id, _BATCH_SEQ: "1",
-                                                   _EXPECTED: str(expected), _TAG: tag})
-            for i in range(1, n - 1):
-                await conn.publish(data, payloads[i], {_BATCH_ID: batch_id, _BATCH_SEQ: str(i + 1)})
+            bid = f"{tag}.{attempt}".encode()  # a fresh id per attempt: the server may hold a partial one
+            first = (b"NATS/1.0\r\n" + _BATCH_ID.encode() + b": " + bid + b"\r\n" + _BATCH_SEQ.encode()
+                     + b": 1\r\n" + _EXPECTED.encode() + b": %d\r\n" % expected + _TAG.encode() + b": "
+                     + tag.encode() + b"\r\n\r\n")
+            middle = b"NATS/1.0\r\n" + _BATCH_ID.encode() + b": " + bid + b"\r\n" + _BATCH_SEQ.encode() + b": %d\r\n\r\n"
+            messages = [(first, payloads[0])]
+            messages += [(middle % (i + 1), payloads[i]) for i in range(1, n - 1)]
+            await conn.publish_many(self._data_subject, messages)
             msg = await conn.request(self._commit_subject, payloads[-1], what=what, timeout=timeout,
-                                     headers={_BATCH_ID: batch_id, _BATCH_SEQ: str(n), _BATCH_COMMIT: "1"})
+                                     headers={_BATCH_ID: bid.decode(), _BATCH_SEQ: str(n), _BATCH_COMMIT: "1"})
         resp = parse_json_reply(msg, what)
         err = resp.get("error")
         if err:
