@@ -9,6 +9,7 @@ import json
 from collections.abc import Awaitable, Callable
 
 import pytest
+from nats.aio.msg import Msg
 from nats_cluster import JsNode, LocalNatsCluster  # noqa: I001 - tests/cluster is on sys.path
 
 from endure.runtime.log import (
@@ -20,7 +21,7 @@ from endure.runtime.log import (
     TrimmedError,
     VirtualLog,
 )
-from endure.runtime.log.jetstream import JetStreamApiError, JetStreamLoglet
+from endure.runtime.log.jetstream import JetStreamApiError, JetStreamLoglet, SequenceConflict
 
 MakeNode = Callable[..., Awaitable[JsNode]]
 
@@ -406,3 +407,23 @@ async def test_reads_of_many_records_are_batched(node: JsNode) -> None:
     got = await log.read(1, 3001, limit=5000)
     assert [r.lsn for r in got] == list(range(1, 3001))
     assert node.conn.round_trips - trips <= 4  # a few direct gets of up to 1000 records, not 3000
+
+
+async def test_a_batch_refused_for_its_sequence_until_the_timeout_is_a_typed_conflict(make_node: MakeNode) -> None:
+    node = await make_node(append_timeout=0.5)
+    log = await node.log(0)
+    await log.append([b"first"])
+    real = node.conn.request
+
+    async def always_refused(subject: str, payload: bytes, **kw):  # type: ignore[no-untyped-def]
+        if subject.endswith(".t.c"):  # as if another writer always got in first (nothing is sent)
+            return Msg(node.conn.nc, data=b'{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 1"}}')
+        return await real(subject, payload, **kw)
+
+    node.conn.request = always_refused  # type: ignore[method-assign]
+    try:
+        with pytest.raises(SequenceConflict, match="it was not written"):
+            await log.append([b"never"])
+    finally:
+        node.conn.request = real  # type: ignore[method-assign]
+    assert await log.append([b"second"]) == range(2, 3)  # the writer re-read the tail and goes on

@@ -421,6 +421,7 @@ class JetStreamLoglet:
         uncertain = False  # an attempt may have been stored (sent, and no definite answer came)
         sending = False
         refused_sealed = False
+        refused_seq = False  # the last attempt was refused for its expected sequence
         attempt = 0
         backoff = 0.02
         settle = 0.002
@@ -456,14 +457,14 @@ class JetStreamLoglet:
                         raise SealedError(self._id, self.tail())
                     if expected is not None and expected != self._stream_last:
                         provider.conflicts += 1  # another writer appended: go after its records
-                    elif attempt:
-                        # Refused, yet the stream shows nothing new: another writer's batch is
-                        # proposed but not applied yet. Give it a moment rather than spin.
+                    elif refused_seq:
+                        # Refused, yet the stream shows nothing new: a batch is proposed but not
+                        # applied yet (another writer's, or our own earlier copy). Give it a moment.
                         await asyncio.sleep(min(settle, max(0.0, deadline - loop.time())))
                         settle = min(settle * 2, 0.2)
                         continue
                     expected = self._stream_last
-                    check = False
+                    check, refused_seq = False, False
                 attempt += 1
                 if attempt > 1:
                     provider.resends += 1
@@ -475,7 +476,7 @@ class JetStreamLoglet:
                 last_error = err
                 code = err.err_code
                 if code in _WRONG_LAST_SEQ:
-                    check = True
+                    check, refused_seq = True, True
                     continue
                 if code == _SEALED:
                     check, refused_sealed = True, True
@@ -723,6 +724,9 @@ class JetStreamLoglet:
                 await self._conn.api(f"STREAM.PURGE.{self.stream}", {"seq": up_to - self._base + 2}, what=what)
             except JetStreamApiError:
                 await self._refresh()
+                if self._exists is False:
+                    self._trim_point = max(self._trim_point, up_to)  # nothing stored, nothing to purge
+                    return
                 if self._seal_seq is None:
                     raise
                 sealed = True
