@@ -258,7 +258,7 @@ async def test_appends_racing_a_seal_from_another_node(make_node: MakeNode) -> N
 
     async def appender(k: int) -> None:
         nonlocal refused
-        for i in range(40):
+        for i in range(100_000):  # until the seal stops it
             try:
                 r = await loglet.append([b"%d-%d" % (k, i)])
             except SealedError:
