@@ -21,6 +21,7 @@ __all__ = [
     "LogError",
     "LogFull",
     "LogRecord",
+    "LogUnavailable",
     "Loglet",
     "LogletFailedError",
     "SealedError",
@@ -103,6 +104,21 @@ class LogFull(LogError):
             f"append queue is full ({pending} records pending, limit {limit}); "
             "retry later or append with wait=True to apply backpressure"
         )
+
+
+class LogUnavailable(LogError):
+    """The log's storage cannot be reached right now (a replicated log without quorum, say).
+
+    Unlike LogletFailedError this may heal by itself: callers map it to gRPC UNAVAILABLE and may
+    retry. `maybe_written` says whether a failed write (append, metadata put) may still have
+    been stored: its request reached the storage but no answer came back. Retrying such an
+    append can store its records twice, which is what the records' producer sequences are for.
+    """
+
+    def __init__(self, what: str, *, maybe_written: bool = False) -> None:
+        self.maybe_written = maybe_written
+        outcome = "a write may still have been stored" if maybe_written else "nothing was written"
+        super().__init__(f"log unavailable: {what} ({outcome})")
 
 
 class LogClosedError(LogError):

@@ -129,6 +129,7 @@ class VirtualLog:
                 continue  # created concurrently: load that one
             vlog._install(first, version)
             break
+        await vlog._load_loglets()
         if vlog._last.sealed:
             await vlog._extend_after(vlog._last)
         return vlog
@@ -147,6 +148,7 @@ class VirtualLog:
             return False
         version, raw = got
         self._install(_Chain.decode(raw), version)
+        await self._load_loglets()
         return True
 
     def _install(self, chain: _Chain, version: int) -> None:
@@ -165,6 +167,22 @@ class VirtualLog:
         self._loglets = loglets
         self._last = loglets[-1]
         self._trim_point = max(self._trim_point, chain.trim_point, *(lg.trim_point() for lg in loglets))
+
+    async def _load_loglets(self) -> None:
+        """Let loglets whose state lives outside this process fetch it before the chain is used.
+
+        Optional for a loglet: one with an async `load()` (a replicated loglet, whose tail, seal
+        and trim point are on its servers) gets it awaited whenever a chain is adopted here.
+        Local loglets have none: their state is already in memory, nothing changes for them.
+        """
+        loaded = False
+        for lg in self._loglets:
+            load = getattr(lg, "load", None)
+            if load is not None:
+                await load()
+                loaded = True
+        if loaded:
+            self._trim_point = max(self._trim_point, *(lg.trim_point() for lg in self._loglets))
 
     async def _extend_after(self, sealed_or_last: Loglet) -> None:
         """Make sure a segment follows `sealed_or_last`; concurrent callers share one attempt."""
@@ -191,6 +209,7 @@ class VirtualLog:
                 await self._reload()  # lost the race (or a trim moved the version): look again
                 continue
             self._install(new, version)
+            await self._load_loglets()
 
     async def reconfigure(self) -> None:
         """Seal the last segment and start a new one at its tail (compare-and-set on the chain).
