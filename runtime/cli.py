@@ -97,6 +97,12 @@ def serve(
                                   help="node processes: a count, or 'auto' (a new data dir: one per core, "
                                        "at most one per partition; else what it was created with); fixed "
                                        "when the data dir is created"),
+    cluster_nats: str | None = typer.Option(None, "--cluster-nats", envvar="ENDURE_CLUSTER_NATS",
+                                            help="cluster mode: NATS JetStream URLs, comma-separated"),
+    cluster_node_id: int | None = typer.Option(None, "--cluster-node-id", envvar="ENDURE_CLUSTER_NODE_ID",
+                                               help="cluster mode: this node's id, unique in the cluster"),
+    cluster_snapshots: str | None = typer.Option(None, "--cluster-snapshots", envvar="ENDURE_CLUSTER_SNAPSHOTS",
+                                                 help='cluster mode: "dir:PATH" or "s3://BUCKET/PREFIX"'),
     node_id: int | None = typer.Option(None, "--node-id", hidden=True),  # set by the supervisor
     nodes: int | None = typer.Option(None, "--nodes", hidden=True),
 ) -> None:
@@ -110,10 +116,13 @@ def serve(
 
     _setup_logging(log_level)
     try:
+        cluster = {k: v for k, v in (("nats", cluster_nats), ("node_id", cluster_node_id),
+                                     ("snapshots", cluster_snapshots)) if v is not None}
         cfg = load_config(config, {"data_dir": data_dir, "partitions": partitions, "ingress": ingress,
-                                   "admin": admin, "metrics": metrics, "node_id": node_id, "nodes": nodes})
+                                   "admin": admin, "metrics": metrics, "node_id": node_id, "nodes": nodes,
+                                   "cluster": cluster or None})
         os.environ.pop("ENDURE_INTERNAL_TOKEN", None)  # read: not for this process's own children
-        if nodes is None:
+        if nodes is None and cfg.cluster is None:  # a cluster node is one process (no supervisor)
             from endure.runtime.supervisor import resolve_processes
 
             count = resolve_processes(processes, cfg.partitions, cfg.data_dir)

@@ -42,6 +42,34 @@ class TenantConfig(LimitConfig):
         return value
 
 
+class ClusterConfig(BaseModel):
+    """Cluster mode: the log and the metadata on NATS JetStream, partitions led by any live node."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nats: list[str] = Field(min_length=1, max_length=64, description="NATS server URLs (nats://HOST:PORT)")
+    node_id: int = Field(ge=0, lt=1 << 16, description="this node's id, unique in the cluster")
+    name: str = Field(default="endure", pattern=r"^[A-Za-z0-9_-]{1,32}$",
+                      description="the cluster's name: its streams and metadata bucket are named after it, "
+                      "so several clusters can share one NATS")
+    snapshots: str | None = Field(default=None, description='"dir:PATH" or "s3://BUCKET/PREFIX" '
+                                  "(default: dir:<data_dir>/snapshots)")
+    replicas: int = Field(default=3, ge=1, le=5, description="JetStream replicas of each log segment and the metadata")
+    lease_ms: int = Field(default=1500, ge=300, le=60_000,
+                          description="a node that has not renewed its lease for this long loses its partitions")
+    advertise_host: str = Field(default="127.0.0.1", description="the host other nodes and clients reach this node at")
+
+    @field_validator("nats", mode="before")
+    @classmethod
+    def _urls(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment or a flag: comma-separated
+            value = [u.strip() for u in value.split(",") if u.strip()]
+        for url in value if isinstance(value, list) else ():
+            if not str(url).startswith(("nats://", "tls://")) or ":" not in str(url)[7:]:
+                raise ValueError(f"expected nats://HOST:PORT, got {url!r}")
+        return value
+
+
 class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -73,6 +101,7 @@ class NodeConfig(BaseModel):
     nodes: int = Field(default=1, ge=1, le=1024, description="internal: the node processes of this data dir")
     internal_token: str | None = Field(default=None, repr=False,
                                        description="internal: the bearer token nodes call each other with")
+    cluster: ClusterConfig | None = Field(default=None, description="cluster mode (NATS JetStream); none = embedded")
 
     @model_validator(mode="after")
     def _node(self) -> NodeConfig:
@@ -104,7 +133,7 @@ class NodeConfig(BaseModel):
 
 
 _ENV_PREFIX = "ENDURE_"
-_FLAGS_ONLY = frozenset({"node_id", "nodes"})  # the supervisor's hidden flags: not read from the environment
+_FLAGS_ONLY = frozenset({"node_id", "nodes", "cluster"})  # (cluster: read field by field below)  # the supervisor's hidden flags: not read from the environment
 
 
 def load_config(file: Path | None = None, overrides: dict[str, Any] | None = None,
@@ -122,7 +151,15 @@ def load_config(file: Path | None = None, overrides: dict[str, Any] | None = Non
         key = _ENV_PREFIX + name.upper()
         if key in env:
             values[name] = env[key]
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    cluster = dict(values.get("cluster") or {})
+    for name in ClusterConfig.model_fields:  # ENDURE_CLUSTER_NATS, ENDURE_CLUSTER_NODE_ID, ...
+        key = f"{_ENV_PREFIX}CLUSTER_{name.upper()}"
+        if key in env:
+            cluster[name] = env[key]
+    cluster.update({k: v for k, v in ((overrides or {}).get("cluster") or {}).items() if v is not None})
+    if cluster:
+        values["cluster"] = cluster
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None and k != "cluster"})
     try:
         return NodeConfig.model_validate(values)
     except ValidationError as exc:

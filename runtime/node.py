@@ -12,6 +12,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,6 +26,10 @@ from endure.proto import worker_pb2_grpc as wpb_grpc
 from endure.runtime.admin.service import AdminService
 from endure.runtime.auth import TenantResolver, TokenInterceptor
 from endure.runtime.checked_requests import add_checked
+from endure.runtime.cluster.controller import Controller
+from endure.runtime.cluster.leadership import Leadership
+from endure.runtime.cluster.membership import Membership
+from endure.runtime.cluster.partition_table import UNASSIGNED
 from endure.runtime.config import ConfigError, LimitConfig, NodeConfig
 from endure.runtime.data_format import open_data_dir
 from endure.runtime.datadir import DataDirLock, DataDirLocked
@@ -34,7 +39,7 @@ from endure.runtime.invoker.invoker import Invoker, InvokerConfig
 from endure.runtime.invoker.limits import Limit, Limits
 from endure.runtime.invoker.limits_store import LimitsStore
 from endure.runtime.invoker.registry import ServiceRegistry
-from endure.runtime.log import NodeLog
+from endure.runtime.log import MetadataStore, NodeLog, VersionMismatch
 from endure.runtime.metrics import NodeMetrics
 from endure.runtime.partition.api import LocalPartition, Partition, local_partitions
 from endure.runtime.partition.effects import Effect, InvocationCompleted
@@ -44,7 +49,7 @@ from endure.runtime.partition.remote import PartitionServicer
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
 from endure.runtime.partition.store import PartitionStore
 from endure.runtime.partition.waiters import CompletionWaiters
-from endure.runtime.peers import Peer, peer_partitions
+from endure.runtime.peers import Peer, PeerPartition, peer_partitions
 from endure.runtime.placement import (
     INGRESS_FILE,
     METRICS_FILE,
@@ -57,6 +62,9 @@ from endure.runtime.placement import (
     routes,
     write_endpoint,
 )
+
+if TYPE_CHECKING:  # needs the `cluster` extra (nats-py): imported when cluster mode starts
+    from endure.runtime.cluster.cluster_log import ClusterLog
 
 log = logging.getLogger("endure.node")
 
@@ -113,10 +121,19 @@ class Node:
         self.admin_port = 0
         self.metrics_port = 0
         self._lock: DataDirLock | None = None
+        # Cluster mode only (config.cluster):
+        self.cluster_log: ClusterLog | None = None
+        self.membership: Membership | None = None
+        self.leadership: Leadership | None = None
+        self.controller: Controller | None = None
+        self._peer_metadata: tuple[tuple[str, str], ...] = ()
 
     async def start(self) -> None:
         """Open the data directory (DataDirLocked if another runtime has it), then serve."""
         cfg = self.config
+        if cfg.cluster is not None:
+            await self._start_cluster()
+            return
         self._lock = DataDirLock.acquire(self.dir)
         try:
             if cfg.nodes == 1:  # refuse a data dir made by --processes N > 1 (the supervisor checks the others)
@@ -156,6 +173,26 @@ class Node:
                                limits)
         effects.invoker = self.invoker
 
+        self._build_servers(limits, limits_store)
+        for processor in self.processors.values():
+            await processor.start()
+        for server in self._servers:
+            await server.start()
+        if cfg.nodes > 1:  # serving: the peers may call it now
+            host = cfg.admin.rpartition(":")[0] if cfg.admin else "127.0.0.1"
+            write_endpoint(self.dir, f"{host}:{self.admin_port}")
+            assert self.own_ingress is not None
+            write_endpoint(self.dir, self.own_ingress, INGRESS_FILE)
+            if self.metrics_port:
+                metrics_host = cfg.metrics.rpartition(":")[0] or "127.0.0.1"
+                write_endpoint(self.dir, f"{metrics_host}:{self.metrics_port}", METRICS_FILE)
+        log.info("endure node %d/%d up: ingress 127.0.0.1:%d, admin and workers %d, partitions %s in %s",
+                 cfg.node_id, cfg.nodes, self.ingress_port, self.admin_port, sorted(self.partitions), self.dir)
+
+    def _build_servers(self, limits: Limits, limits_store: LimitsStore) -> None:
+        """The ingress and the admin (+ worker endpoint, PartitionService) servers, bound, not started."""
+        cfg = self.config
+        assert self.registry is not None and self.invoker is not None
         options = [
             ("grpc.max_receive_message_length", _MAX_MESSAGE),
             ("grpc.max_send_message_length", _MAX_MESSAGE),
@@ -183,6 +220,8 @@ class Node:
         # With several nodes the shared port reaches any of them; this one reaches this node only.
         host = cfg.ingress.rpartition(":")[0] or "127.0.0.1"
         self.own_ingress = f"{host}:{_bind(ingress, f'{host}:0')}" if cfg.nodes > 1 else None
+        if cfg.cluster is not None:  # a cluster node has ports of its own: clients reach it at those
+            self.own_ingress = f"{cfg.cluster.advertise_host}:{self.ingress_port}"
 
         admin_name = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
         worker_name = worker_pb2.DESCRIPTOR.services_by_name["WorkerEndpoint"].full_name
@@ -206,35 +245,29 @@ class Node:
         if cfg.metrics:
             self.metrics_port = self.metrics.serve(cfg.metrics)
 
-        for processor in self.processors.values():
-            await processor.start()
-        await ingress.start()
-        await admin.start()
-        if cfg.nodes > 1:  # serving: the peers may call it now
-            host = cfg.admin.rpartition(":")[0] if cfg.admin else "127.0.0.1"
-            write_endpoint(self.dir, f"{host}:{self.admin_port}")
-            assert self.own_ingress is not None
-            write_endpoint(self.dir, self.own_ingress, INGRESS_FILE)
-            if self.metrics_port:
-                metrics_host = cfg.metrics.rpartition(":")[0] or "127.0.0.1"
-                write_endpoint(self.dir, f"{metrics_host}:{self.metrics_port}", METRICS_FILE)
-        log.info("endure node %d/%d up: ingress 127.0.0.1:%d, admin and workers %d, partitions %s in %s",
-                 cfg.node_id, cfg.nodes, self.ingress_port, self.admin_port, sorted(self.partitions), self.dir)
 
     def _peer_admins(self) -> list[tuple[int, str | None]]:
         """The other nodes and their admin addresses (None while one is down), read anew each time."""
         cfg = self.config
+        if cfg.cluster is not None and self.membership is not None:
+            me = cfg.cluster.node_id
+            return [(n, r.admin) for n, r in sorted(self.membership.live_nodes().items()) if n != me]
         return [(n, read_endpoint(node_dir(cfg.data_dir, n, cfg.nodes))) for n in range(cfg.nodes) if n != cfg.node_id]
 
     def routes(self) -> Routes:
         """The ingress's GetRoutes: the placement and each node's own ingress address, read anew
         from the nodes' published files at each request (a restarted node's new port is found)."""
+        if self.config.cluster is not None:
+            return self._cluster_routes()
         return routes(self.config.data_dir, self.placement)
 
     def _worker_peers(self) -> list[str]:
         """Where a worker that registered here also connects: the other nodes' worker endpoints (read
         anew at each registration, so a restarted node's new port is found), then the static list."""
         cfg = self.config
+        if cfg.cluster is not None and self.membership is not None:
+            me = cfg.cluster.node_id
+            return [r.admin for n, r in sorted(self.membership.live_nodes().items()) if n != me]
         others = [read_endpoint(node_dir(cfg.data_dir, n, cfg.nodes)) for n in range(cfg.nodes) if n != cfg.node_id]
         return [a for a in others if a] + [a for a in cfg.worker_peers if a not in others]
 
@@ -266,20 +299,131 @@ class Node:
             self._lock.release()
             self._lock = None
 
-    async def _check_partition_count(self) -> None:
-        assert self.log is not None
-        metadata = self.log.metadata
+    async def _check_partition_count(self, metadata: MetadataStore | None = None) -> None:
+        if metadata is None:
+            assert self.log is not None
+            metadata = self.log.metadata
         found = await metadata.get(_PARTITIONS_KEY)
         if found is None:
-            await metadata.put(_PARTITIONS_KEY, str(self.config.partitions).encode(), 0)
+            try:
+                await metadata.put(_PARTITIONS_KEY, str(self.config.partitions).encode(), 0)
+            except VersionMismatch:  # another node of the cluster created it meanwhile
+                await self._check_partition_count(metadata)
         elif int(found[1]) != self.config.partitions:
-            await self.log.close()
+            if self.log is not None:
+                await self.log.close()
+            if self.cluster_log is not None:
+                await self.cluster_log.close()
             self._release_lock()
             raise ConfigError(f"{self.dir} was created with {int(found[1])} partitions; the partition "
                               f"count is fixed when a cluster is created (asked for {self.config.partitions})")
 
+    # ------------------------------------------------------------------ cluster mode
+
+    async def _start_cluster(self) -> None:
+        """Cluster mode: the log and metadata on JetStream; lead what the partition table assigns.
+
+        The node serves at once (leading nothing), takes its lease, and then follows the table that
+        the controller (the live node with the lowest id) keeps."""
+        cfg = self.config
+        cc = cfg.cluster
+        assert cc is not None
+        try:
+            from endure.runtime.cluster.cluster_log import ClusterLog
+        except ImportError as exc:
+            raise ConfigError(f"cluster mode needs the cluster extra (pip install 'endure[cluster]'): {exc}") from exc
+        self._lock = DataDirLock.acquire(self.dir)
+        try:
+            open_data_dir(self.dir)  # the partition stores are local (a cache of the log)
+            self.cluster_log = await ClusterLog.open(cc)
+        except BaseException:
+            self._release_lock()
+            raise
+        metadata = self.cluster_log.metadata
+        await self._check_partition_count(metadata)
+        self.registry = ServiceRegistry(metadata)
+        await self.registry.load()
+        limits = Limits({name: _limit(t, t.weight) for name, t in cfg.tenants.items()},
+                        {name: _limit(h) for name, h in cfg.handler_limits.items()})
+        limits_store = LimitsStore(metadata, limits)
+        await limits_store.load()
+        self.waiters = CompletionWaiters(cfg.max_waiting_calls)
+        self._effects = _Effects(self.waiters, self.metrics)
+        self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
+                                                                           max_queued=cfg.max_queued), limits)
+        self._effects.invoker = self.invoker
+        token = cfg.internal_token or None
+        self._peer_metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.all_partitions.update({p: self._remote(p, UNASSIGNED) for p in range(cfg.partitions)})
+        self._build_servers(limits, limits_store)
+        for server in self._servers:
+            await server.start()
+        admin = f"{cc.advertise_host}:{self.admin_port}"
+        assert self.own_ingress is not None
+        self.membership = Membership(metadata, cc.node_id, admin, self.own_ingress, cc.lease_ms,
+                                     on_lost=self._lease_lost)
+        await self.membership.register()
+        self.leadership = Leadership(cc.node_id, self.partitions, self.all_partitions, self._open_local,
+                                     self._close_local, self._remote, lambda: self.membership is not None
+                                     and self.membership.holds_lease)
+        self.controller = Controller(metadata, self.membership, cc.node_id, cfg.partitions, self.leadership.apply)
+        self.controller.start()
+        log.info("endure cluster node %d up: ingress %s, admin and workers %s, NATS %s",
+                 cc.node_id, self.own_ingress, admin, ", ".join(cc.nats))
+
+    async def _open_local(self, p: int, epoch: int) -> LocalPartition:
+        cfg = self.config
+        assert self.cluster_log is not None and cfg.cluster is not None and self.waiters is not None
+        store = PartitionStore(self.dir / "partitions" / f"p{p}")
+        try:
+            vlog = await self.cluster_log.log(p)
+        except BaseException:
+            store.close()
+            raise
+        machine = StateMachine(StateMachineConfig(p, cfg.partitions, int(cfg.retention_s * 1000)))
+        processor = PartitionProcessor(p, vlog, store, machine, self._effects,
+                                       lambda target: self.all_partitions[target],
+                                       node=f"node-{cfg.cluster.node_id}", epoch=epoch)
+        self.processors[p] = processor
+        await processor.start()
+        return LocalPartition(processor, self.waiters)
+
+    async def _close_local(self, p: int) -> None:
+        processor = self.processors.pop(p, None)
+        if processor is not None:
+            await processor.stop()
+            processor.store.close()
+        if self.cluster_log is not None:
+            self.cluster_log.forget(p)
+
+    def _remote(self, p: int, node: int) -> Partition:
+        peer = self.peers.get(node)
+        if peer is None:
+            peer = self.peers[node] = Peer(node, lambda: self.membership.address_of(node) if self.membership else None,
+                                           metadata=self._peer_metadata)
+        return PeerPartition(p, peer)
+
+    def _lease_lost(self) -> None:
+        if self.leadership is not None:
+            asyncio.ensure_future(self.leadership.stop_all())
+
+    def _cluster_routes(self) -> Routes:
+        assert self.membership is not None and self.config.cluster is not None
+        me = self.config.cluster.node_id
+        live = self.membership.live_nodes()
+        size = max([me, *live]) + 1
+        addresses = tuple(live[n].ingress if n in live else "" for n in range(size))
+        table = self.leadership.table if self.leadership is not None else None
+        owners = tuple(me if table is None or table.owner(p) == UNASSIGNED else table.owner(p)
+                       for p in range(self.config.partitions))
+        return Routes(self.config.partitions, addresses, owners)
+
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish, then flush appends and close the stores."""
+        if self.controller is not None:
+            await self.controller.stop()
+        if self.membership is not None:
+            await self.membership.stop()  # the lease ends now: the partitions move at once
         if self.config.nodes > 1:
             clear_endpoint(self.dir)
             clear_endpoint(self.dir, INGRESS_FILE)
@@ -287,12 +431,16 @@ class Node:
         await asyncio.gather(*(s.stop(grace) for s in self._servers))
         for peer in self.peers.values():
             await peer.close()
+        if self.leadership is not None:
+            await self.leadership.stop_all()
         for processor in self.processors.values():
             await processor.stop()
         if self.log is not None:
             await self.log.close()
         for processor in self.processors.values():
             processor.store.close()
+        if self.cluster_log is not None:
+            await self.cluster_log.close()
         self.metrics.close()
         self._release_lock()
 

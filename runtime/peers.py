@@ -35,10 +35,13 @@ _MAX_MESSAGE = 64 << 20
 class Peer:
     """One other node: its published address, and one channel to it (replaced when it moves)."""
 
-    def __init__(self, node: int, directory: Path, *, metadata: Sequence[tuple[str, str]] = (),
-                 resolve_timeout: float = 10.0) -> None:
+    def __init__(self, node: int, where: Path | Callable[[], str | None], *,
+                 metadata: Sequence[tuple[str, str]] = (), resolve_timeout: float = 10.0) -> None:
         self.node = node
-        self.directory = directory
+        # Where its address is published: its node folder (one machine), or a lookup (a cluster's
+        # node registry).
+        self._resolve = where if callable(where) else (lambda d=where: read_endpoint(d))
+        self.where = where
         self.metadata = tuple(metadata)
         self.resolve_timeout = resolve_timeout
         self.address: str | None = None
@@ -49,10 +52,10 @@ class Peer:
     async def partition(self, p: int) -> RemotePartition:
         if self._channel is None:
             deadline = time.monotonic() + self.resolve_timeout
-            while (address := read_endpoint(self.directory)) is None:
+            while (address := self._resolve()) is None:
                 if time.monotonic() > deadline:
-                    raise PartitionUnavailable(p, f"partition {p}: node {self.node} published no address in "
-                                                  f"{self.directory} within {self.resolve_timeout:g}s")
+                    raise PartitionUnavailable(p, f"partition {p}: node {self.node} published no address "
+                                                  f"({self.where}) within {self.resolve_timeout:g}s")
                 await asyncio.sleep(0.05)  # the peer is starting: polling its published file
             if self._channel is None:  # another caller may have connected meanwhile
                 self._connect(address)
@@ -64,7 +67,7 @@ class Peer:
 
     def refresh(self) -> bool:
         """Read the peer's address again; True if it moved (the channel was replaced)."""
-        address = read_endpoint(self.directory)
+        address = self._resolve()
         if address is None or address == self.address:
             return False
         self._connect(address)

@@ -59,8 +59,9 @@ class IngressService(ipb_grpc.IngressServicer):
         self._n_partitions = len(partitions)
         # The partitions this node owns (default: all). A new invocation whose partition is free to
         # choose (no key, no idempotency key) goes to one of them, so it costs no forwarding.
-        self._local = sorted(partitions if local is None else local) or sorted(partitions)
-        self._local_set = frozenset(self._local)
+        # A live view: in a cluster the node's partitions change as leadership moves.
+        self._local: Collection[int] = partitions.keys() if local is None else local
+        self._all = sorted(partitions)
         # Requests whose partition another node owns, by RPC: each is forwarded there. A client that
         # routes (GetRoutes) sends keyed requests to the owner, so this stays 0 for it.
         self.forwarded: Counter[str] = Counter()
@@ -172,7 +173,7 @@ class IngressService(ipb_grpc.IngressServicer):
             inv = ids.derived_invocation_id(pkey, "idempotency", tenant, t.service, t.handler, t.key,
                                             request.idempotency_key)
         elif pkey is None:
-            inv = ids.new_invocation_id_on(self._local, self._n_partitions)
+            inv = ids.new_invocation_id_on(sorted(self._local) or self._all, self._n_partitions)
         else:
             inv = ids.new_invocation_id(pkey)
         record = pb.Invoke(invocation_id=inv, target=t, handler_kind=info.kind, input=raw,
@@ -183,7 +184,7 @@ class IngressService(ipb_grpc.IngressServicer):
 
     def _count(self, partition: int, rpc: str) -> None:
         """Count a request whose partition lives on another node (it is forwarded there)."""
-        if partition not in self._local_set:
+        if partition not in self._local:
             self.forwarded[rpc] += 1
 
     @staticmethod

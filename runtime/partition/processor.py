@@ -49,6 +49,7 @@ class PartitionProcessor:
         sink: EffectSink,
         partition_of: Callable[[int], Partition],
         node: str = "node-0",
+        epoch: int | None = None,
     ) -> None:
         self.partition = partition
         self.log = virtual_log
@@ -60,6 +61,9 @@ class PartitionProcessor:
         self._node = node
         self.applied_lsn = store.applied_lsn()
         self.epoch = 0  # the leader epoch this processor holds; 0 = not (yet) leader
+        # The epoch to announce: given by a cluster's partition table, else the store's last + 1.
+        self._assigned_epoch = epoch
+        self._stopping: asyncio.Future[object] | None = None  # a step-down's stop of timers and shuffle
         self._announced = 0
         self._applied_waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -74,6 +78,8 @@ class PartitionProcessor:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
+        if self._stopping is not None:
+            await asyncio.gather(self._stopping, return_exceptions=True)
         await self.timers.stop()
         await self.shuffle.stop()
         if self.epoch:
@@ -136,7 +142,7 @@ class PartitionProcessor:
                 await self._announce()
 
     async def _announce(self) -> None:
-        self._announced = self.store.leader_epoch() + 1
+        self._announced = self._assigned_epoch or self.store.leader_epoch() + 1
         env = pb.Envelope(
             header=pb.Header(timestamp_ms=now_ms()),
             announce_leader=pb.AnnounceLeader(epoch=self._announced, node=self._node),
@@ -152,6 +158,8 @@ class PartitionProcessor:
         tx.commit(last)
         self.applied_lsn = last
         self.records_applied += len(batch)
+        if self.epoch and outcome.newest_epoch > self.epoch:
+            self._step_down(outcome.newest_epoch)  # another node leads now: its records win
         if became_leader:
             self._become_leader()
             # Effects of records after the announcement in this batch: starts, timers and outbox
@@ -176,6 +184,13 @@ class PartitionProcessor:
                 rest.append(effect)
         if rest:
             self._sink.on_effects(self.partition, rest)
+
+    def _step_down(self, newer: int) -> None:
+        log.warning("partition %d: epoch %d announced by another leader; stepping down from epoch %d",
+                    self.partition, newer, self.epoch)
+        self.epoch = 0
+        self._sink.on_leadership(self.partition, False)
+        self._stopping = asyncio.ensure_future(asyncio.gather(self.timers.stop(), self.shuffle.stop()))
 
     def _become_leader(self) -> None:
         self.epoch = self._announced

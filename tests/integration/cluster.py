@@ -9,6 +9,7 @@ and admin-client helpers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -247,6 +248,17 @@ def wait_entry(cluster: Cluster, inv: str, kind: str, name: str | None = None, t
         return None
 
     return wait_until(find, timeout, f"a {kind} entry {name or ''} in {inv}") - 1
+
+
+def attach_all(ingress: str, invocation_ids: Iterable[str], timeout: float = 120.0) -> list[object]:
+    """The results of these invocations, waited for together through a client of ingress."""
+    from endure.sdk.client import Client
+
+    async def run() -> list[object]:
+        async with Client(ingress) as client:
+            return list(await asyncio.gather(*(client.attach(inv, timeout=timeout) for inv in invocation_ids)))
+
+    return asyncio.run(run())
 
 
 def read_markers(root: Path) -> list[str]:

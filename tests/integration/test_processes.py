@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import psutil
 import pytest
-from cluster import Cluster, get_limits, read_markers, rerun_acknowledged_steps, wait_until  # noqa: I001 - tests/integration is on sys.path
+from cluster import Cluster, attach_all, get_limits, read_markers, rerun_acknowledged_steps, wait_until  # noqa: I001 - tests/integration is on sys.path
 
 from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
@@ -118,11 +118,7 @@ def test_a_node_killed_mid_invocation_is_restarted_and_loses_nothing_acknowledge
     assert len(two.node_pids()) == 2 and node_1.pid not in two.node_pids()
     assert two.node_admin(1) == old  # the same ports: the worker and the peers reconnect there
 
-    async def results() -> list[object]:
-        async with Client(two.ingress) as client:
-            return list(await asyncio.gather(*(client.attach(inv, timeout=120) for inv in sent.values())))
-
-    assert asyncio.run(results()) == [[f"s{i}" for i in range(5)]] * len(tags)
+    assert attach_all(two.ingress, sent.values()) == [[f"s{i}" for i in range(5)]] * len(tags)
     rerun = rerun_acknowledged_steps(two.root, tags)
     assert not rerun, f"acknowledged steps ran again: {rerun}"
 

@@ -34,6 +34,7 @@ class BatchOutcome:
 
     effects: list[Effect] = field(default_factory=list)
     announced: bool = False  # the announcement of the epoch asked about applied in this batch
+    newest_epoch: int = 0  # the highest leader epoch announced (and applied) in this batch
     last_lsn: int | None = None  # None for an empty batch
     records: int = 0
 
@@ -57,8 +58,9 @@ def apply_batch(sm: StateMachine, tx: Transaction, batch: Iterable[RawRecord],
             sm.reject(f"LSN {record.lsn}: undecodable record")
             continue
         applied = sm.apply(tx, env, out.effects)
-        if (applied and announced_epoch and env.HasField("announce_leader")
-                and env.announce_leader.epoch == announced_epoch):
-            out.announced = True
-            out.effects.clear()  # everything owed is re-derived from the store by the new leader
+        if applied and env.HasField("announce_leader"):
+            out.newest_epoch = max(out.newest_epoch, env.announce_leader.epoch)
+            if announced_epoch and env.announce_leader.epoch == announced_epoch:
+                out.announced = True
+                out.effects.clear()  # everything owed is re-derived from the store by the new leader
     return out
