@@ -23,7 +23,7 @@ from endure.runtime.auth import TenantResolver, Unauthenticated
 from endure.runtime.ingress.json_value import InvalidJsonValue, json_to_value, value_to_json
 from endure.runtime.invoker.limits import Limits
 from endure.runtime.invoker.registry import HandlerInfo, ServiceRegistry
-from endure.runtime.log import LogFull
+from endure.runtime.log import LogFull, LogUnavailable
 from endure.runtime.partition.api import Partition
 from endure.runtime.partition.remote import PartitionNotOwned, PartitionUnavailable
 from endure.runtime.partition.state_machine import FINAL
@@ -250,7 +250,7 @@ class IngressService(ipb_grpc.IngressServicer):
             if exc.retry_after_ms is not None:
                 context.set_trailing_metadata((("retry-after-ms", str(exc.retry_after_ms)),))
             await context.abort(exc.code, str(exc))
-        except (PartitionUnavailable, PartitionNotOwned) as exc:
+        except (PartitionUnavailable, PartitionNotOwned, LogUnavailable) as exc:
             # The owner node is down or restarting (or the partition is moving): the client may retry.
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 

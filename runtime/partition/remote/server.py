@@ -9,7 +9,7 @@ import grpc
 
 from endure.proto import partition_pb2 as ppb
 from endure.proto import partition_pb2_grpc as ppb_grpc
-from endure.runtime.log import LogClosedError, LogFull, LogletFailedError
+from endure.runtime.log import LogClosedError, LogFull, LogletFailedError, LogUnavailable
 from endure.runtime.partition.api import (
     LocalPartition,
 )
@@ -58,7 +58,7 @@ class PartitionServicer(ppb_grpc.PartitionServiceServicer):
         except LogFull as exc:
             context.set_trailing_metadata(((PENDING_KEY, str(exc.pending)), (LIMIT_KEY, str(exc.limit))))
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        except (LogClosedError, LogletFailedError) as exc:
+        except (LogClosedError, LogletFailedError, LogUnavailable) as exc:
             await _abort(context, grpc.StatusCode.UNAVAILABLE,
                          f"partition {request.partition}'s log cannot take appends: {exc}")
         return ppb.AppendResponse(first_lsn=lsns[0], last_lsn=lsns[-1])
