@@ -152,6 +152,7 @@ def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)  # kill -USR1: where every task waits, in the log
         ready = ReadyLine(f"127.0.0.1:{node.ingress_port}", f"127.0.0.1:{node.admin_port}",
                           f"127.0.0.1:{node.metrics_port}" if node.metrics_port else "")
         print(ready.format(), flush=True)
@@ -162,6 +163,20 @@ def serve(
     from endure.sdk.profiling import run_profiled
 
     run_profiled(lambda: _run(main()), "ENDURE_PROFILE")  # ENDURE_PROFILE=out.prof: where the CPU goes
+
+
+def _dump_tasks() -> None:
+    """Log where every asyncio task waits (its coroutine chain): what a stuck node is waiting for."""
+    lines = []
+    for task in asyncio.all_tasks():
+        chain, coro = [], task.get_coro()
+        while coro is not None and len(chain) < 20:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        lines.append(f"{task.get_name()}: " + " > ".join(chain))
+    logging.getLogger("endure.node").warning("asyncio tasks:\n%s", "\n".join(sorted(lines)))
 
 
 def _supervise(cfg: Any, count: int, config: Path | None, log_level: str) -> None:

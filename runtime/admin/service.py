@@ -18,6 +18,7 @@ from endure.runtime.invoker.limits import Limit
 from endure.runtime.invoker.limits_store import LimitsStore
 from endure.runtime.invoker.registry import ServiceRegistry
 from endure.runtime.partition.api import InvocationFilter, Partition, add_usage
+from endure.runtime.partition.remote import PartitionNotOwned, PartitionUnavailable
 
 _MAX_PAGE = 1000
 FORWARDED = "x-endure-forwarded"  # metadata on an admin call one node passes to the others: answer for yourself
@@ -167,7 +168,11 @@ class AdminService(apb_grpc.AdminServicer):
                              context: grpc.aio.ServicerContext) -> apb.ListPartitionsResponse:
         out = apb.ListPartitionsResponse()
         for p, partition in sorted(self._partitions.items()):
-            pi = await partition.get_info()
+            try:
+                pi = await partition.get_info()
+            except (PartitionUnavailable, PartitionNotOwned):
+                out.partitions.add(partition=p, leader=False)  # its leader is down or moving: none to show
+                continue
             info = out.partitions.add(partition=p, leader_epoch=pi.leader_epoch, leader=pi.leader,
                                       applied_lsn=pi.applied_lsn, log_tail=pi.log_tail, trim_point=pi.trim_point,
                                       timers_in_memory=pi.timers_in_memory, node=pi.node)

@@ -117,7 +117,8 @@ class Membership:
         while True:
             await asyncio.sleep(interval)
             try:
-                await asyncio.wait_for(self._renew(), timeout=max(0.05, (self.lease_until_ms - now_ms()) / 1000))
+                async with asyncio.timeout(max(0.05, (self.lease_until_ms - now_ms()) / 1000)):
+                    await self._renew()
                 self.nodes = await read_nodes(self._metadata)
             except (TimeoutError, LogError) as exc:
                 if not self.holds_lease:
@@ -133,7 +134,8 @@ class Membership:
             await asyncio.gather(self._task, return_exceptions=True)
         try:
             record = NodeRecord(self._node_id, self._admin, self._ingress, 0, self._incarnation)
-            await asyncio.wait_for(self._metadata.put(node_key(self._node_id), record.encode(), self._version), 2)
+            async with asyncio.timeout(2):
+                await self._metadata.put(node_key(self._node_id), record.encode(), self._version)
         except (TimeoutError, LogError, VersionMismatch):
             pass  # the lease runs out by itself
         self.lease_until_ms = 0

@@ -104,8 +104,9 @@ class TimerService:
             delay = (wake_at - now_ms()) / 1000
             if delay > 0:
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                try:  # asyncio.timeout, not wait_for: 3.11's wait_for can lose a cancellation
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 continue

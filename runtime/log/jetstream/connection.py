@@ -294,7 +294,8 @@ class JetStreamConnection:
                 json.dumps({"seq": seq, "batch": count, "no_hdr": True}).encode(),
                 reply=self._batch_prefix + token,
             )
-            await asyncio.wait_for(batch.done, timeout or self.request_timeout)
+            async with asyncio.timeout(timeout or self.request_timeout):  # (3.11's wait_for can lose a cancel)
+                await batch.done
         except TimeoutError:
             raise LogUnavailable(f"{what}: no answer to a read within {timeout or self.request_timeout:g} s") from None
         except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError, OSError) as exc:

@@ -617,13 +617,15 @@ class JetStreamLoglet:
             fut: asyncio.Future[None] = loop.create_future()
             self._tail_waiters.append(fut)
             try:
-                await asyncio.wait_for(fut, poll)
-            except TimeoutError:
-                try:
-                    await self._refresh()
-                except LogUnavailable:
-                    pass  # nothing new can be learnt while the cluster is away: keep waiting
-                poll = min(poll * 2, provider.poll_max)
+                # asyncio.wait, not wait_for: on Python 3.11 wait_for loses a cancellation that
+                # arrives as the future completes, and this loop would then never end.
+                done, _ = await asyncio.wait({fut}, timeout=poll)
+                if not done:
+                    try:
+                        await self._refresh()
+                    except LogUnavailable:
+                        pass  # nothing new can be learnt while the cluster is away: keep waiting
+                    poll = min(poll * 2, provider.poll_max)
             finally:
                 if fut in self._tail_waiters:
                     self._tail_waiters.remove(fut)
