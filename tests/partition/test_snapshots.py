@@ -631,3 +631,30 @@ def test_move_install_leaves_nothing_behind_on_failure(tmp_path: Path, monkeypat
     assert rows(store) == kept_rows
     store.close()
     shutil.rmtree(tmp_path / "cp")
+
+
+async def test_restore_reads_the_index_again_when_its_snapshot_vanished(metadata: LocalMetadataStore,
+                                                                        tmp_path: Path) -> None:
+    src = Partition(tmp_path / "src")
+    fill(src, 0, 10)
+    first_lsn = src.store.checkpoint(tmp_path / "cp1")
+    fill(src, 10, 10)
+    second_lsn = src.store.checkpoint(tmp_path / "cp2")
+
+    class Racing(DirSnapshotStore):
+        """The index moves on (a newer snapshot, the old one deleted) between read and download."""
+
+        async def get(self, ref: SnapshotRef, into_dir: Path) -> None:
+            if ref.lsn == first_lsn:
+                newer = await self.put(0, second_lsn, tmp_path / "cp2")
+                await record_snapshot(metadata, 0, newer, keep=1)
+                await self.delete(ref)
+            await super().get(ref, into_dir)
+
+    snaps = Racing(tmp_path / "snaps")
+    await record_snapshot(metadata, 0, await snaps.put(0, first_lsn, tmp_path / "cp1"))
+    assert await restore_latest(metadata, snaps, 0, tmp_path / "p0") == second_lsn
+    store = PartitionStore(tmp_path / "p0")
+    assert rows(store) == rows(src.store)
+    store.close()
+    src.close()

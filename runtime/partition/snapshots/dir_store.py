@@ -41,7 +41,9 @@ class DirSnapshotStore:
         final = self.root / key
         tmp = final.with_name(f".tmp-{uuid.uuid4().hex}.tar")
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            if not final.parent.is_dir():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                _fsync_dir(final.parent.parent)  # the partition's folder itself is durable too
             with open(tmp, "wb") as f:
                 size, sha = archive.pack(checkpoint, f)
                 f.flush()

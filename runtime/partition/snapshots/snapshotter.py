@@ -185,14 +185,14 @@ class Snapshotter:
                 t2 = time.perf_counter()
             finally:
                 await blocking(functools.partial(shutil.rmtree, tmp, ignore_errors=True))
-            try:
-                kept, dropped = await record_snapshot(self.metadata, self.partition, ref, self.keep)
-            except BaseException:
-                await self._delete_quietly(ref)  # never indexed: nobody can restore it
-                raise
+            # If this fails the upload stays unindexed; it is not deleted here, since a metadata write
+            # that failed without a definite answer may still have indexed it: the sweep removes it
+            # once `keep` newer snapshots are indexed.
+            kept, dropped = await record_snapshot(self.metadata, self.partition, ref, self.keep)
             self._last_lsn = max(self._last_lsn, kept[-1].lsn)
-            self.last_ref = ref
             self.snapshots_taken += 1
+            if ref in kept:  # else `keep` newer ones were indexed meanwhile (by another leader)
+                self.last_ref = ref
             for old in dropped:
                 await self._delete_quietly(old)
             if len(kept) >= self.keep:
