@@ -20,6 +20,7 @@ WORKLOADS: list[str] = [
     "cpu_bench",  # python -m endure.bench cpu: µs of CPU per invocation in each part (cProfile)
     "fairness_bench",  # python -m endure.bench fairness: a flooding tenant vs a quiet one
     "recovery_bench",  # python -m endure.bench recovery: resume time after kill -9
+    "snapshot_bench",  # python -m endure.bench snapshot: a new leader's catch-up, full replay vs snapshot + tail
     "sandbox_bench",  # python -m endure.bench sandbox: Wasmtime guests' compile, start and run latency
     "compare.compare_bench",  # python -m endure.bench compare: Endure vs Restate, Temporal, DBOS side by side
 ]

@@ -93,6 +93,14 @@ class NodeConfig(BaseModel):
                                     description="HOST:PORT worker endpoints of the other nodes, told to every "
                                     "worker that registers here (ENDURE_WORKER_PEERS: comma-separated); the "
                                     "static form of the peer list a supervisor fills in")
+    snapshot_store: str | None = Field(default=None, description="where partition leaders keep snapshots of "
+                                       "their stores: dir:/path or s3://bucket/prefix[?endpoint=URL]; none = off")
+    snapshot_interval_s: float = Field(default=60.0, gt=0, description="a snapshot at most this long after the "
+                                       "last, if records were applied since")
+    snapshot_every_records: int = Field(default=50_000, ge=1, description="a snapshot once this many records "
+                                        "were applied since the last, even before the interval")
+    snapshot_keep: int = Field(default=2, ge=1, description="snapshots kept per partition; the log is trimmed "
+                               "below the oldest")
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     handler_limits: dict[str, LimitConfig] = Field(default_factory=dict,
                                                    description='keyed "service" or "service/handler"')
@@ -117,6 +125,19 @@ class NodeConfig(BaseModel):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return value
+
+    @field_validator("snapshot_store")
+    @classmethod
+    def _snapshot_store(cls, value: str | None) -> str | None:
+        if value is None or value.lower() in ("", "none", "off"):
+            return None
+        from endure.runtime.partition.snapshots.base import check_url  # not at import: it imports this module
+
+        try:
+            check_url(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("worker_peers", mode="before")

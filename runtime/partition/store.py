@@ -8,6 +8,9 @@ durable source and a lost tail of store writes is replayed from the log.
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -34,6 +37,33 @@ class PartitionStore:
 
     def close(self) -> None:
         self._db.close()
+
+    # -------------------------------------------------------------- checkpoints (snapshots)
+
+    def checkpoint(self, path: Path) -> int:
+        """Write a consistent RocksDB checkpoint of the store into `path` (missing or an empty
+        folder); return the applied LSN the checkpoint holds.
+
+        The LSN is read from the checkpoint itself (opened read-only), not from the live store,
+        which may apply more records meanwhile: the rows and the LSN of a checkpoint always agree.
+        Unsynced writes are included (RocksDB flushes the memtable into it). Files are hard
+        links where the filesystem allows, so a checkpoint next to the store costs little space.
+        Blocking: run it in a thread (`asyncio.to_thread`), and do not close the store meanwhile.
+        """
+        path = Path(path)
+        if path.exists():
+            if not path.is_dir() or any(path.iterdir()):
+                raise FileExistsError(f"a checkpoint goes into a missing or empty folder, and {path} is not one")
+            path.rmdir()  # RocksDB creates the folder itself and refuses an existing one
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rocksdict.Checkpoint(self._db).create_checkpoint(str(path))
+        return read_applied_lsn(path)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Path, path: Path, *, move: bool = False) -> PartitionStore:
+        """Put a checkpoint folder in place as the store at `path` (see install_checkpoint) and open it."""
+        install_checkpoint(checkpoint, path, move=move)
+        return cls(path)
 
     def sync(self) -> None:
         """Make every write so far durable (store writes are not synced: for one-off rewrites)."""
@@ -102,6 +132,77 @@ class PartitionStore:
 
     def _write(self, batch: rocksdict.WriteBatch) -> None:
         self._db.write(batch, write_opt=self._write_opts)
+
+
+def is_store(path: Path) -> bool:
+    """Whether `path` holds a RocksDB database (a store or a checkpoint of one)."""
+    return (Path(path) / "CURRENT").is_file()
+
+
+def read_applied_lsn(path: Path) -> int:
+    """The applied LSN of the store or checkpoint at `path`, opened read-only (no lock taken, so
+    this works while the store is open elsewhere; it sees what was flushed or logged to disk)."""
+    path = Path(path)
+    if not is_store(path):
+        raise FileNotFoundError(f"no partition store at {path}")
+    db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True),
+                         access_type=rocksdict.AccessType.read_only())
+    try:
+        raw = db.get(keys.APPLIED_LSN)
+    finally:
+        db.close()
+    return keys.read_u64(bytes(raw)) if raw else 0
+
+
+def install_checkpoint(checkpoint: Path, path: Path, *, move: bool = False) -> None:
+    """Make the checkpoint folder the store folder `path`, replacing whatever store is there.
+
+    The checkpoint is copied (or moved, when `move` and on the same filesystem) to a temporary
+    sibling of `path`, every file is fsynced, then it is renamed into place and the parent folder
+    fsynced: a crash leaves either the old store or the complete new one at `path`, never a mix.
+    The store at `path` must not be open.
+    """
+    checkpoint, path = Path(checkpoint), Path(path)
+    if not is_store(checkpoint):
+        raise FileNotFoundError(f"{checkpoint} is not a checkpoint of a partition store (no CURRENT file)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    staged = path.with_name(f".{path.name}.restore-{tag}")
+    old = path.with_name(f".{path.name}.old-{tag}")
+    moved_aside = False
+    try:
+        if move:
+            try:
+                os.rename(checkpoint, staged)
+            except OSError:  # another filesystem: copy instead
+                shutil.copytree(checkpoint, staged)
+        else:
+            shutil.copytree(checkpoint, staged)
+        for f in staged.iterdir():
+            _fsync(f)
+        _fsync(staged)
+        if path.exists():
+            os.rename(path, old)
+            moved_aside = True
+        os.rename(staged, path)
+        _fsync(path.parent)
+    except BaseException:
+        if moved_aside and not path.exists():
+            os.rename(old, path)  # put the old store back
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    if moved_aside:
+        shutil.rmtree(old, ignore_errors=True)
+    if move and checkpoint.exists():
+        shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _parse(raw: bytes | None, cls: type[M]) -> M | None:
