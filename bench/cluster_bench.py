@@ -608,7 +608,8 @@ def _print_cluster(out: dict[str, Any]) -> None:
 
     e2e = out.get("e2e")
     if e2e:
-        labels = {"embedded": f"embedded ({e2e['embedded']['nodes']} node(s), no NATS)",
+        n = e2e["embedded"]["nodes"] if "embedded" in e2e else 0
+        labels = {"embedded": f"embedded ({n} node{'s' if n > 1 else ''}, no NATS)",
                   "cluster_1": "cluster, 1 node", "cluster_3": "cluster, 3 nodes"}
         rows = {labels[k]: {"inv/s": e2e[k]["throughput_per_s"], "p50 ms": e2e[k]["p50_ms"],
                             "p99 ms": e2e[k]["p99_ms"], "errors": e2e[k]["errors"],
@@ -620,7 +621,11 @@ def _print_cluster(out: dict[str, Any]) -> None:
         for k, label in (("embedded", "embedded"), ("cluster_1", "1 node"), ("cluster_3", "3 nodes")):
             for name, figures in e2e.get(k, {}).get("processes", {}).items():
                 procs.setdefault(name, {})[label] = figures["cpu_pct"]
-        harness.print_table("CPU % of one core per process", procs)
+        def rank(name: str) -> tuple[int, str]:
+            kinds = ("runtime", "node", "worker", "nats", "load generator")
+            return next(i for i, k in enumerate((*kinds, "")) if name.startswith(k)), name
+
+        harness.print_table("CPU % of one core per process", {n: procs[n] for n in sorted(procs, key=rank)})
         if e2e.get("cluster_3_to_1") is not None:
             print(f"3 nodes / 1 node: {e2e['cluster_3_to_1']}")
     if "log" in out:
