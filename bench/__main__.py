@@ -14,7 +14,7 @@ import sys
 # Module names under endure.bench, in the order they appear in --help.
 WORKLOADS: list[str] = [
     "log_bench",  # python -m endure.bench log: virtual log append throughput vs raw RocksDB
-    "cluster_bench",  # python -m endure.bench cluster-log: log appends on JetStream R3 vs the RocksDB loglet
+    "cluster_bench",  # python -m endure.bench cluster-log, cluster: JetStream R3 appends; e2e, failover on NATS
     "apply_bench",  # python -m endure.bench apply: partition state machine apply and replay speed
     "e2e_bench",  # python -m endure.bench e2e (and sleep, fanout, object-contention, tool)
     "cpu_bench",  # python -m endure.bench cpu: µs of CPU per invocation in each part (cProfile)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -14,6 +15,25 @@ import psutil
 from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
 from endure.runtime.launcher import Child, Launcher, RuntimeChild, serve_argv, worker_argv
+
+
+def wait_for_workers(admin: str, count: int, timeout: float = 60.0) -> None:
+    """Until the node at `admin` lists `count` connected workers."""
+    channel = grpc.insecure_channel(admin)
+    stub = apb_grpc.AdminStub(channel)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                resp = stub.ListServices(apb.ListServicesRequest(), timeout=5)
+                if len({w.worker_id for s in resp.services for w in s.workers}) >= count:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.05)
+    finally:
+        channel.close()
+    raise RuntimeError(f"{count} workers did not connect to {admin}")
 
 
 class BenchCluster:
@@ -68,21 +88,7 @@ class BenchCluster:
         raise RuntimeError(f"node {node} published no endpoint")
 
     def wait_for_workers(self, count: int, timeout: float = 60.0, admin: str | None = None) -> None:
-        channel = grpc.insecure_channel(admin or self.admin)
-        stub = apb_grpc.AdminStub(channel)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    resp = stub.ListServices(apb.ListServicesRequest(), timeout=5)
-                    if len({w.worker_id for s in resp.services for w in s.workers}) >= count:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.05)
-        finally:
-            channel.close()
-        raise RuntimeError("workers did not connect")
+        wait_for_workers(admin or self.admin, count, timeout)
 
     def processes(self) -> dict[str, psutil.Process]:
         out = {}
@@ -130,3 +136,83 @@ class CpuMeter:
             out[name] = {"cpu_s": round(cpu, 3), "cpu_pct": round(100 * cpu / elapsed, 1),
                          "rss_mb": round(rss / 2**20, 1)}
         return out
+
+
+class ClusterNodes:
+    """Endure cluster nodes (`endure serve --cluster-nats ... --cluster-node-id i`, one process
+    each, its own data dir) on a running NATS JetStream cluster, named `name` (its streams and
+    bucket), plus workers; all on free loopback ports, killed and removed on close."""
+
+    def __init__(self, nats_urls: list[str], name: str, partitions: int, root: Path | None = None) -> None:
+        self.name = name
+        self.partitions = partitions
+        self.dir = Path(tempfile.mkdtemp(prefix=f"endure-{name}-", dir=root))
+        env = {**os.environ, "ENDURE_CLUSTER_NAME": name}
+        env.pop("ENDURE_PROCESSES", None)
+        self.nats = ",".join(nats_urls)
+        self.launcher = Launcher(env=env, log_dir=self.dir)
+        self.nodes: dict[int, RuntimeChild] = {}
+        self.workers: list[Child] = []
+
+    def start_node(self, node: int) -> RuntimeChild:
+        argv = serve_argv(self.dir / f"n{node}", partitions=self.partitions, log_level="WARNING",
+                          extra=["--cluster-nats", self.nats, "--cluster-node-id", str(node)])
+        self.nodes[node] = self.launcher.start_runtime(argv, name=f"node{node}")
+        return self.nodes[node]
+
+    def admin(self, node: int) -> str:
+        return self.nodes[node].ready.admin
+
+    def ingress(self, node: int) -> str:
+        return self.nodes[node].ready.ingress
+
+    def leaders(self, via: int, timeout: float = 5.0) -> dict[int, str]:
+        """partition -> the node leading it ("node-N"), as node `via` lists them; {} if it cannot say."""
+        channel = grpc.insecure_channel(self.admin(via))
+        try:
+            resp = apb_grpc.AdminStub(channel).ListPartitions(apb.ListPartitionsRequest(), timeout=timeout)
+        except grpc.RpcError:
+            return {}
+        finally:
+            channel.close()
+        return {p.partition: p.node for p in resp.partitions if p.leader}
+
+    def wait_balanced(self, timeout: float = 60.0) -> dict[int, str]:
+        """Until every partition is led and the live nodes lead within one of each other."""
+        want = min(len(self.nodes), self.partitions)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leaders = self.leaders(min(self.nodes))
+            counts = [list(leaders.values()).count(f"node-{n}") for n in self.nodes]
+            if len(leaders) == self.partitions and sum(c > 0 for c in counts) >= want and max(counts) - min(counts) <= 1:
+                return leaders
+            time.sleep(0.05)  # polling other processes' state
+        raise RuntimeError(f"cluster {self.name}: partitions not led by every node in {timeout:g} s")
+
+    def start_worker(self, app: str = "endure.bench.apps:app", concurrency: int = 256, via: int = 0) -> Child:
+        """A worker registered on node `via`'s admin; returns once every node lists it (it learns
+        the other nodes at registration)."""
+        name = f"bench-{len(self.workers) + 1}"
+        argv = worker_argv(app, self.admin(via), name=name, concurrency=concurrency, log_level="WARNING")
+        proc = self.launcher.start_worker(argv, name=name, keep_lines=False)
+        self.workers.append(proc)
+        for node in self.nodes:
+            wait_for_workers(self.admin(node), len(self.workers))
+        return proc
+
+    def processes(self) -> dict[str, psutil.Process]:
+        out = {f"node{n}": psutil.Process(c.pid) for n, c in sorted(self.nodes.items()) if c.alive()}
+        for i, w in enumerate(self.workers):
+            if w.alive():
+                out[f"worker{i + 1}"] = psutil.Process(w.pid)
+        return out
+
+    def close(self) -> None:
+        self.launcher.stop(grace=None)  # kill -9: only the measurements matter, not a clean stop
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> ClusterNodes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
