@@ -255,7 +255,7 @@ class DrainedFrame(_message.Message):
     def __init__(self, running: _Optional[int] = ...) -> None: ...
 
 class RuntimeFrame(_message.Message):
-    __slots__ = ("registered", "start", "ack", "complete", "cancel", "abort", "drained")
+    __slots__ = ("registered", "start", "ack", "complete", "cancel", "abort", "drained", "peers")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +263,7 @@ class RuntimeFrame(_message.Message):
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     ABORT_FIELD_NUMBER: _ClassVar[int]
     DRAINED_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
     registered: RegisteredFrame
     start: StartFrame
     ack: AckFrame
@@ -270,7 +271,14 @@ class RuntimeFrame(_message.Message):
     cancel: CancelFrame
     abort: AbortFrame
     drained: DrainedFrame
-    def __init__(self, registered: _Optional[_Union[RegisteredFrame, _Mapping]] = ..., start: _Optional[_Union[StartFrame, _Mapping]] = ..., ack: _Optional[_Union[AckFrame, _Mapping]] = ..., complete: _Optional[_Union[CompleteFrame, _Mapping]] = ..., cancel: _Optional[_Union[CancelFrame, _Mapping]] = ..., abort: _Optional[_Union[AbortFrame, _Mapping]] = ..., drained: _Optional[_Union[DrainedFrame, _Mapping]] = ...) -> None: ...
+    peers: PeersFrame
+    def __init__(self, registered: _Optional[_Union[RegisteredFrame, _Mapping]] = ..., start: _Optional[_Union[StartFrame, _Mapping]] = ..., ack: _Optional[_Union[AckFrame, _Mapping]] = ..., complete: _Optional[_Union[CompleteFrame, _Mapping]] = ..., cancel: _Optional[_Union[CancelFrame, _Mapping]] = ..., abort: _Optional[_Union[AbortFrame, _Mapping]] = ..., drained: _Optional[_Union[DrainedFrame, _Mapping]] = ..., peers: _Optional[_Union[PeersFrame, _Mapping]] = ...) -> None: ...
+
+class PeersFrame(_message.Message):
+    __slots__ = ("peers",)
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    peers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, peers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RuntimeMessage(_message.Message):
     __slots__ = ("frames",)

@@ -52,8 +52,8 @@ class ClusterConfig(BaseModel):
     name: str = Field(default="endure", pattern=r"^[A-Za-z0-9_-]{1,32}$",
                       description="the cluster's name: its streams and metadata bucket are named after it, "
                       "so several clusters can share one NATS")
-    snapshots: str | None = Field(default=None, description='"dir:PATH" or "s3://BUCKET/PREFIX" '
-                                  "(default: dir:<data_dir>/snapshots)")
+    snapshots: str | None = Field(default=None, description='"dir:PATH", "s3://BUCKET/PREFIX[?endpoint=URL]" '
+                                  'or "off" (default: dir:<data_dir>/snapshots, which only this machine sees)')
     replicas: int = Field(default=3, ge=1, le=5, description="JetStream replicas of each log segment and the metadata")
     lease_ms: int = Field(default=1500, ge=300, le=60_000,
                           description="a node that has not renewed its lease for this long loses its partitions")
@@ -67,6 +67,19 @@ class ClusterConfig(BaseModel):
         for url in value if isinstance(value, list) else ():
             if not str(url).startswith(("nats://", "tls://")) or ":" not in str(url)[7:]:
                 raise ValueError(f"expected nats://HOST:PORT, got {url!r}")
+        return value
+
+    @field_validator("snapshots")
+    @classmethod
+    def _snapshot_store(cls, value: str | None) -> str | None:
+        if value is None or value.lower() in ("", "none", "off"):
+            return None if value is None else "off"
+        from endure.runtime.partition.snapshots.base import check_url  # not at import: it imports this module
+
+        try:
+            check_url(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
 
@@ -93,8 +106,6 @@ class NodeConfig(BaseModel):
                                     description="HOST:PORT worker endpoints of the other nodes, told to every "
                                     "worker that registers here (ENDURE_WORKER_PEERS: comma-separated); the "
                                     "static form of the peer list a supervisor fills in")
-    snapshot_store: str | None = Field(default=None, description="where partition leaders keep snapshots of "
-                                       "their stores: dir:/path or s3://bucket/prefix[?endpoint=URL]; none = off")
     snapshot_interval_s: float = Field(default=60.0, gt=0, description="a snapshot at most this long after the "
                                        "last, if records were applied since")
     snapshot_every_records: int = Field(default=50_000, ge=1, description="a snapshot once this many records "
@@ -125,19 +136,6 @@ class NodeConfig(BaseModel):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected HOST:PORT, got {value!r}")
-        return value
-
-    @field_validator("snapshot_store")
-    @classmethod
-    def _snapshot_store(cls, value: str | None) -> str | None:
-        if value is None or value.lower() in ("", "none", "off"):
-            return None
-        from endure.runtime.partition.snapshots.base import check_url  # not at import: it imports this module
-
-        try:
-            check_url(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("worker_peers", mode="before")

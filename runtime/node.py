@@ -22,6 +22,7 @@ from endure.proto import admin_pb2, ingress_pb2, worker_pb2
 from endure.proto import admin_pb2_grpc as apb_grpc
 from endure.proto import ingress_pb2_grpc as ipb_grpc
 from endure.proto import partition_pb2_grpc as ppb_grpc
+from endure.proto import worker_pb2 as wpb
 from endure.proto import worker_pb2_grpc as wpb_grpc
 from endure.runtime.admin.service import AdminService
 from endure.runtime.auth import TenantResolver, TokenInterceptor
@@ -39,6 +40,7 @@ from endure.runtime.invoker.invoker import Invoker, InvokerConfig
 from endure.runtime.invoker.limits import Limit, Limits
 from endure.runtime.invoker.limits_store import LimitsStore
 from endure.runtime.invoker.registry import ServiceRegistry
+from endure.runtime.invoker.session import SessionOverflow
 from endure.runtime.log import MetadataStore, NodeLog, VersionMismatch
 from endure.runtime.metrics import NodeMetrics
 from endure.runtime.partition.api import LocalPartition, Partition, local_partitions
@@ -46,6 +48,13 @@ from endure.runtime.partition.effects import Effect, InvocationCompleted
 from endure.runtime.partition.processor import PartitionProcessor
 from endure.runtime.partition.remote import SERVICE_NAME as PARTITION_SERVICE
 from endure.runtime.partition.remote import PartitionServicer
+from endure.runtime.partition.snapshots import (
+    SnapshotError,
+    SnapshotStore,
+    Snapshotter,
+    open_snapshot_store,
+    restore_latest,
+)
 from endure.runtime.partition.state_machine import StateMachine, StateMachineConfig
 from endure.runtime.partition.store import PartitionStore
 from endure.runtime.partition.waiters import CompletionWaiters
@@ -127,6 +136,8 @@ class Node:
         self.leadership: Leadership | None = None
         self.controller: Controller | None = None
         self._peer_metadata: tuple[tuple[str, str], ...] = ()
+        self.snapshots: SnapshotStore | None = None
+        self.snapshotters: dict[int, Snapshotter] = {}
 
     async def start(self) -> None:
         """Open the data directory (DataDirLocked if another runtime has it), then serve."""
@@ -341,6 +352,8 @@ class Node:
             raise
         metadata = self.cluster_log.metadata
         await self._check_partition_count(metadata)
+        url = cc.snapshots or f"dir:{(self.dir / 'snapshots').resolve()}"
+        self.snapshots = open_snapshot_store(url) if url != "off" else None
         self.registry = ServiceRegistry(metadata)
         await self.registry.load()
         limits = Limits({name: _limit(t, t.weight) for name, t in cfg.tenants.items()},
@@ -361,9 +374,9 @@ class Node:
         admin = f"{cc.advertise_host}:{self.admin_port}"
         assert self.own_ingress is not None
         self.membership = Membership(metadata, cc.node_id, admin, self.own_ingress, cc.lease_ms,
-                                     on_lost=self._lease_lost)
+                                     on_lost=self._lease_lost, on_change=self._nodes_changed)
         await self.membership.register()
-        self.leadership = Leadership(cc.node_id, self.partitions, self.all_partitions, self._open_local,
+        self.leadership = Leadership(cc.node_id, self.membership.incarnation, self.partitions, self.all_partitions, self._open_local,
                                      self._close_local, self._remote, lambda: self.membership is not None
                                      and self.membership.holds_lease)
         self.controller = Controller(metadata, self.membership, cc.node_id, cfg.partitions, self.leadership.apply)
@@ -374,7 +387,16 @@ class Node:
     async def _open_local(self, p: int, epoch: int) -> LocalPartition:
         cfg = self.config
         assert self.cluster_log is not None and cfg.cluster is not None and self.waiters is not None
-        store = PartitionStore(self.dir / "partitions" / f"p{p}")
+        path = self.dir / "partitions" / f"p{p}"
+        metadata = self.cluster_log.metadata
+        if self.snapshots is not None:  # a newer snapshot than this node's own copy: start from it
+            try:
+                lsn = await restore_latest(metadata, self.snapshots, p, path)
+                if lsn is not None:
+                    log.info("partition %d: restored the snapshot at LSN %d", p, lsn)
+            except SnapshotError as exc:
+                log.warning("partition %d: no snapshot restored (%s); replaying the log", p, exc)
+        store = PartitionStore(path)
         try:
             vlog = await self.cluster_log.log(p)
         except BaseException:
@@ -386,9 +408,18 @@ class Node:
                                        node=f"node-{cfg.cluster.node_id}", epoch=epoch)
         self.processors[p] = processor
         await processor.start()
+        if self.snapshots is not None:
+            snapshotter = self.snapshotters[p] = Snapshotter(
+                p, store, vlog, metadata, self.snapshots, interval_s=cfg.snapshot_interval_s,
+                every_records=cfg.snapshot_every_records, keep=cfg.snapshot_keep,
+                applied_lsn=lambda: processor.applied_lsn)
+            snapshotter.start()
         return LocalPartition(processor, self.waiters)
 
     async def _close_local(self, p: int) -> None:
+        snapshotter = self.snapshotters.pop(p, None)
+        if snapshotter is not None:
+            await snapshotter.stop()  # before the store closes: it may be taking a checkpoint
         processor = self.processors.pop(p, None)
         if processor is not None:
             await processor.stop()
@@ -402,6 +433,17 @@ class Node:
             peer = self.peers[node] = Peer(node, lambda: self.membership.address_of(node) if self.membership else None,
                                            metadata=self._peer_metadata)
         return PeerPartition(p, peer)
+
+    def _nodes_changed(self) -> None:
+        """Tell every connected worker the nodes' endpoints now, so it serves a node that joined."""
+        if self.invoker is None:
+            return
+        frame = wpb.RuntimeFrame(peers=wpb.PeersFrame(peers=self._worker_peers()))
+        for session in list(self.invoker.sessions.values()):
+            try:
+                session.send(frame)
+            except SessionOverflow:
+                pass  # that worker stopped reading: its session is closed and it reconnects
 
     def _lease_lost(self) -> None:
         if self.leadership is not None:
@@ -441,6 +483,8 @@ class Node:
             processor.store.close()
         if self.cluster_log is not None:
             await self.cluster_log.close()
+        if self.snapshots is not None:
+            await self.snapshots.close()
         self.metrics.close()
         self._release_lock()
 

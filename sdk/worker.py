@@ -513,6 +513,8 @@ class _Session:
             self.registered.set()
             log.info("registered with %s as %s (%s)", self.address, self.worker_id, worker.deployment_id)
             worker._add_peers(frame.registered.peers)
+        elif which == "peers":
+            worker._add_peers(frame.peers.peers)
 
     def _start(self, start: worker_pb2.StartFrame) -> None:
         old = self.active_attempts.get(start.invocation_id)

@@ -4,8 +4,9 @@ Rule: the live node with the lowest id is the controller; every node runs this l
 while it is that node. Two nodes that both think so are safe: the table changes by compare-and-set,
 so one of two conflicting changes fails and is recomputed from the new table.
 
-Each round (every `interval_s`): a partition whose leader is not live (or that has none) goes to
-the live node leading the fewest partitions, with its epoch + 1. Then, at most one partition per
+Each round (every `interval_s`): a partition whose leader is not live (or that has none, or that
+restarted since it was assigned) goes to the live node leading the fewest partitions, with its
+epoch + 1. Then, at most one partition per
 round moves from the node leading the most to the one leading the fewest while they differ by more
 than one, so a node that joins takes its share.
 """
@@ -23,14 +24,14 @@ from endure.runtime.log import LogError, MetadataStore, VersionMismatch
 log = logging.getLogger("endure.cluster")
 
 
-def plan(table: PartitionTable, live: set[int]) -> PartitionTable | None:
-    """The table after one round, or None when nothing changes."""
+def plan(table: PartitionTable, live: Mapping[int, int]) -> PartitionTable | None:
+    """The table after one round (live: node id -> its incarnation), or None when nothing changes."""
     if not live:
         return None
     assignments = list(table.assignments)
     load = {n: 0 for n in live}
     for a in assignments:
-        if a.node in load:
+        if live.get(a.node) == a.incarnation:
             load[a.node] += 1
 
     def least() -> int:
@@ -38,9 +39,9 @@ def plan(table: PartitionTable, live: set[int]) -> PartitionTable | None:
 
     changed = False
     for p, a in enumerate(assignments):
-        if a.node not in live:
+        if live.get(a.node) != a.incarnation:
             target = least()
-            assignments[p] = Assignment(target, a.epoch + 1)
+            assignments[p] = Assignment(target, a.epoch + 1, live[target])
             load[target] += 1
             changed = True
     if not changed:
@@ -48,7 +49,7 @@ def plan(table: PartitionTable, live: set[int]) -> PartitionTable | None:
         fewest = least()
         if load[most] - load[fewest] > 1:
             p = max(p for p, a in enumerate(assignments) if a.node == most)
-            assignments[p] = Assignment(fewest, assignments[p].epoch + 1)
+            assignments[p] = Assignment(fewest, assignments[p].epoch + 1, live[fewest])
             changed = True
     return PartitionTable(tuple(assignments), table.version) if changed else None
 
@@ -75,9 +76,9 @@ class Controller:
     async def round(self) -> PartitionTable:
         """Read the table, change it if this node is the controller, and hand it to on_table."""
         table = await read_table(self._metadata, self._partitions)
-        live: Mapping[int, object] = self._membership.live_nodes()
+        live = {n: r.incarnation for n, r in self._membership.live_nodes().items()}
         if self._membership.holds_lease and live and min(live) == self._node_id:
-            new = plan(table, set(live))
+            new = plan(table, live)
             if new is not None:
                 try:
                     table = await write_table(self._metadata, new)

@@ -67,14 +67,15 @@ class Membership:
     """This node's lease: registered at start, renewed every lease / 4, given up at stop."""
 
     def __init__(self, metadata: MetadataStore, node_id: int, admin: str, ingress: str, lease_ms: int,
-                 on_lost: Callable[[], None]) -> None:
+                 on_lost: Callable[[], None], on_change: Callable[[], None] = lambda: None) -> None:
         self._metadata = metadata
         self._node_id = node_id
         self._admin = admin
         self._ingress = ingress
         self.lease_ms = lease_ms
         self._on_lost = on_lost
-        self._incarnation = now_ms()
+        self._on_change = on_change  # the live nodes or their addresses changed
+        self.incarnation = now_ms()
         self._version = 0
         self.lease_until_ms = 0
         self.nodes: dict[int, NodeRecord] = {}  # the last read of every node's record
@@ -103,7 +104,7 @@ class Membership:
     async def _renew(self) -> None:
         key = node_key(self._node_id)
         until = now_ms() + self.lease_ms
-        record = NodeRecord(self._node_id, self._admin, self._ingress, until, self._incarnation)
+        record = NodeRecord(self._node_id, self._admin, self._ingress, until, self.incarnation)
         while True:
             try:
                 self._version = await self._metadata.put(key, record.encode(), self._version)
@@ -119,7 +120,10 @@ class Membership:
             try:
                 async with asyncio.timeout(max(0.05, (self.lease_until_ms - now_ms()) / 1000)):
                     await self._renew()
+                before = {n: r.admin for n, r in self.live_nodes().items()}
                 self.nodes = await read_nodes(self._metadata)
+                if {n: r.admin for n, r in self.live_nodes().items()} != before:
+                    self._on_change()
             except (TimeoutError, LogError) as exc:
                 if not self.holds_lease:
                     log.error("node %d: lease lost (%s); no longer leading", self._node_id, exc)
@@ -133,7 +137,7 @@ class Membership:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         try:
-            record = NodeRecord(self._node_id, self._admin, self._ingress, 0, self._incarnation)
+            record = NodeRecord(self._node_id, self._admin, self._ingress, 0, self.incarnation)
             async with asyncio.timeout(2):
                 await self._metadata.put(node_key(self._node_id), record.encode(), self._version)
         except (TimeoutError, LogError, VersionMismatch):

@@ -19,6 +19,9 @@ UNASSIGNED = -1
 class Assignment:
     node: int  # UNASSIGNED: nobody leads it yet
     epoch: int
+    # The node's incarnation (its start time) the assignment is for: a node that restarts does not
+    # lead on its previous life's epoch (its announcement would not be newer); it gets a new one.
+    incarnation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +31,7 @@ class PartitionTable:
 
     @staticmethod
     def empty(partitions: int) -> PartitionTable:
-        return PartitionTable(tuple(Assignment(UNASSIGNED, 0) for _ in range(partitions)))
+        return PartitionTable(tuple(Assignment(UNASSIGNED, 0, 0) for _ in range(partitions)))
 
     def owner(self, partition: int) -> int:
         return self.assignments[partition].node
@@ -37,11 +40,11 @@ class PartitionTable:
         return [p for p, a in enumerate(self.assignments) if a.node == node]
 
     def encode(self) -> bytes:
-        return json.dumps([[a.node, a.epoch] for a in self.assignments]).encode()
+        return json.dumps([[a.node, a.epoch, a.incarnation] for a in self.assignments]).encode()
 
     @staticmethod
     def decode(raw: bytes, version: int) -> PartitionTable:
-        return PartitionTable(tuple(Assignment(int(n), int(e)) for n, e in json.loads(raw)), version)
+        return PartitionTable(tuple(Assignment(*(int(v) for v in a)) for a in json.loads(raw)), version)
 
 
 async def read_table(metadata: MetadataStore, partitions: int) -> PartitionTable:

@@ -7,11 +7,13 @@ its wait, never the invocation.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import TypeVar
 
 import grpc
 
@@ -29,6 +31,9 @@ from endure.runtime.partition.remote import PartitionNotOwned, PartitionUnavaila
 from endure.runtime.partition.state_machine import FINAL
 from endure.runtime.partition.waiters import TooManyWaiters
 from endure.runtime.placement import Routes
+
+T = TypeVar("T")
+_MOVE_WAIT_S = 5.0  # how long a request follows a partition whose leadership is moving
 
 log = logging.getLogger("endure.ingress")
 
@@ -187,6 +192,26 @@ class IngressService(ipb_grpc.IngressServicer):
         if partition not in self._local:
             self.forwarded[rpc] += 1
 
+    async def _on(self, partition: int, call: Callable[[Partition], Awaitable[T]], *, reads: bool = True) -> T:
+        """Call the partition, through the node that leads it now. While leadership moves (a cluster)
+        the node asked may answer that it does not lead it any more: nothing was done there, so the
+        call is made again, on the partition as this node knows it then, for up to `_MOVE_WAIT_S`. A
+        read or a wait is also tried again when the leader could not be reached; an append is not
+        (it may have arrived)."""
+        deadline = time.monotonic() + _MOVE_WAIT_S
+        delay = 0.05
+        while True:
+            try:
+                return await call(self._partitions[partition])
+            except PartitionNotOwned:
+                if time.monotonic() > deadline:
+                    raise
+            except PartitionUnavailable:
+                if not reads or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
     @staticmethod
     def _trace_context(request: ipb.CallRequest, context: grpc.aio.ServicerContext) -> None:
         """W3C trace context from the client's metadata travels with the invocation (and its calls)."""
@@ -198,7 +223,7 @@ class IngressService(ipb_grpc.IngressServicer):
         """Append one record without waiting for room in the log's queue; its LSN."""
         env.header.timestamp_ms = int(time.time() * 1000)
         try:
-            return (await self._partitions[partition].append([env], wait=False))[-1]
+            return (await self._on(partition, lambda part: part.append([env], wait=False), reads=False))[-1]
         except LogFull as exc:
             self.rejected += 1
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -210,7 +235,7 @@ class IngressService(ipb_grpc.IngressServicer):
         except ids.InvalidId as exc:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
         self._count(partition, rpc)
-        status = await self._partitions[partition].get_status(invocation_id)
+        status = await self._on(partition, lambda part: part.get_status(invocation_id))
         if status is None or status.tenant != tenant:
             raise RequestError(grpc.StatusCode.NOT_FOUND, f"no invocation {invocation_id}")
         return partition, status
@@ -231,7 +256,7 @@ class IngressService(ipb_grpc.IngressServicer):
         try:
             lsn = await self._append(partition, append) if append is not None else 0
             try:
-                status = await self._partitions[partition].await_completion(invocation_id, lsn)
+                status = await self._on(partition, lambda part: part.await_completion(invocation_id, lsn))
             except TooManyWaiters as exc:
                 self.rejected += 1
                 raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc

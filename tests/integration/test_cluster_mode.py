@@ -44,7 +44,9 @@ class Nodes:
         self.root = root
         name = "".join(c for c in bucket if c.isalnum())[-24:] + str(time.monotonic_ns() % 10_000)
         self.env = {"ENDURE_TEST_DIR": str(root), "ENDURE_CLUSTER_NATS": ",".join(nats.urls),
-                    "ENDURE_CLUSTER_NAME": name}
+                    "ENDURE_CLUSTER_NAME": name, "ENDURE_CLUSTER_SNAPSHOTS": f"dir:{root / 'snapshots'}",
+                    # Snapshots (and trimming below them) often, so the tests see them.
+                    "ENDURE_SNAPSHOT_EVERY_RECORDS": "20", "ENDURE_SNAPSHOT_INTERVAL_S": "0.5"}
         for i in range(count):
             (root / f"n{i}").mkdir()
         self.nodes = [Cluster(root / f"n{i}", partitions=PARTITIONS, env=self.env) for i in range(count)]
@@ -183,3 +185,35 @@ def test_the_whole_cluster_restarts_and_every_partition_resumes(nodes: Nodes) ->
     assert attach_all(first.ingress, sent.values()) == [[f"s{i}" for i in range(5)]] * len(tags)
     rerun = rerun_acknowledged_steps(nodes.root, tags)
     assert not rerun, f"acknowledged steps ran again: {rerun}"
+
+
+def test_a_node_that_joins_takes_over_partitions_from_snapshots(nodes: Nodes) -> None:
+    first = nodes.start(0)
+    wait_until(lambda: set(nodes.leaders(0).values()) == {"node-0"} and len(nodes.leaders(0)) == PARTITIONS,
+               timeout=30, what="node 0 to lead every partition")
+    first.start_worker("e2eapp:app", name="w0")
+    keys = [f"obj-{i}" for i in range(8)]
+
+    async def fill() -> None:
+        async with Client(first.ingress) as client:
+            for round_ in range(4):
+                for key in keys:
+                    await client.call("e2eobj/append", f"v{round_}", key=key, timeout=30)
+
+    asyncio.run(fill())
+    # Every partition's log is trimmed below a snapshot: a new leader cannot replay from LSN 1.
+    wait_until(lambda: all(p.trim_point > 0 for p in first.list_partitions().partitions), timeout=30,
+               what="every log trimmed below a snapshot")
+    second = nodes.start(1)
+    wait_until(lambda: set(nodes.leaders(0).values()) == {"node-0", "node-1"}, timeout=30,
+               what="node 1 to take over partitions")
+    moved = sorted(p for p, n in nodes.leaders(0).items() if n == "node-1")
+    assert moved
+    log_text = (second.root / "runtime-1.log").read_text()
+    assert all(f"partition {p}: restored the snapshot at LSN" in log_text for p in moved), log_text[-2000:]
+
+    async def read() -> list[object]:
+        async with Client(second.ingress) as client:
+            return [await client.call("e2eobj/items", key=key, timeout=30) for key in keys]
+
+    assert asyncio.run(read()) == [[f"v{r}" for r in range(4)]] * len(keys)
