@@ -330,12 +330,15 @@ def test_snapshot_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             open_snapshot_store(bad)
         assert repr(bad) in str(err.value) and isinstance(err.value, ConfigError)
 
-    assert NodeConfig().snapshot_store is None
-    cfg = load_config(environ={"ENDURE_SNAPSHOT_STORE": "s3://b/p", "ENDURE_SNAPSHOT_INTERVAL_S": "5"})
-    assert (cfg.snapshot_store, cfg.snapshot_interval_s, cfg.snapshot_every_records, cfg.snapshot_keep) == \
+    assert NodeConfig().cluster is None
+    cluster = {"ENDURE_CLUSTER_NATS": "nats://127.0.0.1:4222", "ENDURE_CLUSTER_NODE_ID": "0"}
+    cfg = load_config(environ={**cluster, "ENDURE_CLUSTER_SNAPSHOTS": "s3://b/p", "ENDURE_SNAPSHOT_INTERVAL_S": "5"})
+    assert cfg.cluster is not None
+    assert (cfg.cluster.snapshots, cfg.snapshot_interval_s, cfg.snapshot_every_records, cfg.snapshot_keep) == \
         ("s3://b/p", 5.0, 50_000, 2)
-    with pytest.raises(ConfigError, match="snapshot_store.*'gs://b'"):
-        load_config(environ={"ENDURE_SNAPSHOT_STORE": "gs://b"})
+    assert load_config(environ={**cluster, "ENDURE_CLUSTER_SNAPSHOTS": "off"}).cluster.snapshots == "off"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="cluster.snapshots.*'gs://b'"):
+        load_config(environ={**cluster, "ENDURE_CLUSTER_SNAPSHOTS": "gs://b"})
 
 
 # ----------------------------------------------------------------------------- the index
