@@ -363,7 +363,8 @@ class Node:
         self.waiters = CompletionWaiters(cfg.max_waiting_calls)
         self._effects = _Effects(self.waiters, self.metrics)
         self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
-                                                                           max_queued=cfg.max_queued), limits)
+                                                                           max_queued=cfg.max_queued,
+                                                                           ack_after_apply=True), limits)
         self._effects.invoker = self.invoker
         token = cfg.internal_token or None
         self._peer_metadata = (("authorization", f"Bearer {token}"),) if token else ()
@@ -376,7 +377,8 @@ class Node:
         self.membership = Membership(metadata, cc.node_id, admin, self.own_ingress, cc.lease_ms,
                                      on_lost=self._lease_lost, on_change=self._nodes_changed)
         await self.membership.register()
-        self.leadership = Leadership(cc.node_id, self.membership.incarnation, self.partitions, self.all_partitions, self._open_local,
+        membership = self.membership
+        self.leadership = Leadership(cc.node_id, lambda: membership.incarnation, self.partitions, self.all_partitions, self._open_local,
                                      self._close_local, self._remote, lambda: self.membership is not None
                                      and self.membership.holds_lease)
         self.controller = Controller(metadata, self.membership, cc.node_id, cfg.partitions, self.leadership.apply)

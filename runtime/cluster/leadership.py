@@ -20,7 +20,7 @@ log = logging.getLogger("endure.cluster")
 
 
 class Leadership:
-    def __init__(self, node_id: int, incarnation: int, local: MutableMapping[int, LocalPartition],
+    def __init__(self, node_id: int, incarnation: Callable[[], int], local: MutableMapping[int, LocalPartition],
                  every: MutableMapping[int, Partition],
                  open_local: Callable[[int, int], Awaitable[LocalPartition]],
                  close_local: Callable[[int], Awaitable[None]],
@@ -58,7 +58,7 @@ class Leadership:
         self.table = table
         leading = self._may_lead()
         for p, assignment in enumerate(table.assignments):
-            mine = leading and assignment.node == self._node_id and assignment.incarnation == self._incarnation
+            mine = leading and assignment.node == self._node_id and assignment.incarnation == self._incarnation()
             if p in self._local and (not mine or self._epochs.get(p) != assignment.epoch):
                 await self._stop(p)
             if mine and p not in self._local:

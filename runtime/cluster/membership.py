@@ -117,19 +117,29 @@ class Membership:
         interval = self.lease_ms / 4000
         while True:
             await asyncio.sleep(interval)
+            if self.lease_until_ms and not self.holds_lease:  # this process stalled (paused, swapped)
+                self._lose("it ran out before it could be renewed")
             try:
-                async with asyncio.timeout(max(0.05, (self.lease_until_ms - now_ms()) / 1000)):
+                async with asyncio.timeout(max(0.05, (self.lease_until_ms - now_ms()) / 1000)
+                                           if self.lease_until_ms else self.lease_ms / 1000):
                     await self._renew()
                 before = {n: r.admin for n, r in self.live_nodes().items()}
                 self.nodes = await read_nodes(self._metadata)
                 if {n: r.admin for n, r in self.live_nodes().items()} != before:
                     self._on_change()
-            except (TimeoutError, LogError) as exc:
-                if not self.holds_lease:
-                    log.error("node %d: lease lost (%s); no longer leading", self._node_id, exc)
-                    self._on_lost()
+            except (LogError, TimeoutError) as exc:
+                if self.lease_until_ms and not self.holds_lease:
+                    self._lose(str(exc) or type(exc).__name__)
                 else:
                     log.warning("node %d: lease renewal failed (%s); retrying", self._node_id, exc)
+
+    def _lose(self, why: str) -> None:
+        log.error("node %d: lease lost (%s); no longer leading", self._node_id, why)
+        self.lease_until_ms = 0
+        # A new life: what was assigned to the old one (its epochs) is not led again; once the
+        # lease is back, the controller assigns anew, at newer epochs.
+        self.incarnation = now_ms()
+        self._on_lost()
 
     async def stop(self) -> None:
         """Stop renewing and end the lease at once, so the partitions move without waiting for it."""

@@ -49,6 +49,10 @@ class InvokerConfig:
     eager_state_bytes: int = 1 << 20  # object state sent with a start; beyond it, gets are lazy
     max_queued: int = 200_000  # runnable invocations waiting for a worker slot, node-wide
     lost_worker_backoff_s: float = 0.2  # first delay before retrying attempts of a lost worker
+    # Ack a step only once its record applied under the epoch it was written with. Needed where
+    # another node may lead the partition meanwhile (cluster mode): a record a deposed leader
+    # appended is durable but ignored on apply, so acking it at append would be a false promise.
+    ack_after_apply: bool = False
 
 
 class Invoker:
@@ -451,7 +455,13 @@ class Invoker:
     async def _append(self, session: WorkerSession, partition: int, envs: list[pb.Envelope],
                       acks: list[wpb.AckFrame]) -> range:
         # No await before the log append: appends reach the log in the order of the frames.
-        lsns = await self.partitions[partition].append_as_leader(envs)
+        part = self.partitions[partition]
+        epoch = part.leader_epoch
+        lsns = await part.append_as_leader(envs)
+        if acks and self.config.ack_after_apply:
+            await part.wait_applied(lsns[-1])
+            if part.leader_epoch != epoch:
+                return lsns  # deposed meanwhile: the new leader replays what was applied, and resumes
         for ack in acks:
             attempt = self._machines.get(ack.invocation_id)
             if attempt is not None and attempt.is_running(ack.attempt, session):

@@ -237,6 +237,12 @@ class VirtualLog:
         """Next LSN to be committed (in memory, cheap)."""
         return self._last.tail()
 
+    async def find_tail(self) -> int:
+        """The committed tail as the storage knows it now (tail() is what this process has seen: with
+        another writer, a replicated log, it may lag)."""
+        tail, _ = await self._last.find_tail()
+        return max(tail, self.tail())
+
     def trim_point(self) -> int:
         """Records with LSN <= this are gone."""
         return self._trim_point

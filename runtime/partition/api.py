@@ -13,11 +13,13 @@ synchronous reads `LocalPartition` adds, and appends as the partition's leader (
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from endure.proto import records_pb2 as pb
+from endure.runtime.log import LogError
 from endure.runtime.partition import keys
 from endure.runtime.partition.state_machine import FINAL
 from endure.runtime.partition.state_machine.metering import add_usage
@@ -124,6 +126,9 @@ class Partition(Protocol):
         ...
 
 
+_READ_YOUR_WRITES_S = 5.0
+
+
 class LocalPartition:
     """A partition this node owns: its processor, store and log, in this process."""
 
@@ -144,7 +149,20 @@ class LocalPartition:
         return await self._processor.log.append([e.SerializeToString() for e in envelopes], wait=wait)
 
     async def get_status(self, invocation_id: str) -> pb.InvocationStatus | None:
-        return self.status(invocation_id)
+        # Read what was appended before the read: a client that got an id from Send (the append is
+        # durable, maybe not applied yet) then finds it. Bounded: a partition that does not apply
+        # (it is stopping) answers from what it has.
+        status = self.status(invocation_id)
+        if status is None:  # maybe appended and not applied yet, or by another node (cluster mode)
+            try:
+                async with asyncio.timeout(_READ_YOUR_WRITES_S):
+                    tail = await self._processor.log.find_tail() - 1
+                    if self._processor.applied_lsn < tail:
+                        await self._processor.wait_applied(tail)
+            except (TimeoutError, LogError):
+                pass
+            status = self.status(invocation_id)
+        return status
 
     async def get_journal(self, invocation_id: str) -> list[pb.JournalEntry]:
         return self.journal(invocation_id)
@@ -209,6 +227,11 @@ class LocalPartition:
     @property
     def is_leader(self) -> bool:
         return self._processor.is_leader
+
+    @property
+    def leader_epoch(self) -> int:
+        """The epoch this node leads the partition with (0: it does not lead it)."""
+        return self._processor.epoch
 
     def status(self, invocation_id: str) -> pb.InvocationStatus | None:
         return self._store.status(invocation_id)

@@ -251,12 +251,23 @@ def wait_entry(cluster: Cluster, inv: str, kind: str, name: str | None = None, t
 
 
 def attach_all(ingress: str, invocation_ids: Iterable[str], timeout: float = 120.0) -> list[object]:
-    """The results of these invocations, waited for together through a client of ingress."""
-    from endure.sdk.client import Client
+    """The results of these invocations, waited for together through a client of ingress (retrying
+    UNAVAILABLE until the timeout)."""
+    from endure.sdk.client import Client, RequestError
+
+    async def one(client: Client, inv: str) -> object:
+        deadline = time.monotonic() + timeout
+        while True:  # UNAVAILABLE is what a client retries: a leader moving, the log without quorum
+            try:
+                return await client.attach(inv, timeout=max(1.0, deadline - time.monotonic()))
+            except RequestError as exc:
+                if exc.code != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.2)
 
     async def run() -> list[object]:
         async with Client(ingress) as client:
-            return list(await asyncio.gather(*(client.attach(inv, timeout=timeout) for inv in invocation_ids)))
+            return list(await asyncio.gather(*(one(client, inv) for inv in invocation_ids)))
 
     return asyncio.run(run())
 

@@ -22,7 +22,7 @@ from cluster import Cluster, _env, attach_all, free_port, read_markers, rerun_ac
 from endure.proto import ids  # noqa: E402
 from endure.runtime.launcher import serve_argv  # noqa: E402
 from endure.runtime.log.jetstream.local_cluster import LocalNatsCluster  # noqa: E402
-from endure.sdk.client import Client  # noqa: E402
+from endure.sdk.client import Client, RequestError  # noqa: E402
 
 PARTITIONS = 4
 
@@ -217,3 +217,63 @@ def test_a_node_that_joins_takes_over_partitions_from_snapshots(nodes: Nodes) ->
             return [await client.call("e2eobj/items", key=key, timeout=30) for key in keys]
 
     assert asyncio.run(read()) == [[f"v{r}" for r in range(4)]] * len(keys)
+
+
+def test_nats_servers_lost_and_back(tmp_path: Path) -> None:
+    """One NATS server of three killed: invocations go on. Two of three: a new invocation is refused
+    with UNAVAILABLE and none is half-written. Both back: the cluster recovers and everything acknowledged
+    completes."""
+    nats = LocalNatsCluster(tmp_path / "nats", 3)
+    nats.start()
+    nodes = Nodes(tmp_path, nats, 2, "natsloss")
+    try:
+        first, second = nodes.start(0), nodes.start(1)
+        wait_until(lambda: len(nodes.leaders(0)) == PARTITIONS, timeout=30, what="every partition led")
+        first.start_worker("e2eapp:app", name="w0")
+        wait_until(lambda: "w0" in second.connected_workers(), what="w0 on node 1 too")
+
+        async def send(tags: list[str]) -> dict[str, str]:
+            out: dict[str, str] = {}
+            async with Client(first.ingress) as client:
+                for t in tags:
+                    for _ in range(100):  # idempotent: sent again while a server's streams elect leaders
+                        try:
+                            out[t] = await client.send("e2e/multistep", t, idempotency_key=t)
+                            break
+                        except RequestError as exc:
+                            if exc.code != grpc.StatusCode.UNAVAILABLE:
+                                raise
+                            await asyncio.sleep(0.2)
+            return out
+
+        sent = asyncio.run(send([f"a{i}" for i in range(6)]))
+        nats.kill(0)
+        sent |= asyncio.run(send([f"b{i}" for i in range(6)]))  # one of three gone: appends go on
+        assert attach_all(first.ingress, sent.values()) == [[f"s{i}" for i in range(5)]] * len(sent)
+
+        nats.kill(1)  # two of three gone: no quorum
+
+        async def refused() -> str:
+            async with Client(first.ingress, routing=False) as client:
+                try:
+                    await client.call("e2e/echo", 1, idempotency_key="during-the-outage", timeout=60)
+                except RequestError as exc:
+                    return exc.code.name
+                return "accepted"
+
+        assert asyncio.run(refused()) in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+        nats.restart(0)
+        nats.restart(1)
+        later = asyncio.run(send([f"c{i}" for i in range(4)]))
+        assert attach_all(first.ingress, later.values(), timeout=180) == [[f"s{i}" for i in range(5)]] * len(later)
+        # The refused call left nothing half-written: it is either absent or ran once, whole.
+        async def again() -> object:
+            async with Client(first.ingress) as client:
+                return await client.call("e2e/echo", 1, idempotency_key="during-the-outage", timeout=60)
+
+        assert asyncio.run(again()) == 1
+        rerun = rerun_acknowledged_steps(nodes.root, [*sent, *later])
+        assert not rerun, f"acknowledged steps ran again: {rerun}"
+    finally:
+        nodes.stop()
+        nats.stop()

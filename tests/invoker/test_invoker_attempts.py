@@ -73,7 +73,7 @@ def make_invoker(store: PartitionStore) -> tuple[Invoker, list[list[pb.Envelope]
     async def wait_applied(_lsn: int) -> None:
         return None
 
-    processor = SimpleNamespace(store=store, applied_lsn=1, is_leader=True, append=append,
+    processor = SimpleNamespace(store=store, applied_lsn=1, is_leader=True, epoch=1, append=append,
                                 wait_applied=wait_applied)
     partition = LocalPartition(processor)  # type: ignore[arg-type]
     invoker = Invoker(SimpleNamespace(handler=lambda *_: None), {0: partition},  # type: ignore[arg-type]

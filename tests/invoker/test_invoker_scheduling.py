@@ -76,7 +76,7 @@ def test_a_refused_last_frame_restarts_an_invocation_nobody_runs(tmp_path: Path)
         tx.put_proto(keys.status(inv), pb.InvocationStatus(
             invocation_id=inv, target=pb.Target(service="svc", handler="h"), status=pb.RUNNING, tenant="t"))
         tx.commit(1)
-        processor = SimpleNamespace(store=store, applied_lsn=1, is_leader=True)
+        processor = SimpleNamespace(store=store, applied_lsn=1, is_leader=True, epoch=1)
         partition = LocalPartition(processor)  # type: ignore[arg-type]
         invoker = Invoker(SimpleNamespace(handler=lambda *_: None), {0: partition})  # type: ignore[arg-type]
         invoker.on_effects(0, [AbortAttempt(inv, "journal index gap", restart=True)])
