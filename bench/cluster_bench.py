@@ -263,10 +263,10 @@ cluster (R3, `sync_interval: always`), everything on this machine's cores, in on
    then the time from the kill until (a) every partition is led again on a live node (ListPartitions
    on a surviving node every 20 ms), (b) the first invocation sent after the kill completes on a
    moved partition, and every moved partition has completed one;
-4. catch-up from a snapshot: not measured while snapshots are not wired.
+4. catch-up: a new leader's time to reach the tail by full replay, and from a snapshot plus the tail
+   (`python -m endure.bench snapshot`).
 """
 
-CATCH_UP_NOT_MEASURED = "catch-up from snapshot: not measured (snapshots not wired yet)"
 PHASES = ("e2e", "log", "failover", "catchup")
 
 
@@ -563,6 +563,7 @@ def run_cluster_bench(
     failover_clients: int = 12,
     phases: tuple[str, ...] = PHASES,
     root: Path | None = None,
+    catch_up_records: int = 50_000,
 ) -> dict[str, Any]:
     """The `cluster` workload's phases (see CLUSTER_DOC); one dict of figures."""
     from endure.runtime.log.jetstream.local_cluster import LocalNatsCluster
@@ -598,8 +599,13 @@ def run_cluster_bench(
         finally:
             shutil.rmtree(nats_root, ignore_errors=True)
     if "catchup" in phases:
-        # When a snapshot benchmark exists (bench/snapshot_bench.py with a reusable function), call it here.
-        out["catch_up"] = CATCH_UP_NOT_MEASURED
+        from endure.bench.snapshot_bench import snapshot_catch_up
+
+        with tempfile.TemporaryDirectory(prefix="endure-catchup-") as tmp:
+            c = asyncio.run(snapshot_catch_up(catch_up_records, 5_000, root=Path(tmp)))
+        out["catch_up"] = (f"catch-up of {c['records']} records: full replay {c['full_replay_seconds']} s, "
+                           f"snapshot restore + tail of {c['tail_records']} {c['snapshot_catch_up_seconds']} s "
+                           f"({c['full_replay_seconds'] / max(c['snapshot_catch_up_seconds'], 1e-6):.1f}x)")
     return out
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from endure.bench.cluster_bench import (
-    CATCH_UP_NOT_MEASURED,
     keys_for_partition,
     measure_failover,
     pick_victim,
@@ -32,8 +31,9 @@ def test_keys_land_on_their_partition() -> None:
     assert len(set(got)) == 20 and all(ids.stable_hash64(k) % 6 == 4 for k in got)
 
 
-def test_catch_up_is_reported_as_not_measured() -> None:
-    assert run_cluster_bench(phases=("catchup",))["catch_up"] == CATCH_UP_NOT_MEASURED
+def test_catch_up_reports_full_replay_against_a_snapshot() -> None:
+    line = run_cluster_bench(phases=("catchup",), catch_up_records=6_000)["catch_up"]
+    assert "full replay" in line and "snapshot restore" in line
 
 
 @pytest.mark.timeout(90)
