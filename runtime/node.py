@@ -378,10 +378,10 @@ class Node:
                                      on_lost=self._lease_lost, on_change=self._nodes_changed)
         await self.membership.register()
         membership = self.membership
-        self.leadership = Leadership(cc.node_id, lambda: membership.incarnation, self.partitions, self.all_partitions, self._open_local,
-                                     self._close_local, self._remote, lambda: self.membership is not None
-                                     and self.membership.holds_lease)
-        self.controller = Controller(metadata, self.membership, cc.node_id, cfg.partitions, self.leadership.apply)
+        self.leadership = Leadership(cc.node_id, lambda: membership.incarnation, self.partitions,
+                                     self.all_partitions, self._open_local, self._close_local, self._remote,
+                                     may_lead=lambda: membership.holds_lease)
+        self.controller = Controller(metadata, membership, cc.node_id, cfg.partitions, self.leadership.apply)
         self.controller.start()
         log.info("endure cluster node %d up: ingress %s, admin and workers %s, NATS %s",
                  cc.node_id, self.own_ingress, admin, ", ".join(cc.nats))
