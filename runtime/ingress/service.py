@@ -206,7 +206,7 @@ class IngressService(ipb_grpc.IngressServicer):
             except PartitionNotOwned:
                 if time.monotonic() > deadline:
                     raise
-            except PartitionUnavailable:
+            except (PartitionUnavailable, LogUnavailable):
                 if not reads or time.monotonic() > deadline:
                     raise
             await asyncio.sleep(delay)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from endure.proto import records_pb2 as pb
-from endure.runtime.log import LogError
+from endure.runtime.log import LogError, LogUnavailable
 from endure.runtime.partition import keys
 from endure.runtime.partition.state_machine import FINAL
 from endure.runtime.partition.state_machine.metering import add_usage
@@ -159,8 +159,10 @@ class LocalPartition:
                     tail = await self._processor.log.find_tail() - 1
                     if self._processor.applied_lsn < tail:
                         await self._processor.wait_applied(tail)
-            except (TimeoutError, LogError):
-                pass
+            except (TimeoutError, LogError) as exc:
+                # "Not found" would be a guess: the log cannot say what it holds right now.
+                raise LogUnavailable(f"partition {self.id}: cannot tell whether {invocation_id} exists "
+                                     f"({exc or type(exc).__name__})") from exc
             status = self.status(invocation_id)
         return status
 

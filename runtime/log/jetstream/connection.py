@@ -48,6 +48,10 @@ _STATUS = "Status"
 _NO_RESPONDERS = "503"
 
 
+_NO_SUITABLE_PEERS = 10005  # JetStream's err_code for "no suitable peers for placement"
+_PLACEMENT_PATIENCE_S = 15.0
+
+
 class ClusterUnavailable(LogUnavailable):
     """No server of the NATS cluster could be reached when connecting (wrong address, all down)."""
 
@@ -232,6 +236,7 @@ class JetStreamConnection:
         payload = b"" if body is None else json.dumps(body).encode()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + patience
+        placement_deadline = loop.time() + _PLACEMENT_PATIENCE_S
         backoff = 0.05
         while True:
             try:
@@ -241,6 +246,11 @@ class JetStreamConnection:
                 if err:
                     raise api_error(what, err)
                 return resp
+            except JetStreamApiError as exc:
+                # No peers to place replicas on yet (a server just started, or is back and not
+                # current): nothing was created, so asking again is safe.
+                if exc.err_code != _NO_SUITABLE_PEERS or loop.time() + backoff >= placement_deadline:
+                    raise
             except LogUnavailable:
                 if loop.time() + backoff >= deadline:
                     raise

@@ -65,7 +65,10 @@ class PartitionServicer(ppb_grpc.PartitionServiceServicer):
 
     async def GetStatus(self, request: ppb.InvocationRequest,
                         context: grpc.aio.ServicerContext) -> ppb.StatusResponse:
-        status = await (await self._owned(request.partition, context)).get_status(request.invocation_id)
+        try:
+            status = await (await self._owned(request.partition, context)).get_status(request.invocation_id)
+        except LogUnavailable as exc:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         return ppb.StatusResponse() if status is None else ppb.StatusResponse(found=True, status=status)
 
     async def GetJournal(self, request: ppb.InvocationRequest,
