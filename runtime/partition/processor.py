@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from endure.proto import records_pb2 as pb
-from endure.runtime.log import LogRecord, VirtualLog
+from endure.runtime.log import LogRecord, LogUnavailable, VirtualLog
 from endure.runtime.partition import keys
 from endure.runtime.partition.api import Partition
 from endure.runtime.partition.effects import ArmTimer, DeliverOutbox, Effect, StartInvocation
@@ -25,6 +25,9 @@ from endure.runtime.partition.timer_service import TimerService, now_ms
 from endure.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("endure.partition")
+
+_RETRY_MIN_S = 0.05  # backoff of the apply loop while its log is unavailable
+_RETRY_MAX_S = 2.0
 
 
 class EffectSink(Protocol):
@@ -75,6 +78,11 @@ class PartitionProcessor:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"partition-{self.partition}")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # never silently: nothing applies any more
+            log.error("partition %d: the apply loop failed", self.partition, exc_info=task.exception())
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
@@ -134,12 +142,25 @@ class PartitionProcessor:
 
     async def _run(self) -> None:
         catch_up_to = self.log.tail() - 1  # the last record that existed when we started
-        if self.applied_lsn >= catch_up_to:
-            await self._announce()
-        async for batch in self.log.reader(self.applied_lsn + 1):
-            self._apply_batch(batch)
-            if not self._announced and self.applied_lsn >= catch_up_to:
-                await self._announce()
+        delay = _RETRY_MIN_S
+        while True:
+            try:
+                if not self._announced and self.applied_lsn >= catch_up_to:
+                    await self._announce()
+                async for batch in self.log.reader(self.applied_lsn + 1):
+                    self._apply_batch(batch)
+                    delay = _RETRY_MIN_S
+                    if not self._announced and self.applied_lsn >= catch_up_to:
+                        await self._announce()
+            except LogUnavailable as exc:
+                # A replicated log without quorum (or electing a leader): follow it again from the
+                # last applied record once it answers; the apply loop must outlive the outage.
+                log.warning("partition %d: the log is unavailable (%s); reading again in %.2f s",
+                            self.partition, exc, delay)
+                if not self.epoch:
+                    self._announced = 0  # the announcement may not have been written: make it again
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
 
     async def _announce(self) -> None:
         self._announced = self._assigned_epoch or self.store.leader_epoch() + 1
