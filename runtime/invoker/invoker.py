@@ -455,7 +455,9 @@ class Invoker:
     async def _append(self, session: WorkerSession, partition: int, envs: list[pb.Envelope],
                       acks: list[wpb.AckFrame]) -> range:
         # No await before the log append: appends reach the log in the order of the frames.
-        part = self.partitions[partition]
+        part = self.partitions.get(partition)
+        if part is None:  # no longer led here (it moved): its new leader restarts the attempt
+            return range(0)
         epoch = part.leader_epoch
         lsns = await part.append_as_leader(envs)
         if acks and self.config.ack_after_apply:

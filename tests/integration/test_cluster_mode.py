@@ -213,8 +213,18 @@ def test_a_node_that_joins_takes_over_partitions_from_snapshots(nodes: Nodes) ->
     assert all(f"partition {p}: restored the snapshot at LSN" in log_text for p in moved), log_text[-2000:]
 
     async def read() -> list[object]:
+        out = []
         async with Client(second.ingress) as client:
-            return [await client.call("e2eobj/items", key=key, timeout=30) for key in keys]
+            for key in keys:
+                for tries in range(4):  # a read (a new invocation each time) caught by a partition move
+                    try:
+                        out.append(await client.call("e2eobj/items", key=key, timeout=15))
+                        break
+                    except RequestError as exc:
+                        if exc.code not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE) \
+                                or tries == 3:
+                            raise
+        return out
 
     assert asyncio.run(read()) == [[f"v{r}" for r in range(4)]] * len(keys)
 
