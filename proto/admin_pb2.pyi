@@ -8,6 +8,68 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DeploymentRequest(_message.Message):
+    __slots__ = ("deployment",)
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    def __init__(self, deployment: _Optional[str] = ...) -> None: ...
+
+class RemoveDeploymentRequest(_message.Message):
+    __slots__ = ("deployment", "force")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    force: bool
+    def __init__(self, deployment: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class RemoveDeploymentResponse(_message.Message):
+    __slots__ = ("removed", "moved")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    MOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: _records_pb2.DeploymentRef
+    moved: int
+    def __init__(self, removed: _Optional[_Union[_records_pb2.DeploymentRef, _Mapping]] = ..., moved: _Optional[int] = ...) -> None: ...
+
+class ListDeploymentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DeploymentInfo(_message.Message):
+    __slots__ = ("deployment", "services", "latest_for", "draining", "registered_at_ms", "promoted_at_ms", "workers", "in_flight", "waiting")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    LATEST_FOR_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    PROMOTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    deployment: _records_pb2.DeploymentRef
+    services: _containers.RepeatedScalarFieldContainer[str]
+    latest_for: _containers.RepeatedScalarFieldContainer[str]
+    draining: bool
+    registered_at_ms: int
+    promoted_at_ms: int
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
+    in_flight: int
+    waiting: int
+    def __init__(self, deployment: _Optional[_Union[_records_pb2.DeploymentRef, _Mapping]] = ..., services: _Optional[_Iterable[str]] = ..., latest_for: _Optional[_Iterable[str]] = ..., draining: _Optional[bool] = ..., registered_at_ms: _Optional[int] = ..., promoted_at_ms: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ..., in_flight: _Optional[int] = ..., waiting: _Optional[int] = ...) -> None: ...
+
+class ListDeploymentsResponse(_message.Message):
+    __slots__ = ("deployments",)
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    deployments: _containers.RepeatedCompositeFieldContainer[DeploymentInfo]
+    def __init__(self, deployments: _Optional[_Iterable[_Union[DeploymentInfo, _Mapping]]] = ...) -> None: ...
+
+class ResumeRequest(_message.Message):
+    __slots__ = ("invocation_id", "deployment")
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    deployment: str
+    def __init__(self, invocation_id: _Optional[str] = ..., deployment: _Optional[str] = ...) -> None: ...
+
 class LimitSpec(_message.Message):
     __slots__ = ("max_running", "rate_per_s", "burst", "max_backlog", "weight")
     MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
@@ -150,7 +212,7 @@ class ListServicesResponse(_message.Message):
     def __init__(self, services: _Optional[_Iterable[_Union[ServiceInfo, _Mapping]]] = ...) -> None: ...
 
 class ListInvocationsRequest(_message.Message):
-    __slots__ = ("service", "status", "key", "tenant", "created_after_ms", "created_before_ms", "page_size", "page_token")
+    __slots__ = ("service", "status", "key", "tenant", "created_after_ms", "created_before_ms", "page_size", "page_token", "in_flight", "deployment")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +221,8 @@ class ListInvocationsRequest(_message.Message):
     CREATED_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     service: str
     status: _records_pb2.Status
     key: str
@@ -167,7 +231,9 @@ class ListInvocationsRequest(_message.Message):
     created_before_ms: int
     page_size: int
     page_token: str
-    def __init__(self, service: _Optional[str] = ..., status: _Optional[_Union[_records_pb2.Status, str]] = ..., key: _Optional[str] = ..., tenant: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    in_flight: bool
+    deployment: str
+    def __init__(self, service: _Optional[str] = ..., status: _Optional[_Union[_records_pb2.Status, str]] = ..., key: _Optional[str] = ..., tenant: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., in_flight: _Optional[bool] = ..., deployment: _Optional[str] = ...) -> None: ...
 
 class InvocationSummary(_message.Message):
     __slots__ = ("status", "partition", "on_worker")
@@ -194,16 +260,18 @@ class InvocationRef(_message.Message):
     def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
 
 class InvocationDescription(_message.Message):
-    __slots__ = ("status", "journal", "partition", "on_worker")
+    __slots__ = ("status", "journal", "partition", "on_worker", "waiting_for")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     JOURNAL_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     ON_WORKER_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
     status: _records_pb2.InvocationStatus
     journal: _containers.RepeatedCompositeFieldContainer[_records_pb2.JournalEntry]
     partition: int
     on_worker: bool
-    def __init__(self, status: _Optional[_Union[_records_pb2.InvocationStatus, _Mapping]] = ..., journal: _Optional[_Iterable[_Union[_records_pb2.JournalEntry, _Mapping]]] = ..., partition: _Optional[int] = ..., on_worker: _Optional[bool] = ...) -> None: ...
+    waiting_for: str
+    def __init__(self, status: _Optional[_Union[_records_pb2.InvocationStatus, _Mapping]] = ..., journal: _Optional[_Iterable[_Union[_records_pb2.JournalEntry, _Mapping]]] = ..., partition: _Optional[int] = ..., on_worker: _Optional[bool] = ..., waiting_for: _Optional[str] = ...) -> None: ...
 
 class Done(_message.Message):
     __slots__ = ()

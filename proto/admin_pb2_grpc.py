@@ -71,7 +71,7 @@ class AdminStub:
                 _registered_method=True)
         self.ResumeInvocation = channel.unary_unary(
                 '/endure.admin.Admin/ResumeInvocation',
-                request_serializer=endure_dot_proto_dot_admin__pb2.InvocationRef.SerializeToString,
+                request_serializer=endure_dot_proto_dot_admin__pb2.ResumeRequest.SerializeToString,
                 response_deserializer=endure_dot_proto_dot_admin__pb2.Done.FromString,
                 _registered_method=True)
         self.ListPartitions = channel.unary_unary(
@@ -93,6 +93,31 @@ class AdminStub:
                 '/endure.admin.Admin/GetUsage',
                 request_serializer=endure_dot_proto_dot_admin__pb2.UsageRequest.SerializeToString,
                 response_deserializer=endure_dot_proto_dot_admin__pb2.UsageResponse.FromString,
+                _registered_method=True)
+        self.ListDeployments = channel.unary_unary(
+                '/endure.admin.Admin/ListDeployments',
+                request_serializer=endure_dot_proto_dot_admin__pb2.ListDeploymentsRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_admin__pb2.ListDeploymentsResponse.FromString,
+                _registered_method=True)
+        self.DescribeDeployment = channel.unary_unary(
+                '/endure.admin.Admin/DescribeDeployment',
+                request_serializer=endure_dot_proto_dot_admin__pb2.DeploymentRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_admin__pb2.DeploymentInfo.FromString,
+                _registered_method=True)
+        self.PromoteDeployment = channel.unary_unary(
+                '/endure.admin.Admin/PromoteDeployment',
+                request_serializer=endure_dot_proto_dot_admin__pb2.DeploymentRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_admin__pb2.DeploymentInfo.FromString,
+                _registered_method=True)
+        self.DrainDeployment = channel.unary_unary(
+                '/endure.admin.Admin/DrainDeployment',
+                request_serializer=endure_dot_proto_dot_admin__pb2.DeploymentRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_admin__pb2.DeploymentInfo.FromString,
+                _registered_method=True)
+        self.RemoveDeployment = channel.unary_unary(
+                '/endure.admin.Admin/RemoveDeployment',
+                request_serializer=endure_dot_proto_dot_admin__pb2.RemoveDeploymentRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_admin__pb2.RemoveDeploymentResponse.FromString,
                 _registered_method=True)
 
 
@@ -171,6 +196,40 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeployments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeDeployment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteDeployment(self, request, context):
+        """New invocations of the version's services go to it (until a newer version registers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainDeployment(self, request, context):
+        """No new invocation goes to the version; those pinned to it still run there.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveDeployment(self, request, context):
+        """Forget the version. FAILED_PRECONDITION while workers of it are connected, or while
+        invocations are pinned to it (unless force, which moves them to their service's latest version).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,7 +270,7 @@ def add_AdminServicer_to_server(servicer, server):
             ),
             'ResumeInvocation': grpc.unary_unary_rpc_method_handler(
                     servicer.ResumeInvocation,
-                    request_deserializer=endure_dot_proto_dot_admin__pb2.InvocationRef.FromString,
+                    request_deserializer=endure_dot_proto_dot_admin__pb2.ResumeRequest.FromString,
                     response_serializer=endure_dot_proto_dot_admin__pb2.Done.SerializeToString,
             ),
             'ListPartitions': grpc.unary_unary_rpc_method_handler(
@@ -233,6 +292,31 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=endure_dot_proto_dot_admin__pb2.UsageRequest.FromString,
                     response_serializer=endure_dot_proto_dot_admin__pb2.UsageResponse.SerializeToString,
+            ),
+            'ListDeployments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeployments,
+                    request_deserializer=endure_dot_proto_dot_admin__pb2.ListDeploymentsRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_admin__pb2.ListDeploymentsResponse.SerializeToString,
+            ),
+            'DescribeDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeDeployment,
+                    request_deserializer=endure_dot_proto_dot_admin__pb2.DeploymentRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_admin__pb2.DeploymentInfo.SerializeToString,
+            ),
+            'PromoteDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteDeployment,
+                    request_deserializer=endure_dot_proto_dot_admin__pb2.DeploymentRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_admin__pb2.DeploymentInfo.SerializeToString,
+            ),
+            'DrainDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainDeployment,
+                    request_deserializer=endure_dot_proto_dot_admin__pb2.DeploymentRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_admin__pb2.DeploymentInfo.SerializeToString,
+            ),
+            'RemoveDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveDeployment,
+                    request_deserializer=endure_dot_proto_dot_admin__pb2.RemoveDeploymentRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_admin__pb2.RemoveDeploymentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -449,7 +533,7 @@ class Admin:
             request,
             target,
             '/endure.admin.Admin/ResumeInvocation',
-            endure_dot_proto_dot_admin__pb2.InvocationRef.SerializeToString,
+            endure_dot_proto_dot_admin__pb2.ResumeRequest.SerializeToString,
             endure_dot_proto_dot_admin__pb2.Done.FromString,
             options,
             channel_credentials,
@@ -559,6 +643,141 @@ class Admin:
             '/endure.admin.Admin/GetUsage',
             endure_dot_proto_dot_admin__pb2.UsageRequest.SerializeToString,
             endure_dot_proto_dot_admin__pb2.UsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeployments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/endure.admin.Admin/ListDeployments',
+            endure_dot_proto_dot_admin__pb2.ListDeploymentsRequest.SerializeToString,
+            endure_dot_proto_dot_admin__pb2.ListDeploymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/endure.admin.Admin/DescribeDeployment',
+            endure_dot_proto_dot_admin__pb2.DeploymentRequest.SerializeToString,
+            endure_dot_proto_dot_admin__pb2.DeploymentInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/endure.admin.Admin/PromoteDeployment',
+            endure_dot_proto_dot_admin__pb2.DeploymentRequest.SerializeToString,
+            endure_dot_proto_dot_admin__pb2.DeploymentInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/endure.admin.Admin/DrainDeployment',
+            endure_dot_proto_dot_admin__pb2.DeploymentRequest.SerializeToString,
+            endure_dot_proto_dot_admin__pb2.DeploymentInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/endure.admin.Admin/RemoveDeployment',
+            endure_dot_proto_dot_admin__pb2.RemoveDeploymentRequest.SerializeToString,
+            endure_dot_proto_dot_admin__pb2.RemoveDeploymentResponse.FromString,
             options,
             channel_credentials,
             insecure,

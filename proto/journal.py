@@ -60,6 +60,7 @@ _RULES = (
     EntryRules("combinator", acked=True),
     EntryRules("output"),
     EntryRules("meter"),
+    EntryRules("patch"),  # a marker (ctx.patched); replay compares its change id
 )
 
 

@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from endure.proto import records_pb2 as endure_dot_proto_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65ndure/proto/partition.proto\x12\x0f\x65ndure.internal\x1a\x1a\x65ndure/proto/records.proto\"]\n\rAppendRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12+\n\tenvelopes\x18\x02 \x03(\x0b\x32\x18.endure.records.Envelope\x12\x0c\n\x04wait\x18\x03 \x01(\x08\"5\n\x0e\x41ppendResponse\x12\x11\n\tfirst_lsn\x18\x01 \x01(\x04\x12\x10\n\x08last_lsn\x18\x02 \x01(\x04\"=\n\x11InvocationRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x15\n\rinvocation_id\x18\x02 \x01(\t\"W\n\x16\x41waitCompletionRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x15\n\rinvocation_id\x18\x02 \x01(\t\x12\x13\n\x0b\x61pplied_lsn\x18\x03 \x01(\x04\"Q\n\x0eStatusResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x30\n\x06status\x18\x02 \x01(\x0b\x32 .endure.records.InvocationStatus\"@\n\x0fJournalResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.endure.records.JournalEntry\"P\n\rObjectRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\")\n\nStateEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"C\n\x13ObjectStateResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.endure.internal.StateEntry\"F\n\x0cNamedPromise\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x07promise\x18\x02 \x01(\x0b\x32\x17.endure.records.Promise\"C\n\x10PromisesResponse\x12/\n\x08promises\x18\x01 \x03(\x0b\x32\x1d.endure.internal.NamedPromise\"\xc9\x01\n\x0bScanRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07service\x18\x02 \x01(\t\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.endure.records.Status\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x18\n\x10\x63reated_after_ms\x18\x06 \x01(\x03\x12\x19\n\x11\x63reated_before_ms\x18\x07 \x01(\x03\x12\r\n\x05\x61\x66ter\x18\x08 \x01(\t\x12\r\n\x05limit\x18\t \x01(\x03\"B\n\x0cScanResponse\x12\x32\n\x08statuses\x18\x01 \x03(\x0b\x32 .endure.records.InvocationStatus\"D\n\x0cUsageRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x11\n\tsince_day\x18\x03 \x01(\x03\"\xbb\x01\n\x0bUsageRecord\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\x03\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07handler\x18\x04 \x01(\t\x12<\n\x08\x63ounters\x18\x05 \x03(\x0b\x32*.endure.internal.UsageRecord.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\";\n\rUsageResponse\x12*\n\x04rows\x18\x01 \x03(\x0b\x32\x1c.endure.internal.UsageRecord\" \n\x0bInfoRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\"?\n\x0bSegmentInfo\x12\x10\n\x08\x62\x61se_lsn\x18\x01 \x01(\x04\x12\x0e\n\x06loglet\x18\x02 \x01(\t\x12\x0e\n\x06sealed\x18\x03 \x01(\x08\"\xda\x01\n\x0cInfoResponse\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06leader\x18\x02 \x01(\x08\x12\x14\n\x0cleader_epoch\x18\x03 \x01(\x04\x12\x13\n\x0b\x61pplied_lsn\x18\x04 \x01(\x04\x12\x10\n\x08log_tail\x18\x05 \x01(\x04\x12\x12\n\ntrim_point\x18\x06 \x01(\x04\x12\x18\n\x10timers_in_memory\x18\x07 \x01(\x04\x12.\n\x08segments\x18\x08 \x03(\x0b\x32\x1c.endure.internal.SegmentInfo\x12\x0c\n\x04node\x18\t \x01(\t2\xed\x05\n\x10PartitionService\x12I\n\x06\x41ppend\x12\x1e.endure.internal.AppendRequest\x1a\x1f.endure.internal.AppendResponse\x12P\n\tGetStatus\x12\".endure.internal.InvocationRequest\x1a\x1f.endure.internal.StatusResponse\x12R\n\nGetJournal\x12\".endure.internal.InvocationRequest\x1a .endure.internal.JournalResponse\x12V\n\x0eGetObjectState\x12\x1e.endure.internal.ObjectRequest\x1a$.endure.internal.ObjectStateResponse\x12P\n\x0bGetPromises\x12\x1e.endure.internal.ObjectRequest\x1a!.endure.internal.PromisesResponse\x12N\n\x0fScanInvocations\x12\x1c.endure.internal.ScanRequest\x1a\x1d.endure.internal.ScanResponse\x12I\n\x08GetUsage\x12\x1d.endure.internal.UsageRequest\x1a\x1e.endure.internal.UsageResponse\x12\x46\n\x07GetInfo\x12\x1c.endure.internal.InfoRequest\x1a\x1d.endure.internal.InfoResponse\x12[\n\x0f\x41waitCompletion\x12\'.endure.internal.AwaitCompletionRequest\x1a\x1f.endure.internal.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65ndure/proto/partition.proto\x12\x0f\x65ndure.internal\x1a\x1a\x65ndure/proto/records.proto\"]\n\rAppendRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12+\n\tenvelopes\x18\x02 \x03(\x0b\x32\x18.endure.records.Envelope\x12\x0c\n\x04wait\x18\x03 \x01(\x08\"5\n\x0e\x41ppendResponse\x12\x11\n\tfirst_lsn\x18\x01 \x01(\x04\x12\x10\n\x08last_lsn\x18\x02 \x01(\x04\"=\n\x11InvocationRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x15\n\rinvocation_id\x18\x02 \x01(\t\"W\n\x16\x41waitCompletionRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x15\n\rinvocation_id\x18\x02 \x01(\t\x12\x13\n\x0b\x61pplied_lsn\x18\x03 \x01(\x04\"Q\n\x0eStatusResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x30\n\x06status\x18\x02 \x01(\x0b\x32 .endure.records.InvocationStatus\"@\n\x0fJournalResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.endure.records.JournalEntry\"P\n\rObjectRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\")\n\nStateEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"C\n\x13ObjectStateResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.endure.internal.StateEntry\"F\n\x0cNamedPromise\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x07promise\x18\x02 \x01(\x0b\x32\x17.endure.records.Promise\"C\n\x10PromisesResponse\x12/\n\x08promises\x18\x01 \x03(\x0b\x32\x1d.endure.internal.NamedPromise\"\xf0\x01\n\x0bScanRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07service\x18\x02 \x01(\t\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.endure.records.Status\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x18\n\x10\x63reated_after_ms\x18\x06 \x01(\x03\x12\x19\n\x11\x63reated_before_ms\x18\x07 \x01(\x03\x12\r\n\x05\x61\x66ter\x18\x08 \x01(\t\x12\r\n\x05limit\x18\t \x01(\x03\x12\x11\n\tin_flight\x18\n \x01(\x08\x12\x12\n\ndeployment\x18\x0b \x01(\t\"\x88\x01\n\x14PinnedCountsResponse\x12\x41\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x31.endure.internal.PinnedCountsResponse.CountsEntry\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"B\n\x0cScanResponse\x12\x32\n\x08statuses\x18\x01 \x03(\x0b\x32 .endure.records.InvocationStatus\"D\n\x0cUsageRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x11\n\tsince_day\x18\x03 \x01(\x03\"\xbb\x01\n\x0bUsageRecord\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\x03\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07handler\x18\x04 \x01(\t\x12<\n\x08\x63ounters\x18\x05 \x03(\x0b\x32*.endure.internal.UsageRecord.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\";\n\rUsageResponse\x12*\n\x04rows\x18\x01 \x03(\x0b\x32\x1c.endure.internal.UsageRecord\" \n\x0bInfoRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\"?\n\x0bSegmentInfo\x12\x10\n\x08\x62\x61se_lsn\x18\x01 \x01(\x04\x12\x0e\n\x06loglet\x18\x02 \x01(\t\x12\x0e\n\x06sealed\x18\x03 \x01(\x08\"\xda\x01\n\x0cInfoResponse\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06leader\x18\x02 \x01(\x08\x12\x14\n\x0cleader_epoch\x18\x03 \x01(\x04\x12\x13\n\x0b\x61pplied_lsn\x18\x04 \x01(\x04\x12\x10\n\x08log_tail\x18\x05 \x01(\x04\x12\x12\n\ntrim_point\x18\x06 \x01(\x04\x12\x18\n\x10timers_in_memory\x18\x07 \x01(\x04\x12.\n\x08segments\x18\x08 \x03(\x0b\x32\x1c.endure.internal.SegmentInfo\x12\x0c\n\x04node\x18\t \x01(\t2\xc5\x06\n\x10PartitionService\x12I\n\x06\x41ppend\x12\x1e.endure.internal.AppendRequest\x1a\x1f.endure.internal.AppendResponse\x12P\n\tGetStatus\x12\".endure.internal.InvocationRequest\x1a\x1f.endure.internal.StatusResponse\x12R\n\nGetJournal\x12\".endure.internal.InvocationRequest\x1a .endure.internal.JournalResponse\x12V\n\x0eGetObjectState\x12\x1e.endure.internal.ObjectRequest\x1a$.endure.internal.ObjectStateResponse\x12P\n\x0bGetPromises\x12\x1e.endure.internal.ObjectRequest\x1a!.endure.internal.PromisesResponse\x12N\n\x0fScanInvocations\x12\x1c.endure.internal.ScanRequest\x1a\x1d.endure.internal.ScanResponse\x12I\n\x08GetUsage\x12\x1d.endure.internal.UsageRequest\x1a\x1e.endure.internal.UsageResponse\x12\x46\n\x07GetInfo\x12\x1c.endure.internal.InfoRequest\x1a\x1d.endure.internal.InfoResponse\x12V\n\x0fGetPinnedCounts\x12\x1c.endure.internal.InfoRequest\x1a%.endure.internal.PinnedCountsResponse\x12[\n\x0f\x41waitCompletion\x12\'.endure.internal.AwaitCompletionRequest\x1a\x1f.endure.internal.StatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'endure.proto.partition_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PINNEDCOUNTSRESPONSE_COUNTSENTRY']._loaded_options = None
+  _globals['_PINNEDCOUNTSRESPONSE_COUNTSENTRY']._serialized_options = b'8\001'
   _globals['_USAGERECORD_COUNTERSENTRY']._loaded_options = None
   _globals['_USAGERECORD_COUNTERSENTRY']._serialized_options = b'8\001'
   _globals['_APPENDREQUEST']._serialized_start=77
@@ -57,23 +59,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROMISESRESPONSE']._serialized_start=794
   _globals['_PROMISESRESPONSE']._serialized_end=861
   _globals['_SCANREQUEST']._serialized_start=864
-  _globals['_SCANREQUEST']._serialized_end=1065
-  _globals['_SCANRESPONSE']._serialized_start=1067
-  _globals['_SCANRESPONSE']._serialized_end=1133
-  _globals['_USAGEREQUEST']._serialized_start=1135
-  _globals['_USAGEREQUEST']._serialized_end=1203
-  _globals['_USAGERECORD']._serialized_start=1206
-  _globals['_USAGERECORD']._serialized_end=1393
-  _globals['_USAGERECORD_COUNTERSENTRY']._serialized_start=1346
-  _globals['_USAGERECORD_COUNTERSENTRY']._serialized_end=1393
-  _globals['_USAGERESPONSE']._serialized_start=1395
-  _globals['_USAGERESPONSE']._serialized_end=1454
-  _globals['_INFOREQUEST']._serialized_start=1456
-  _globals['_INFOREQUEST']._serialized_end=1488
-  _globals['_SEGMENTINFO']._serialized_start=1490
-  _globals['_SEGMENTINFO']._serialized_end=1553
-  _globals['_INFORESPONSE']._serialized_start=1556
-  _globals['_INFORESPONSE']._serialized_end=1774
-  _globals['_PARTITIONSERVICE']._serialized_start=1777
-  _globals['_PARTITIONSERVICE']._serialized_end=2526
+  _globals['_SCANREQUEST']._serialized_end=1104
+  _globals['_PINNEDCOUNTSRESPONSE']._serialized_start=1107
+  _globals['_PINNEDCOUNTSRESPONSE']._serialized_end=1243
+  _globals['_PINNEDCOUNTSRESPONSE_COUNTSENTRY']._serialized_start=1198
+  _globals['_PINNEDCOUNTSRESPONSE_COUNTSENTRY']._serialized_end=1243
+  _globals['_SCANRESPONSE']._serialized_start=1245
+  _globals['_SCANRESPONSE']._serialized_end=1311
+  _globals['_USAGEREQUEST']._serialized_start=1313
+  _globals['_USAGEREQUEST']._serialized_end=1381
+  _globals['_USAGERECORD']._serialized_start=1384
+  _globals['_USAGERECORD']._serialized_end=1571
+  _globals['_USAGERECORD_COUNTERSENTRY']._serialized_start=1524
+  _globals['_USAGERECORD_COUNTERSENTRY']._serialized_end=1571
+  _globals['_USAGERESPONSE']._serialized_start=1573
+  _globals['_USAGERESPONSE']._serialized_end=1632
+  _globals['_INFOREQUEST']._serialized_start=1634
+  _globals['_INFOREQUEST']._serialized_end=1666
+  _globals['_SEGMENTINFO']._serialized_start=1668
+  _globals['_SEGMENTINFO']._serialized_end=1731
+  _globals['_INFORESPONSE']._serialized_start=1734
+  _globals['_INFORESPONSE']._serialized_end=1952
+  _globals['_PARTITIONSERVICE']._serialized_start=1955
+  _globals['_PARTITIONSERVICE']._serialized_end=2792
 # @@protoc_insertion_point(module_scope)

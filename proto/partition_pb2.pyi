@@ -98,7 +98,7 @@ class PromisesResponse(_message.Message):
     def __init__(self, promises: _Optional[_Iterable[_Union[NamedPromise, _Mapping]]] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
-    __slots__ = ("partition", "service", "status", "key", "tenant", "created_after_ms", "created_before_ms", "after", "limit")
+    __slots__ = ("partition", "service", "status", "key", "tenant", "created_after_ms", "created_before_ms", "after", "limit", "in_flight", "deployment")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,8 @@ class ScanRequest(_message.Message):
     CREATED_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     partition: int
     service: str
     status: _records_pb2.Status
@@ -117,7 +119,22 @@ class ScanRequest(_message.Message):
     created_before_ms: int
     after: str
     limit: int
-    def __init__(self, partition: _Optional[int] = ..., service: _Optional[str] = ..., status: _Optional[_Union[_records_pb2.Status, str]] = ..., key: _Optional[str] = ..., tenant: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    in_flight: bool
+    deployment: str
+    def __init__(self, partition: _Optional[int] = ..., service: _Optional[str] = ..., status: _Optional[_Union[_records_pb2.Status, str]] = ..., key: _Optional[str] = ..., tenant: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., in_flight: _Optional[bool] = ..., deployment: _Optional[str] = ...) -> None: ...
+
+class PinnedCountsResponse(_message.Message):
+    __slots__ = ("counts",)
+    class CountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    counts: _containers.ScalarMap[str, int]
+    def __init__(self, counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ScanResponse(_message.Message):
     __slots__ = ("statuses",)

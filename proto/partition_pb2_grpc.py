@@ -74,6 +74,11 @@ class PartitionServiceStub:
                 request_serializer=endure_dot_proto_dot_partition__pb2.InfoRequest.SerializeToString,
                 response_deserializer=endure_dot_proto_dot_partition__pb2.InfoResponse.FromString,
                 _registered_method=True)
+        self.GetPinnedCounts = channel.unary_unary(
+                '/endure.internal.PartitionService/GetPinnedCounts',
+                request_serializer=endure_dot_proto_dot_partition__pb2.InfoRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_partition__pb2.PinnedCountsResponse.FromString,
+                _registered_method=True)
         self.AwaitCompletion = channel.unary_unary(
                 '/endure.internal.PartitionService/AwaitCompletion',
                 request_serializer=endure_dot_proto_dot_partition__pb2.AwaitCompletionRequest.SerializeToString,
@@ -132,6 +137,12 @@ class PartitionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPinnedCounts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AwaitCompletion(self, request, context):
         """Waits (no deadline of its own: the caller cancels) until the invocation is final; RESOURCE_EXHAUSTED
         when the owner holds as many waiters as it may, INVALID_ARGUMENT for an applied_lsn past the log's tail.
@@ -182,6 +193,11 @@ def add_PartitionServiceServicer_to_server(servicer, server):
                     servicer.GetInfo,
                     request_deserializer=endure_dot_proto_dot_partition__pb2.InfoRequest.FromString,
                     response_serializer=endure_dot_proto_dot_partition__pb2.InfoResponse.SerializeToString,
+            ),
+            'GetPinnedCounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPinnedCounts,
+                    request_deserializer=endure_dot_proto_dot_partition__pb2.InfoRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_partition__pb2.PinnedCountsResponse.SerializeToString,
             ),
             'AwaitCompletion': grpc.unary_unary_rpc_method_handler(
                     servicer.AwaitCompletion,
@@ -405,6 +421,33 @@ class PartitionService:
             '/endure.internal.PartitionService/GetInfo',
             endure_dot_proto_dot_partition__pb2.InfoRequest.SerializeToString,
             endure_dot_proto_dot_partition__pb2.InfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPinnedCounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/endure.internal.PartitionService/GetPinnedCounts',
+            endure_dot_proto_dot_partition__pb2.InfoRequest.SerializeToString,
+            endure_dot_proto_dot_partition__pb2.PinnedCountsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -89,6 +89,26 @@ class Target(_message.Message):
     key: str
     def __init__(self, service: _Optional[str] = ..., handler: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
+class DeploymentRef(_message.Message):
+    __slots__ = ("id", "version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    version: str
+    def __init__(self, id: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class DeploymentMove(_message.Message):
+    __slots__ = ("from_deployment", "to_deployment", "at_ms", "reason")
+    FROM_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    TO_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    from_deployment: DeploymentRef
+    to_deployment: DeploymentRef
+    at_ms: int
+    reason: str
+    def __init__(self, from_deployment: _Optional[_Union[DeploymentRef, _Mapping]] = ..., to_deployment: _Optional[_Union[DeploymentRef, _Mapping]] = ..., at_ms: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class Caller(_message.Message):
     __slots__ = ("invocation_id", "entry_index")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +209,10 @@ class OutputEntry(_message.Message):
     failure: Failure
     def __init__(self, value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ...) -> None: ...
 
+class PatchEntry(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class MeterEntry(_message.Message):
     __slots__ = ("counters",)
     class CountersEntry(_message.Message):
@@ -203,7 +227,7 @@ class MeterEntry(_message.Message):
     def __init__(self, counters: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class JournalEntry(_message.Message):
-    __slots__ = ("name", "appended_at_ms", "run", "sleep", "call", "send", "get_state", "set_state", "clear_state", "clear_all_state", "get_state_keys", "awakeable", "promise_get", "promise_peek", "promise_complete", "combinator", "output", "meter", "value", "failure", "void", "usage")
+    __slots__ = ("name", "appended_at_ms", "run", "sleep", "call", "send", "get_state", "set_state", "clear_state", "clear_all_state", "get_state_keys", "awakeable", "promise_get", "promise_peek", "promise_complete", "combinator", "output", "meter", "patch", "value", "failure", "void", "usage")
     class UsageEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -229,6 +253,7 @@ class JournalEntry(_message.Message):
     COMBINATOR_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     METER_FIELD_NUMBER: _ClassVar[int]
+    PATCH_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     VOID_FIELD_NUMBER: _ClassVar[int]
@@ -251,11 +276,12 @@ class JournalEntry(_message.Message):
     combinator: CombinatorEntry
     output: OutputEntry
     meter: MeterEntry
+    patch: PatchEntry
     value: bytes
     failure: Failure
     void: Void
     usage: _containers.ScalarMap[str, float]
-    def __init__(self, name: _Optional[str] = ..., appended_at_ms: _Optional[int] = ..., run: _Optional[_Union[RunEntry, _Mapping]] = ..., sleep: _Optional[_Union[SleepEntry, _Mapping]] = ..., call: _Optional[_Union[CallEntry, _Mapping]] = ..., send: _Optional[_Union[SendEntry, _Mapping]] = ..., get_state: _Optional[_Union[GetStateEntry, _Mapping]] = ..., set_state: _Optional[_Union[SetStateEntry, _Mapping]] = ..., clear_state: _Optional[_Union[ClearStateEntry, _Mapping]] = ..., clear_all_state: _Optional[_Union[ClearAllStateEntry, _Mapping]] = ..., get_state_keys: _Optional[_Union[GetStateKeysEntry, _Mapping]] = ..., awakeable: _Optional[_Union[AwakeableEntry, _Mapping]] = ..., promise_get: _Optional[_Union[PromiseGetEntry, _Mapping]] = ..., promise_peek: _Optional[_Union[PromisePeekEntry, _Mapping]] = ..., promise_complete: _Optional[_Union[PromiseCompleteEntry, _Mapping]] = ..., combinator: _Optional[_Union[CombinatorEntry, _Mapping]] = ..., output: _Optional[_Union[OutputEntry, _Mapping]] = ..., meter: _Optional[_Union[MeterEntry, _Mapping]] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., void: _Optional[_Union[Void, _Mapping]] = ..., usage: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., appended_at_ms: _Optional[int] = ..., run: _Optional[_Union[RunEntry, _Mapping]] = ..., sleep: _Optional[_Union[SleepEntry, _Mapping]] = ..., call: _Optional[_Union[CallEntry, _Mapping]] = ..., send: _Optional[_Union[SendEntry, _Mapping]] = ..., get_state: _Optional[_Union[GetStateEntry, _Mapping]] = ..., set_state: _Optional[_Union[SetStateEntry, _Mapping]] = ..., clear_state: _Optional[_Union[ClearStateEntry, _Mapping]] = ..., clear_all_state: _Optional[_Union[ClearAllStateEntry, _Mapping]] = ..., get_state_keys: _Optional[_Union[GetStateKeysEntry, _Mapping]] = ..., awakeable: _Optional[_Union[AwakeableEntry, _Mapping]] = ..., promise_get: _Optional[_Union[PromiseGetEntry, _Mapping]] = ..., promise_peek: _Optional[_Union[PromisePeekEntry, _Mapping]] = ..., promise_complete: _Optional[_Union[PromiseCompleteEntry, _Mapping]] = ..., combinator: _Optional[_Union[CombinatorEntry, _Mapping]] = ..., output: _Optional[_Union[OutputEntry, _Mapping]] = ..., meter: _Optional[_Union[MeterEntry, _Mapping]] = ..., patch: _Optional[_Union[PatchEntry, _Mapping]] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., void: _Optional[_Union[Void, _Mapping]] = ..., usage: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Header(_message.Message):
     __slots__ = ("leader_epoch", "producer", "sequence", "timestamp_ms")
@@ -387,10 +413,32 @@ class Pause(_message.Message):
     def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
 
 class Resume(_message.Message):
-    __slots__ = ("invocation_id",)
+    __slots__ = ("invocation_id", "deployment")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
-    def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
+    deployment: DeploymentRef
+    def __init__(self, invocation_id: _Optional[str] = ..., deployment: _Optional[_Union[DeploymentRef, _Mapping]] = ...) -> None: ...
+
+class PinDeployment(_message.Message):
+    __slots__ = ("invocation_id", "deployment")
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    deployment: DeploymentRef
+    def __init__(self, invocation_id: _Optional[str] = ..., deployment: _Optional[_Union[DeploymentRef, _Mapping]] = ...) -> None: ...
+
+class MoveDeployment(_message.Message):
+    __slots__ = ("invocation_id", "from_deployment", "to_deployment", "reason")
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    TO_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    from_deployment: DeploymentRef
+    to_deployment: DeploymentRef
+    reason: str
+    def __init__(self, invocation_id: _Optional[str] = ..., from_deployment: _Optional[_Union[DeploymentRef, _Mapping]] = ..., to_deployment: _Optional[_Union[DeploymentRef, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ResolvePromise(_message.Message):
     __slots__ = ("workflow", "key", "name", "value", "failure", "tenant")
@@ -423,7 +471,7 @@ class OutboxTruncate(_message.Message):
     def __init__(self, up_to: _Optional[int] = ...) -> None: ...
 
 class Envelope(_message.Message):
-    __slots__ = ("header", "invoke", "append_entry", "completion", "end", "suspend", "attempt_failed", "timer_fired", "cancel", "kill", "purge", "pause", "resume", "resolve_promise", "announce_leader", "outbox_truncate")
+    __slots__ = ("header", "invoke", "append_entry", "completion", "end", "suspend", "attempt_failed", "timer_fired", "cancel", "kill", "purge", "pause", "resume", "resolve_promise", "announce_leader", "outbox_truncate", "pin_deployment", "move_deployment")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     INVOKE_FIELD_NUMBER: _ClassVar[int]
     APPEND_ENTRY_FIELD_NUMBER: _ClassVar[int]
@@ -440,6 +488,8 @@ class Envelope(_message.Message):
     RESOLVE_PROMISE_FIELD_NUMBER: _ClassVar[int]
     ANNOUNCE_LEADER_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_TRUNCATE_FIELD_NUMBER: _ClassVar[int]
+    PIN_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    MOVE_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     header: Header
     invoke: Invoke
     append_entry: AppendEntry
@@ -456,10 +506,12 @@ class Envelope(_message.Message):
     resolve_promise: ResolvePromise
     announce_leader: AnnounceLeader
     outbox_truncate: OutboxTruncate
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., invoke: _Optional[_Union[Invoke, _Mapping]] = ..., append_entry: _Optional[_Union[AppendEntry, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., suspend: _Optional[_Union[Suspend, _Mapping]] = ..., attempt_failed: _Optional[_Union[AttemptFailed, _Mapping]] = ..., timer_fired: _Optional[_Union[TimerFired, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., kill: _Optional[_Union[Kill, _Mapping]] = ..., purge: _Optional[_Union[Purge, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., resolve_promise: _Optional[_Union[ResolvePromise, _Mapping]] = ..., announce_leader: _Optional[_Union[AnnounceLeader, _Mapping]] = ..., outbox_truncate: _Optional[_Union[OutboxTruncate, _Mapping]] = ...) -> None: ...
+    pin_deployment: PinDeployment
+    move_deployment: MoveDeployment
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., invoke: _Optional[_Union[Invoke, _Mapping]] = ..., append_entry: _Optional[_Union[AppendEntry, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., suspend: _Optional[_Union[Suspend, _Mapping]] = ..., attempt_failed: _Optional[_Union[AttemptFailed, _Mapping]] = ..., timer_fired: _Optional[_Union[TimerFired, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., kill: _Optional[_Union[Kill, _Mapping]] = ..., purge: _Optional[_Union[Purge, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., resolve_promise: _Optional[_Union[ResolvePromise, _Mapping]] = ..., announce_leader: _Optional[_Union[AnnounceLeader, _Mapping]] = ..., outbox_truncate: _Optional[_Union[OutboxTruncate, _Mapping]] = ..., pin_deployment: _Optional[_Union[PinDeployment, _Mapping]] = ..., move_deployment: _Optional[_Union[MoveDeployment, _Mapping]] = ...) -> None: ...
 
 class InvocationStatus(_message.Message):
-    __slots__ = ("invocation_id", "target", "handler_kind", "status", "tenant", "priority", "input", "idempotency_key", "caller", "created_at_ms", "modified_at_ms", "execute_at_ms", "attempts", "journal_length", "waiting_on", "last_failure", "value", "failure", "completed_at_ms", "retry_at_ms", "cancel_requested", "headers", "inbox_seq", "usage")
+    __slots__ = ("invocation_id", "target", "handler_kind", "status", "tenant", "priority", "input", "idempotency_key", "caller", "created_at_ms", "modified_at_ms", "execute_at_ms", "attempts", "journal_length", "waiting_on", "last_failure", "value", "failure", "completed_at_ms", "retry_at_ms", "cancel_requested", "headers", "inbox_seq", "usage", "deployment", "first_deployment", "moves")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -498,6 +550,9 @@ class InvocationStatus(_message.Message):
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     INBOX_SEQ_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    MOVES_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     target: Target
     handler_kind: HandlerKind
@@ -522,7 +577,10 @@ class InvocationStatus(_message.Message):
     headers: _containers.ScalarMap[str, str]
     inbox_seq: int
     usage: _containers.ScalarMap[str, float]
-    def __init__(self, invocation_id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., handler_kind: _Optional[_Union[HandlerKind, str]] = ..., status: _Optional[_Union[Status, str]] = ..., tenant: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., input: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., created_at_ms: _Optional[int] = ..., modified_at_ms: _Optional[int] = ..., execute_at_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., journal_length: _Optional[int] = ..., waiting_on: _Optional[_Iterable[int]] = ..., last_failure: _Optional[_Union[Failure, _Mapping]] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., completed_at_ms: _Optional[int] = ..., retry_at_ms: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., inbox_seq: _Optional[int] = ..., usage: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    deployment: DeploymentRef
+    first_deployment: DeploymentRef
+    moves: _containers.RepeatedCompositeFieldContainer[DeploymentMove]
+    def __init__(self, invocation_id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., handler_kind: _Optional[_Union[HandlerKind, str]] = ..., status: _Optional[_Union[Status, str]] = ..., tenant: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., input: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., created_at_ms: _Optional[int] = ..., modified_at_ms: _Optional[int] = ..., execute_at_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., journal_length: _Optional[int] = ..., waiting_on: _Optional[_Iterable[int]] = ..., last_failure: _Optional[_Union[Failure, _Mapping]] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., completed_at_ms: _Optional[int] = ..., retry_at_ms: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., inbox_seq: _Optional[int] = ..., usage: _Optional[_Mapping[str, float]] = ..., deployment: _Optional[_Union[DeploymentRef, _Mapping]] = ..., first_deployment: _Optional[_Union[DeploymentRef, _Mapping]] = ..., moves: _Optional[_Iterable[_Union[DeploymentMove, _Mapping]]] = ...) -> None: ...
 
 class UsageRow(_message.Message):
     __slots__ = ("counters",)

@@ -75,6 +75,20 @@ class Register(_message.Message):
     worker_name: str
     def __init__(self, deployment_id: _Optional[str] = ..., deployment_version: _Optional[str] = ..., concurrency: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceDef, _Mapping]]] = ..., worker_name: _Optional[str] = ...) -> None: ...
 
+class StoredDeployment(_message.Message):
+    __slots__ = ("register", "order", "draining", "registered_at_ms", "promoted_at_ms")
+    REGISTER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    PROMOTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    register: Register
+    order: int
+    draining: bool
+    registered_at_ms: int
+    promoted_at_ms: int
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., order: _Optional[int] = ..., draining: _Optional[bool] = ..., registered_at_ms: _Optional[int] = ..., promoted_at_ms: _Optional[int] = ...) -> None: ...
+
 class EntryFrame(_message.Message):
     __slots__ = ("invocation_id", "attempt", "index", "entry")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]

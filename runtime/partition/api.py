@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from endure.proto import records_pb2 as pb
+from endure.proto.deployments import ref_text
 from endure.runtime.log import LogError, LogUnavailable
 from endure.runtime.partition import keys
 from endure.runtime.partition.state_machine import FINAL
@@ -42,9 +43,13 @@ class InvocationFilter:
     tenant: str = ""
     created_after_ms: int = 0
     created_before_ms: int = 0  # exclusive
+    in_flight: bool = False  # only unfinished invocations
+    deployment: str = ""  # only unfinished invocations pinned to this "id@version" (scans its index)
 
     def matches(self, s: pb.InvocationStatus) -> bool:
-        return ((not self.service or s.target.service == self.service)
+        return ((not (self.in_flight or self.deployment) or s.status not in FINAL)
+                and (not self.deployment or ref_text(s.deployment) == self.deployment)
+                and (not self.service or s.target.service == self.service)
                 and (not self.status or s.status == self.status)
                 and (not self.key or s.target.key == self.key)
                 and (not self.tenant or s.tenant == self.tenant)
@@ -117,6 +122,10 @@ class Partition(Protocol):
 
     async def get_info(self) -> PartitionInfo: ...
 
+    async def get_pinned_counts(self) -> dict[str, int]:
+        """Unfinished invocations pinned to each deployment version ("id@version")."""
+        ...
+
     async def await_completion(self, invocation_id: str, applied_lsn: int = 0) -> pb.InvocationStatus | None:
         """Once the partition applied applied_lsn (the LSN the caller's own append got; 0: nothing to
         wait for), the invocation's status as soon as it is final (COMPLETED, KILLED, CANCELLED), or
@@ -182,18 +191,36 @@ class LocalPartition:
         return out
 
     async def scan_invocations(self, flt: InvocationFilter, after: str | None, limit: int) -> list[pb.InvocationStatus]:
-        start = keys.status(after) + b"\x00" if after else None
         out: list[pb.InvocationStatus] = []
         if limit < 1:
             return out
-        for _, raw in self._store.scan(keys.STATUS, start=start):
-            status = pb.InvocationStatus()
-            status.ParseFromString(raw)
+        for status in self._statuses(flt.deployment, after):
             if flt.matches(status):
                 out.append(status)
                 if len(out) == limit:
                     break
         return out
+
+    def _statuses(self, deployment: str, after: str | None) -> Iterable[pb.InvocationStatus]:
+        """Every status in id order after `after`; only those in a deployment's pinned index if named."""
+        if not deployment:
+            for _, raw in self._store.scan(keys.STATUS, start=keys.status(after) + b"\x00" if after else None):
+                status = pb.InvocationStatus()
+                status.ParseFromString(raw)
+                yield status
+            return
+        prefix = keys.pinned_prefix(deployment)
+        for raw_key, _ in self._store.scan(prefix, start=prefix + after.encode() + b"\x00" if after else None):
+            found = self._store.status(keys.parse_pinned(raw_key)[1])
+            if found is not None:
+                yield found
+
+    async def get_pinned_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for raw_key, _ in self._store.scan(keys.PINNED):
+            deployment = keys.parse_pinned(raw_key)[0]
+            counts[deployment] = counts.get(deployment, 0) + 1
+        return counts
 
     async def get_usage(self, tenant: str | None, since_day: int) -> list[UsageRecord]:
         prefix = keys.USAGE + (keys.part(tenant) if tenant else b"")

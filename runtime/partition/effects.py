@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from endure.proto import records_pb2 as pb
+from endure.proto.deployments import ref_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,12 +22,13 @@ class StartInvocation:
     tenant: str
     priority: int
     handler: str = ""
+    deployment: str = ""  # "id@version" it is pinned to; "" = not run yet: the service's latest
 
     @classmethod
     def of(cls, status: pb.InvocationStatus) -> StartInvocation:
         """The start of this invocation, as its status describes it (the one place it is built)."""
         return cls(status.invocation_id, status.target.service, status.tenant, status.priority,
-                   status.target.handler)
+                   status.target.handler, ref_text(status.deployment))
 
 
 @dataclass(frozen=True, slots=True)

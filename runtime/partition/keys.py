@@ -29,6 +29,7 @@ DEDUP = b"q/"
 USAGE = b"u/"
 RUNNING = b"r/"  # index of RUNNING invocations: what a new leader must restart, without a full scan
 FAILED_ATTEMPTS = b"f/"  # failed attempts of an invocation: what its retry policy counts
+PINNED = b"k/"  # index of unfinished invocations by the deployment version they are pinned to
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -54,6 +55,22 @@ def status(invocation_id: str) -> bytes:
 
 def running(invocation_id: str) -> bytes:
     return RUNNING + invocation_id.encode()
+
+
+def pinned_prefix(deployment: str) -> bytes:
+    """The index rows of one deployment version ("id@version"); PINNED alone scans them all."""
+    return PINNED + part(deployment)
+
+
+def pinned(deployment: str, invocation_id: str) -> bytes:
+    return pinned_prefix(deployment) + invocation_id.encode()
+
+
+def parse_pinned(raw_key: bytes) -> tuple[str, str]:
+    """(deployment, invocation id) of a pinned index row's key."""
+    rest = raw_key[len(PINNED) :]
+    (length,) = _U16.unpack(rest[:2])
+    return rest[2 : 2 + length].decode(), rest[2 + length :].decode()
 
 
 def failed_attempts(invocation_id: str) -> bytes:

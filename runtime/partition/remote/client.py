@@ -224,6 +224,10 @@ class RemotePartition:
     async def get_info(self) -> PartitionInfo:
         return info_of(await self._call(self._stub.GetInfo, ppb.InfoRequest(partition=self._partition)))
 
+    async def get_pinned_counts(self) -> dict[str, int]:
+        r = await self._call(self._stub.GetPinnedCounts, ppb.InfoRequest(partition=self._partition))
+        return dict(r.counts)
+
     # ------------------------------------------------------------------ waiting for an end
 
     async def await_completion(self, invocation_id: str, applied_lsn: int = 0) -> pb.InvocationStatus | None:

@@ -107,6 +107,11 @@ class PartitionServicer(ppb_grpc.PartitionServiceServicer):
     async def GetInfo(self, request: ppb.InfoRequest, context: grpc.aio.ServicerContext) -> ppb.InfoResponse:
         return info_message(await (await self._owned(request.partition, context)).get_info())
 
+    async def GetPinnedCounts(self, request: ppb.InfoRequest,
+                              context: grpc.aio.ServicerContext) -> ppb.PinnedCountsResponse:
+        part = await self._owned(request.partition, context)
+        return ppb.PinnedCountsResponse(counts=await part.get_pinned_counts())
+
     async def AwaitCompletion(self, request: ppb.AwaitCompletionRequest,
                               context: grpc.aio.ServicerContext) -> ppb.StatusResponse:
         """Waits as long as the caller does: its cancellation (or deadline) cancels this handler,

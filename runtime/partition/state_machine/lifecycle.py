@@ -8,6 +8,7 @@ from endure.proto import ids
 from endure.proto import records_pb2 as pb
 from endure.runtime.partition import keys
 from endure.runtime.partition.effects import Effect, InvocationCompleted
+from endure.runtime.partition.state_machine.deployments import unpin
 from endure.runtime.partition.state_machine.object_state import admit, release_lock
 from endure.runtime.partition.state_machine.shared import (
     FINAL,
@@ -135,6 +136,7 @@ def finish(sm: StateMachine, tx: Transaction, status: pb.InvocationStatus, final
     status.status = final  # type: ignore[assignment]
     status.completed_at_ms = now
     status.waiting_on[:] = []
+    unpin(tx, status)
     save_status(tx, status, now)
     effects.append(InvocationCompleted(status.invocation_id, status))
     if status.HasField("caller") and status.caller.invocation_id:

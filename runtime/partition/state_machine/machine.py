@@ -18,7 +18,15 @@ from typing import Any
 from endure.proto import records_pb2 as pb
 from endure.runtime.partition import keys
 from endure.runtime.partition.effects import AbortAttempt, Effect
-from endure.runtime.partition.state_machine import entries, leadership, lifecycle, operator, promises, timers
+from endure.runtime.partition.state_machine import (
+    deployments,
+    entries,
+    leadership,
+    lifecycle,
+    operator,
+    promises,
+    timers,
+)
 from endure.runtime.partition.state_machine.metering import Metering
 from endure.runtime.partition.state_machine.shared import Rejected, StateMachineConfig, read_u64
 from endure.runtime.partition.store import Transaction
@@ -44,6 +52,8 @@ HANDLERS: Mapping[str, Handler] = {
     "resolve_promise": promises.on_resolve_promise,
     "announce_leader": leadership.on_announce_leader,
     "outbox_truncate": leadership.on_outbox_truncate,
+    "pin_deployment": deployments.on_pin_deployment,
+    "move_deployment": deployments.on_move_deployment,
 }
 
 

@@ -1,4 +1,4 @@
-"""Operator actions: cancel, kill, pause, resume and purge an invocation."""
+"""Operator actions: cancel, kill, pause, resume (optionally onto other code) and purge an invocation."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from endure.proto import journal
 from endure.proto import records_pb2 as pb
 from endure.runtime.partition import keys
 from endure.runtime.partition.effects import AbortAttempt, CancelAttempt, CompleteEntry, Effect
+from endure.runtime.partition.state_machine.deployments import move
 from endure.runtime.partition.state_machine.lifecycle import finish
 from endure.runtime.partition.state_machine.shared import (
     FINAL,
@@ -115,4 +116,8 @@ def on_resume(sm: StateMachine, tx: Transaction, rec: pb.Resume, now: int, effec
     status = load_status(tx, rec.invocation_id)
     if status.status != pb.PAUSED:
         raise Rejected(f"{rec.invocation_id} is {pb.Status.Name(status.status)}, not paused")
+    if rec.HasField("deployment"):
+        if not rec.deployment.id or not rec.deployment.version:
+            raise Rejected(f"resume of {rec.invocation_id} names no deployment version")
+        move(tx, status, rec.deployment, "resume --deployment", now)
     start(tx, status, now, effects)
