@@ -15,18 +15,21 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TypeVar
 
-import grpc
 import typer
-from google.protobuf.json_format import MessageToDict
 from rich import box
-from rich.console import Console
 from rich.table import Column, Table
 
 from endure.proto import admin_pb2 as apb
-from endure.proto import admin_pb2_grpc as apb_grpc
 from endure.proto import journal
 from endure.proto import records_pb2 as pb
 from endure.proto import worker_pb2 as wpb
+from endure.proto.deployments import ref_text
+from endure.runtime.cli_common import ADMIN_OPT, INGRESS_OPT, JSON_OPT, console
+from endure.runtime.cli_common import admin_call as _admin_call
+from endure.runtime.cli_common import dump as _dump
+from endure.runtime.cli_common import fail as _fail
+from endure.runtime.cli_common import ms_text as _ms
+from endure.runtime.deploy_cli import deployments_app
 from endure.runtime.launcher import ExitedEarly, Launcher, NotReady, die_with_parent, serve_argv, worker_argv
 
 T = TypeVar("T")
@@ -39,11 +42,7 @@ app = typer.Typer(
 )
 invocations_app = typer.Typer(help="List, inspect and act on invocations.", no_args_is_help=True)
 app.add_typer(invocations_app, name="invocations")
-console = Console()
-
-INGRESS_OPT = typer.Option("127.0.0.1:7070", "--ingress", envvar="ENDURE_INGRESS", help="ingress HOST:PORT")
-ADMIN_OPT = typer.Option("127.0.0.1:7071", "--admin", envvar="ENDURE_ADMIN", help="admin HOST:PORT")
-JSON_OPT = typer.Option(False, "--json", help="print JSON for scripts")
+app.add_typer(deployments_app, name="deployments")
 
 
 def _version_callback(value: bool) -> None:
@@ -74,11 +73,6 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         return uvloop.run(coro)
     except ImportError:  # pragma: no cover
         return asyncio.run(coro)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 # ---------------------------------------------------------------------- runtime and workers
@@ -384,29 +378,6 @@ def awakeables_reject(awakeable_id: str, reason: str = typer.Option("rejected", 
 # ---------------------------------------------------------------------- admin views
 
 
-def _admin(address: str) -> tuple[grpc.Channel, apb_grpc.AdminStub]:
-    channel = grpc.insecure_channel(address)
-    return channel, apb_grpc.AdminStub(channel)
-
-
-def _admin_call(address: str, method: str, request: Any) -> Any:
-    channel, stub = _admin(address)
-    try:
-        return getattr(stub, method)(request, timeout=30)
-    except grpc.RpcError as exc:
-        _fail(f"{exc.code().name}: {exc.details()}")
-    finally:
-        channel.close()
-
-
-def _ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if ms else "-"
-
-
-def _dump(message: Any) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True)
-
-
 @app.command()
 def services(admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
     """List registered services, their handlers and the workers serving them."""
@@ -535,6 +506,13 @@ def invocations_describe(invocation_id: str, admin: str = ADMIN_OPT, as_json: bo
                   + (f" [{s.target.key}]" if s.target.key else ""), highlight=False)
     console.print(f"status {pb.Status.Name(s.status).lower()}, tenant {s.tenant}, attempts {s.attempts}, "
                   f"partition {resp.partition}, on a worker: {'yes' if resp.on_worker else 'no'}", highlight=False)
+    if s.HasField("deployment"):
+        console.print(f"pinned to deployment {ref_text(s.deployment)}", highlight=False)
+    for move in s.moves:
+        console.print(f"moved {_ms(move.at_ms)} from {ref_text(move.from_deployment)} to "
+                      f"{ref_text(move.to_deployment)} ({move.reason})", highlight=False)
+    if resp.waiting_for:
+        console.print(f"[yellow]waiting for {resp.waiting_for}[/yellow]", highlight=False)
     if s.last_failure.message:
         console.print(f"last failure: ({s.last_failure.code}) {s.last_failure.message}", highlight=False)
     table = Table("#", "kind", "name", "appended", "result")
@@ -569,9 +547,26 @@ for _name, _rpc, _doc in (
     ("kill", "KillInvocation", "Kill: stop at once, without compensations."),
     ("purge", "PurgeInvocation", "Drop a finished invocation's status and journal now."),
     ("pause", "PauseInvocation", "Pause: stop running it until resumed."),
-    ("resume", "ResumeInvocation", "Resume a paused invocation (for example after fixing a journal mismatch)."),
 ):
     _action_command(_name, _rpc, _doc)
+
+
+@invocations_app.command("resume")
+def invocations_resume(
+    invocation_id: str,
+    deployment: str | None = typer.Option(
+        None, "--deployment",
+        help="run it from now on on this code: 'latest' (its service's latest version) or ID@VERSION / VERSION; "
+             "journaled as an operator's move. Default: the version it is pinned to"),
+    admin: str = ADMIN_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Resume a paused invocation, for example after a journal mismatch, optionally onto fixed code."""
+    _admin_call(admin, "ResumeInvocation", apb.ResumeRequest(invocation_id=invocation_id, deployment=deployment or ""))
+    if as_json:
+        typer.echo(json.dumps({"action": "resume", "invocation_id": invocation_id, "deployment": deployment or ""}))
+    else:
+        typer.echo(f"resume: {invocation_id}" + (f" on {deployment}" if deployment else ""))
 
 
 def _parse_since(since: str | None) -> int:

@@ -114,6 +114,20 @@ class _NodeCollector(Collector):
                 active.add_metric([session.name], session.active)
                 capacity.add_metric([session.name], session.concurrency)
             yield from (active, capacity)
+            waiting = GaugeMetricFamily("endure_invocations_waiting_for_deployment",
+                                        "Invocations queued for a deployment version no connected worker serves",
+                                        labels=["deployment"])
+            for deployment, n in sorted(invoker.waiting_for_deployment().items()):
+                waiting.add_metric([deployment], n)
+            yield waiting
+            per_version = GaugeMetricFamily("endure_deployment_workers", "Connected workers per deployment version",
+                                            labels=["deployment"])
+            versions: dict[str, int] = {}
+            for session in invoker.sessions.values():
+                versions[session.deployment] = versions.get(session.deployment, 0) + 1
+            for deployment, n in sorted(versions.items()):
+                per_version.add_metric([deployment], n)
+            yield per_version
 
         if node.ingress is not None:
             yield GaugeMetricFamily("endure_ingress_waiting_calls", "Clients waiting for a result",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import grpc
 
@@ -13,6 +14,8 @@ from endure.proto import admin_pb2 as apb
 from endure.proto import admin_pb2_grpc as apb_grpc
 from endure.proto import ids
 from endure.proto import records_pb2 as pb
+from endure.proto.deployments import parse_ref, ref_text
+from endure.runtime.admin.deployments import DeploymentError, DeploymentOps
 from endure.runtime.invoker.invoker import Invoker
 from endure.runtime.invoker.limits import Limit
 from endure.runtime.invoker.limits_store import LimitsStore
@@ -38,23 +41,27 @@ class AdminService(apb_grpc.AdminServicer):
         self._partitions = partitions
         self._invoker = invoker
         self._peers = peers  # the other nodes: (node id, admin address or None while it is down)
+        self._deployments = DeploymentOps(registry, partitions, invoker)
 
-    async def _on_peers(self, method: str, request: object,
-                        context: grpc.aio.ServicerContext) -> list[apb.LimitsResponse]:
-        """Pass a limits call on to every other node (with the caller's authorization), each to
-        answer for itself. Raises PeerAdminError naming the nodes that did not answer."""
-        if any(k == FORWARDED for k, _ in context.invocation_metadata() or ()):
+    @staticmethod
+    def _forwarded(context: grpc.aio.ServicerContext) -> bool:
+        return any(k == FORWARDED for k, _ in context.invocation_metadata() or ())
+
+    async def _on_peers(self, method: str, request: object, context: grpc.aio.ServicerContext) -> list[Any]:
+        """Pass a call on to every other node (with the caller's authorization), each to answer for
+        itself. Raises PeerAdminError naming the nodes that did not answer."""
+        if self._forwarded(context):
             return []
         auth = [(k, v) for k, v in context.invocation_metadata() or () if k == "authorization"]
         metadata = (*auth, (FORWARDED, "1"))
 
-        async def one(node: int, address: str | None) -> apb.LimitsResponse:
+        async def one(node: int, address: str | None) -> Any:
             if address is None:
                 raise PeerAdminError(f"node {node} is not serving")
             async with grpc.aio.insecure_channel(address) as channel:
                 rpc = getattr(apb_grpc.AdminStub(channel), method)
                 try:
-                    return await rpc(request, metadata=metadata, timeout=_PEER_TIMEOUT_S)  # type: ignore[no-any-return]
+                    return await rpc(request, metadata=metadata, timeout=_PEER_TIMEOUT_S)
                 except grpc.aio.AioRpcError as exc:
                     raise PeerAdminError(f"node {node} ({address}): {exc.code().name} {exc.details()}") from exc
 
@@ -63,16 +70,17 @@ class AdminService(apb_grpc.AdminServicer):
         failed = [str(r) for r in results if isinstance(r, BaseException)]
         if failed:
             raise PeerAdminError("; ".join(failed))
-        return [r for r in results if isinstance(r, apb.LimitsResponse)]
+        return list(results)
 
     async def ListServices(self, request: apb.ListServicesRequest,  # noqa: N802
                            context: grpc.aio.ServicerContext) -> apb.ListServicesResponse:
         out = apb.ListServicesResponse()
-        deployments = self._registry.deployments()
-        for name, _kind, dep_id, _handlers in self._registry.services():
-            dep = deployments[dep_id]
-            info = out.services.add(deployment_id=dep_id, deployment_version=dep.deployment_version)
-            info.definition.CopyFrom(next(s for s in dep.services if s.name == name))
+        for name, _kind, ref, _handlers in self._registry.services():
+            version = self._registry.version(ref)
+            assert version is not None  # services() names registered versions only
+            reg = version.stored.register
+            info = out.services.add(deployment_id=reg.deployment_id, deployment_version=reg.deployment_version)
+            info.definition.CopyFrom(next(s for s in reg.services if s.name == name))
             for session in self._invoker.sessions.values():
                 if name in session.services:
                     info.workers.add(worker_id=session.id, name=session.name, deployment_id=session.deployment_id,
@@ -93,9 +101,18 @@ class AdminService(apb_grpc.AdminServicer):
                     raise ValueError(f"no partition {start_partition}")
             except ValueError:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad page token {request.page_token!r}")
+        deployment = ""
+        if request.deployment:
+            try:
+                deployment = self._deployments.resolve(request.deployment)
+            except DeploymentError as exc:
+                if "@" not in request.deployment:  # a removed version may still be named in full
+                    await context.abort(exc.code, str(exc))
+                deployment = request.deployment
         flt = InvocationFilter(service=request.service, status=request.status, key=request.key,
                                tenant=request.tenant, created_after_ms=request.created_after_ms,
-                               created_before_ms=request.created_before_ms)
+                               created_before_ms=request.created_before_ms, in_flight=request.in_flight,
+                               deployment=deployment)
         out = apb.ListInvocationsResponse()
         for partition in range(start_partition, len(self._partitions)):
             remaining = size - len(out.invocations)
@@ -129,6 +146,8 @@ class AdminService(apb_grpc.AdminServicer):
         partition, status = found  # type: ignore[misc]
         out = apb.InvocationDescription(status=status, partition=partition,
                                         on_worker=self._invoker.is_active(request.invocation_id))
+        if status.status == pb.RUNNING and not out.on_worker:
+            out.waiting_for = self._invoker.waiting_for(status.target.service, ref_text(status.deployment))
         out.journal.extend(await self._partitions[partition].get_journal(request.invocation_id))
         return out
 
@@ -161,8 +180,87 @@ class AdminService(apb_grpc.AdminServicer):
         return await self._act(request, context, pb.Envelope(pause=pb.Pause()),
                                allowed=(pb.RUNNING, pb.SUSPENDED, pb.BACKING_OFF))
 
-    async def ResumeInvocation(self, request: apb.InvocationRef, context: grpc.aio.ServicerContext) -> apb.Done:  # noqa: N802
-        return await self._act(request, context, pb.Envelope(resume=pb.Resume()), allowed=(pb.PAUSED,))
+    async def ResumeInvocation(self, request: apb.ResumeRequest, context: grpc.aio.ServicerContext) -> apb.Done:  # noqa: N802
+        env = pb.Envelope(resume=pb.Resume())
+        if request.deployment:
+            found = await self._find(request.invocation_id)
+            if found is None:
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"no invocation {request.invocation_id!r}")
+            try:
+                env.resume.deployment.CopyFrom(self._deployments.move_target(found[1], request.deployment))  # type: ignore[index]
+            except DeploymentError as exc:
+                await context.abort(exc.code, str(exc))
+        return await self._act(apb.InvocationRef(invocation_id=request.invocation_id), context, env,
+                               allowed=(pb.PAUSED,))
+
+    # ------------------------------------------------------------------ deployments
+
+    async def _peers_or_abort(self, method: str, request: object, context: grpc.aio.ServicerContext,
+                              changed: str = "") -> list[Any]:
+        try:
+            return await self._on_peers(method, request, context)
+        except PeerAdminError as exc:
+            done = f"{changed} on this node but not on every other one" if changed else "cannot ask every node"
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{done} ({exc}); try again once every node serves")
+        return []
+
+    async def ListDeployments(self, request: apb.ListDeploymentsRequest,  # noqa: N802
+                              context: grpc.aio.ServicerContext) -> apb.ListDeploymentsResponse:
+        async def peers(method: str, req: object) -> list[Any]:
+            return await self._peers_or_abort(method, req, context)
+
+        return await self._deployments.list(self._forwarded(context), peers)
+
+    async def DescribeDeployment(self, request: apb.DeploymentRequest,  # noqa: N802
+                                 context: grpc.aio.ServicerContext) -> apb.DeploymentInfo:
+        try:
+            ref = self._deployments.resolve(request.deployment)
+        except DeploymentError as exc:
+            await context.abort(exc.code, str(exc))
+        listed = await self.ListDeployments(apb.ListDeploymentsRequest(), context)
+        for info in listed.deployments:
+            if f"{info.deployment.id}@{info.deployment.version}" == ref:
+                return info
+        await context.abort(grpc.StatusCode.NOT_FOUND, f"deployment {ref} was removed meanwhile")
+        raise AssertionError("abort returned")
+
+    async def _change(self, request: apb.DeploymentRequest, context: grpc.aio.ServicerContext,
+                      method: str, change: Callable[[str], Awaitable[Any]]) -> apb.DeploymentInfo:
+        try:
+            version = await change(request.deployment)
+        except DeploymentError as exc:
+            await context.abort(exc.code, str(exc))
+        self._invoker.deployments_changed()
+        await self._peers_or_abort(method, apb.DeploymentRequest(deployment=version.ref), context,
+                                   changed=f"{method.removesuffix('Deployment').lower()}d {version.ref}")
+        if self._forwarded(context):
+            return apb.DeploymentInfo(deployment=parse_ref(version.ref))
+        return await self.DescribeDeployment(apb.DeploymentRequest(deployment=version.ref), context)
+
+    async def PromoteDeployment(self, request: apb.DeploymentRequest,  # noqa: N802
+                                context: grpc.aio.ServicerContext) -> apb.DeploymentInfo:
+        return await self._change(request, context, "PromoteDeployment", self._deployments.promote)
+
+    async def DrainDeployment(self, request: apb.DeploymentRequest,  # noqa: N802
+                              context: grpc.aio.ServicerContext) -> apb.DeploymentInfo:
+        return await self._change(request, context, "DrainDeployment", self._deployments.drain)
+
+    async def RemoveDeployment(self, request: apb.RemoveDeploymentRequest,  # noqa: N802
+                               context: grpc.aio.ServicerContext) -> apb.RemoveDeploymentResponse:
+        forwarded = self._forwarded(context)
+        moved = 0
+        try:
+            ref = self._deployments.resolve(request.deployment)
+            self._deployments.check_no_workers(ref)
+            if not forwarded:  # the first node moves what is pinned; the others only forget the version
+                moved = await self._deployments.move_pinned(ref, request.force)
+            await self._deployments.remove(ref)
+        except DeploymentError as exc:
+            await context.abort(exc.code, str(exc))
+        self._invoker.deployments_changed()
+        await self._peers_or_abort("RemoveDeployment", apb.RemoveDeploymentRequest(deployment=ref, force=True),
+                                   context, changed=f"removed {ref}")
+        return apb.RemoveDeploymentResponse(removed=parse_ref(ref), moved=moved)
 
     async def ListPartitions(self, request: apb.ListPartitionsRequest,  # noqa: N802
                              context: grpc.aio.ServicerContext) -> apb.ListPartitionsResponse:

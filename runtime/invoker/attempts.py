@@ -69,6 +69,9 @@ class InvocationMachine:
     number: int = 0  # the current (or last) attempt's number; 0 before the first start
     session: WorkerSession | None = None  # set exactly while the state is STARTING or RUNNING
     started_at: float = field(default_factory=time.monotonic)
+    # The version this attempt pins the invocation to, written ahead of its first record; "" once
+    # written (or when the invocation was pinned before this attempt).
+    pin_due: str = ""
 
     @property
     def invocation_id(self) -> str:

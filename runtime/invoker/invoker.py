@@ -7,6 +7,12 @@ At most one attempt of an invocation runs at a time: every attempt has a fresh n
 any other attempt are dropped, and an attempt that replaces a lost or aborted one is queued only
 once the old worker's in-flight appends are applied, so the new attempt sees a complete journal.
 Each invocation's state lives in one `InvocationMachine` (runtime/invoker/attempts.py).
+
+Deployments: an invocation runs only on workers of the version it is pinned to (its status says
+which); one not run yet goes to its service's latest version, and its first attempt pins it there
+(a PinDeployment record ahead of the attempt's first record, so the pin is durable before anything
+that attempt did). Queues are per (service, version): work for a version with no worker connected
+waits in its queue and is never started on other code.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 
 from endure.proto import records_pb2 as pb
 from endure.proto import worker_pb2 as wpb
+from endure.proto.deployments import parse_ref, ref_text
 from endure.proto.journal import copy_result
 from endure.runtime.invoker.attempts import ON_WORKER, AttemptState, IllegalTransition, InvocationMachine
 from endure.runtime.invoker.limits import Limits
@@ -65,7 +72,7 @@ class Invoker:
         self.limits = limits or Limits()
         self._token_timer: asyncio.TimerHandle | None = None
         self.sessions: dict[str, WorkerSession] = {}
-        self._queues: dict[str, FairQueue] = {}
+        self._queues: dict[tuple[str, str], FairQueue] = {}  # by (service, pinned version or "")
         self._machines: dict[str, InvocationMachine] = {}  # every invocation not ENDED, by id
         self._queued = 0  # machines QUEUED
         self._on_worker = 0  # machines STARTING or RUNNING
@@ -94,6 +101,31 @@ class Invoker:
 
     def running(self) -> int:
         return self._on_worker
+
+    def serving(self, deployment: str) -> bool:
+        """True while a connected worker of the version ("id@version") takes work."""
+        return any(s.deployment == deployment and not s.closed and not s.draining for s in self.sessions.values())
+
+    def waiting_for_deployment(self) -> dict[str, int]:
+        """Queued invocations per version ("id@version") while no worker of that version takes work
+        ("" for a service whose every version drains)."""
+        out: dict[str, int] = {}
+        for (service, deployment), queue in self._queues.items():
+            target = self._target(service, deployment) or ""
+            if queue and not (target and self.serving(target)):
+                out[target] = out.get(target, 0) + len(queue)
+        return out
+
+    def waiting_for(self, service: str, deployment: str) -> str:
+        """What an invocation of service pinned to deployment ("" = not run yet) waits for before it
+        can start, in words; "" when a worker of its version is connected."""
+        target = self._target(service, deployment)
+        if target is None:
+            return f"a deployment of {service} (every version of it is draining: promote one)"
+        if self.serving(target):
+            return ""
+        pinned = "pinned" if deployment else f"the latest version of {service}"
+        return f"deployment {target} ({pinned}; no worker of it is connected)"
 
     def is_active(self, invocation_id: str) -> bool:
         return self._attempt(invocation_id) is not None
@@ -143,7 +175,7 @@ class Invoker:
         for effect in effects:
             if isinstance(effect, StartInvocation):
                 if self._enqueue(Runnable(partition, effect.invocation_id, effect.service, effect.tenant,
-                                          effect.priority, effect.handler)):
+                                          effect.priority, effect.handler, effect.deployment)):
                     touched.add(effect.service)
             elif isinstance(effect, CompleteEntry):
                 attempt = self._attempt(effect.invocation_id)
@@ -171,7 +203,7 @@ class Invoker:
                     status = self.partitions[partition].status(effect.invocation_id)
                     if status is not None and status.status == pb.RUNNING and self._enqueue(Runnable(
                             partition, effect.invocation_id, status.target.service, status.tenant,
-                            status.priority, status.target.handler)):
+                            status.priority, status.target.handler, ref_text(status.deployment))):
                         touched.add(status.target.service)
         for service in touched:
             self._dispatch(service)
@@ -191,7 +223,8 @@ class Invoker:
     # ------------------------------------------------------------------ scheduling
 
     def _enqueue(self, item: Runnable) -> bool:
-        """Queue item unless it is queued or on a worker already (a lost one may be queued again)."""
+        """Queue item unless it is queued or on a worker already (a lost one may be queued again).
+        A queued one whose pin changed (an operator moved it) moves to its new version's queue."""
         inv = item.invocation_id
         machine = self._machines.get(inv)
         if machine is None:
@@ -200,18 +233,32 @@ class Invoker:
         elif machine.state in (AttemptState.LOST, AttemptState.WAITING_FOR_RETRY):
             machine.runnable = item
             self._move(machine, AttemptState.QUEUED)
+        elif machine.state is AttemptState.QUEUED and machine.runnable.deployment != item.deployment:
+            old = self._queues.get((machine.runnable.service, machine.runnable.deployment))
+            if old is not None:
+                old.remove(inv)
+            machine.runnable = item
         else:
             return False
-        queue = self._queues.get(item.service)
+        queue = self._queues.get((item.service, item.deployment))
         if queue is None:
-            queue = self._queues[item.service] = FairQueue(self.limits.weight)
+            queue = self._queues[(item.service, item.deployment)] = FairQueue(self.limits.weight)
         queue.push(item)
         return True
 
+    def _target(self, service: str, deployment: str) -> str | None:
+        """The version work of (service, deployment) runs on: its pin, else the service's latest."""
+        return deployment or self.registry.latest(service)
+
     def _dispatch(self, service: str) -> None:
-        queue = self._queues.get(service)
-        while queue:
-            session = self._pick_worker(service)
+        for key in [k for k in self._queues if k[0] == service]:
+            self._dispatch_queue(*key)
+
+    def _dispatch_queue(self, service: str, deployment: str) -> None:
+        queue = self._queues.get((service, deployment))
+        target = self._target(service, deployment)
+        while queue and target is not None:
+            session = self._pick_worker(service, target)
             if session is None:
                 return
             # One instant for the eligibility scan and the token wait: with two clock reads, a
@@ -229,13 +276,17 @@ class Invoker:
                 continue
             self._begin(machine, session)
 
+    def deployments_changed(self) -> None:
+        """A version was promoted, drained or removed: the latest versions may differ now."""
+        self._dispatch_all()
+
     def limits_changed(self) -> None:
         """Limits were raised or lowered: start what may now start."""
         self._dispatch_all()
 
     def _dispatch_all(self) -> None:
-        for service in list(self._queues):
-            self._dispatch(service)
+        for key in list(self._queues):
+            self._dispatch_queue(*key)
 
     def _retry_when_tokens(self, now: float) -> None:
         """Rate-limited work waits for its bucket to refill: dispatch again then."""
@@ -251,10 +302,10 @@ class Invoker:
 
         self._token_timer = asyncio.get_running_loop().call_later(max(wait, 0.001), fire)
 
-    def _pick_worker(self, service: str) -> WorkerSession | None:
+    def _pick_worker(self, service: str, deployment: str) -> WorkerSession | None:
         best = None
         for session in self.sessions.values():
-            if service in session.services and session.free_slots > 0:
+            if session.deployment == deployment and service in session.services and session.free_slots > 0:
                 if best is None or session.active * best.concurrency < best.active * session.concurrency:
                     best = session
         return best
@@ -284,6 +335,9 @@ class Invoker:
             self._move(lost, AttemptState.WAITING_FOR_RETRY)
         if delay:
             await asyncio.sleep(delay)
+        status = partition.status(item.invocation_id) if partition.is_leader else None
+        if status is not None:  # its pin as applied now (its first attempt's, or an operator's move)
+            item.deployment = ref_text(status.deployment)
         if partition.is_leader and self._enqueue(item):
             self._dispatch(item.service)
         elif lost.state is AttemptState.WAITING_FOR_RETRY and self._machines.get(item.invocation_id) is lost:
@@ -300,6 +354,14 @@ class Invoker:
             self._end_attempt(attempt)  # killed, paused or purged meanwhile
             self._dispatch(item.service)
             return
+        pinned = ref_text(status.deployment)
+        if pinned and pinned != session.deployment:  # moved onto other code since it was queued
+            self._end_attempt(attempt)
+            item.deployment = pinned
+            if self._enqueue(item):
+                self._dispatch(item.service)
+            return
+        attempt.pin_due = "" if pinned else session.deployment
         start = wpb.StartFrame(
             invocation_id=item.invocation_id,
             attempt=attempt.number,
@@ -417,6 +479,11 @@ class Invoker:
             partition = attempt.runnable.partition
             envs = batches.setdefault(partition, [])
             inv = body.invocation_id
+            if attempt.pin_due and kind != "release":  # its first record: pin the invocation first
+                envs.append(pb.Envelope(pin_deployment=pb.PinDeployment(
+                    invocation_id=inv, deployment=parse_ref(attempt.pin_due))))
+                attempt.runnable.deployment = attempt.pin_due
+                attempt.pin_due = ""
             run_ms = int((time.monotonic() - attempt.started_at) * 1000)
             if kind == "entry":
                 envs.append(self._entry_record(body))
@@ -484,13 +551,16 @@ class Invoker:
 
     def _failure_record(self, attempt: InvocationMachine, frame: wpb.FailFrame) -> pb.AttemptFailed:
         record = pb.AttemptFailed(invocation_id=frame.invocation_id, failure=frame.failure)
-        if frame.journal_mismatch:
-            record.pause = True
-            return record
         item = attempt.runnable
         partition = self.partitions[item.partition]
         status = partition.status(item.invocation_id)
-        info = self.registry.handler(status.target.service, status.target.handler) if status else None
+        if frame.journal_mismatch:
+            record.pause = True
+            if status is not None and attempt.session is not None:
+                record.failure.message += _versions_involved(status, attempt.session.deployment)
+            return record
+        info = (self.registry.handler(status.target.service, status.target.handler, ref_text(status.deployment))
+                if status else None)
         policy = info.retry if info is not None and info.retry.initial_interval_ms else _DEFAULT_RETRY
         failures = partition.failed_attempts(item.invocation_id) + 1
         now_ms = int(time.time() * 1000)
@@ -504,6 +574,13 @@ class Invoker:
             return record
         record.retry_at_ms = now_ms + max(1, int(backoff.delay(failures)))
         return record
+
+
+def _versions_involved(status: pb.InvocationStatus, replayed_on: str) -> str:
+    """The deployment versions a divergence involves, for its message."""
+    first = ref_text(status.first_deployment) or "an unpinned attempt"
+    moves = "".join(f", moved to {ref_text(m.to_deployment)} ({m.reason})" for m in status.moves)
+    return f" (journal written on {first}{moves}; replayed on {replayed_on})"
 
 
 def _failure_backoff(policy: wpb.RetryPolicy) -> Backoff:

@@ -23,6 +23,7 @@ class Runnable:
     tenant: str
     priority: int
     handler: str = ""
+    deployment: str = ""  # "id@version" it is pinned to; "" = not run yet: its service's latest version
 
 
 @dataclass(slots=True)
@@ -93,6 +94,21 @@ class FairQueue:
                 q.deficit = 0.0
                 del self._tenants[tenant]
             return item
+        return None
+
+    def remove(self, invocation_id: str) -> Runnable | None:
+        """Take one item out (it moves to another queue); None when it is not here."""
+        for tenant, q in self._tenants.items():
+            for p in _ORDER:
+                for item in q.by_priority[p]:
+                    if item.invocation_id == invocation_id:
+                        q.by_priority[p].remove(item)
+                        q.size -= 1
+                        self._size -= 1
+                        if q.size == 0:
+                            del self._tenants[tenant]
+                            self._ring.remove(tenant)
+                        return item
         return None
 
     def remove_partition(self, partition: int) -> list[Runnable]:

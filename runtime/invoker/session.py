@@ -6,7 +6,9 @@ import asyncio
 import itertools
 from collections import deque
 
+from endure.proto import records_pb2 as pb
 from endure.proto import worker_pb2 as wpb
+from endure.proto.deployments import ref_text
 
 _ids = itertools.count(1)
 
@@ -21,6 +23,7 @@ class WorkerSession:
         self.name = register.worker_name or self.id
         self.deployment_id = register.deployment_id
         self.deployment_version = register.deployment_version
+        self.deployment = ref_text(pb.DeploymentRef(id=register.deployment_id, version=register.deployment_version))
         self.services = frozenset(s.name for s in register.services)
         self.concurrency = max(1, register.concurrency or 1)
         self.active = 0

@@ -31,7 +31,7 @@ def test_moves_follow_the_lifecycle_and_refuse_the_rest() -> None:
         m.move(AttemptState.RUNNING)  # never without a worker slot
     assert (err.value.current, err.value.target) == (AttemptState.QUEUED, AttemptState.RUNNING)
     assert m.state is AttemptState.QUEUED  # a refused move changes nothing
-    session = WorkerSession(wpb.Register(deployment_id="d", concurrency=2))
+    session = WorkerSession(wpb.Register(deployment_id="d", deployment_version="v1", concurrency=2))
     m.start(7, session)
     assert (m.state, m.number, m.session) == (AttemptState.STARTING, 7, session)
     m.move(AttemptState.RUNNING)
@@ -76,13 +76,13 @@ def make_invoker(store: PartitionStore) -> tuple[Invoker, list[list[pb.Envelope]
     processor = SimpleNamespace(store=store, applied_lsn=1, is_leader=True, epoch=1, append=append,
                                 wait_applied=wait_applied)
     partition = LocalPartition(processor)  # type: ignore[arg-type]
-    invoker = Invoker(SimpleNamespace(handler=lambda *_: None), {0: partition},  # type: ignore[arg-type]
+    invoker = Invoker(SimpleNamespace(handler=lambda *_: None, latest=lambda *_: "d@v1"), {0: partition},  # type: ignore[arg-type]
                       InvokerConfig(lost_worker_backoff_s=0.0))
     return invoker, appended
 
 
 def worker(name: str, concurrency: int = 4) -> WorkerSession:
-    return WorkerSession(wpb.Register(deployment_id="d", worker_name=name, concurrency=concurrency,
+    return WorkerSession(wpb.Register(deployment_id="d", deployment_version="v1", worker_name=name, concurrency=concurrency,
                                       services=[wpb.ServiceDef(name="svc")]))
 
 
@@ -106,7 +106,9 @@ async def test_an_attempt_runs_ends_and_is_forgotten(store: PartitionStore) -> N
     invoker.on_frames(w, [wpb.WorkerFrame(end=wpb.EndFrame(invocation_id=inv, attempt=start.attempt))])
     assert invoker.state(inv) is AttemptState.ENDED and invoker.running() == 0 and w.active == 0
     await asyncio.gather(*invoker._tasks)
-    assert [e.WhichOneof("body") for e in appended[0]] == ["end"]
+    # The first attempt pins the invocation to the worker's version, ahead of its first record.
+    assert [e.WhichOneof("body") for e in appended[0]] == ["pin_deployment", "end"]
+    assert appended[0][0].pin_deployment.deployment == pb.DeploymentRef(id="d", version="v1")
 
 
 async def test_a_lost_worker_loses_its_attempts_and_they_start_again_elsewhere(store: PartitionStore) -> None:

@@ -78,7 +78,7 @@ def test_a_refused_last_frame_restarts_an_invocation_nobody_runs(tmp_path: Path)
         tx.commit(1)
         processor = SimpleNamespace(store=store, applied_lsn=1, is_leader=True, epoch=1)
         partition = LocalPartition(processor)  # type: ignore[arg-type]
-        invoker = Invoker(SimpleNamespace(handler=lambda *_: None), {0: partition})  # type: ignore[arg-type]
+        invoker = Invoker(SimpleNamespace(handler=lambda *_: None, latest=lambda *_: "d@v1"), {0: partition})  # type: ignore[arg-type]
         invoker.on_effects(0, [AbortAttempt(inv, "journal index gap", restart=True)])
         assert invoker.queued() == 1 and invoker.backlog("t") == 1
         invoker.on_effects(0, [AbortAttempt(inv, "killed")])  # no restart asked: nothing more
