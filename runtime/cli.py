@@ -29,7 +29,7 @@ from endure.runtime.cli_common import admin_call as _admin_call
 from endure.runtime.cli_common import dump as _dump
 from endure.runtime.cli_common import fail as _fail
 from endure.runtime.cli_common import ms_text as _ms
-from endure.runtime.deploy_cli import deployments_app
+from endure.runtime.deploy_cli import deployments_app, replay
 from endure.runtime.launcher import ExitedEarly, Launcher, NotReady, die_with_parent, serve_argv, worker_argv
 
 T = TypeVar("T")
@@ -43,6 +43,7 @@ app = typer.Typer(
 invocations_app = typer.Typer(help="List, inspect and act on invocations.", no_args_is_help=True)
 app.add_typer(invocations_app, name="invocations")
 app.add_typer(deployments_app, name="deployments")
+app.command("replay")(replay)
 
 
 def _version_callback(value: bool) -> None:
@@ -564,7 +565,8 @@ def invocations_resume(
     """Resume a paused invocation, for example after a journal mismatch, optionally onto fixed code."""
     _admin_call(admin, "ResumeInvocation", apb.ResumeRequest(invocation_id=invocation_id, deployment=deployment or ""))
     if as_json:
-        typer.echo(json.dumps({"action": "resume", "invocation_id": invocation_id, "deployment": deployment or ""}))
+        typer.echo(json.dumps({"action": "resume", "invocation_id": invocation_id,
+                               **({"deployment": deployment} if deployment else {})}))
     else:
         typer.echo(f"resume: {invocation_id}" + (f" on {deployment}" if deployment else ""))
 

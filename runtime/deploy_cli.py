@@ -4,13 +4,14 @@ against the journals of real invocations before it ships."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from endure.proto import admin_pb2 as apb
 from endure.proto.deployments import ref_text, short
-from endure.runtime.cli_common import ADMIN_OPT, JSON_OPT, admin_call, console, dump, ms_text
+from endure.runtime.cli_common import ADMIN_OPT, JSON_OPT, admin_call, console, dump, fail, ms_text
 
 deployments_app = typer.Typer(help="Deployment versions: list, promote, drain, remove, and check new code.",
                               no_args_is_help=True)
@@ -94,3 +95,92 @@ def deployments_remove(deployment: str = typer.Argument(..., help="ID@VERSION, o
         return
     moved = f"; moved {resp.moved} pinned invocation(s) to their service's latest version" if force else ""
     typer.echo(f"removed {ref_text(resp.removed)}{moved}")
+
+
+# ---------------------------------------------------------------------- checking code against journals
+
+
+def _load(app_ref: str) -> tuple[Any, str]:
+    """The app at MODULE:APP and the version it would register as ("MODULE:APP@VERSION")."""
+    from endure.sdk.worker import load_app
+
+    try:
+        app = load_app(app_ref)
+        return app, f"{app_ref}@{app.deployment_version()}"
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        fail(f"cannot load {app_ref}: {exc}", 2)
+
+
+def _replay(app: Any, described: apb.InvocationDescription) -> Any:
+    from endure.sdk.replay import Replayer
+
+    s = described.status
+    return Replayer(app).replay(s.target, s.handler_kind, s.input, list(described.journal), headers=dict(s.headers),
+                                invocation_id=s.invocation_id)
+
+
+@deployments_app.command("check")
+def deployments_check(app_ref: str = typer.Argument(..., metavar="MODULE:APP", help="the new code"),
+                      admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
+    """Replay every in-flight invocation of the app's services against the app, locally and with no
+    side effects; list which would diverge. Exit status 0 when all replay cleanly."""
+    from endure.sdk.replay import format_divergence
+
+    app, version = _load(app_ref)
+    rows: list[dict[str, Any]] = []
+    for service in sorted(svc.name for svc in app.services):
+        token = ""
+        while True:
+            page = admin_call(admin, "ListInvocations", apb.ListInvocationsRequest(
+                service=service, in_flight=True, page_size=1000, page_token=token))
+            for summary in page.invocations:
+                described = admin_call(admin, "DescribeInvocation",
+                                       apb.InvocationRef(invocation_id=summary.status.invocation_id))
+                result = _replay(app, described)
+                s = described.status
+                pinned = ref_text(s.deployment)
+                rows.append({"invocation_id": s.invocation_id, "target": f"{s.target.service}/{s.target.handler}",
+                             "pinned_to": pinned, "ok": result.ok, "journal_length": result.journal_length,
+                             "divergence_index": result.divergence.index if result.divergence else None,
+                             "message": format_divergence(result, pinned or None, None)})
+            token = page.next_page_token
+            if not token:
+                break
+    failing = [r for r in rows if not r["ok"]]
+    if as_json:
+        typer.echo(json.dumps({"deployment": version, "checked": len(rows), "diverging": len(failing),
+                               "invocations": rows}))
+    else:
+        table = Table("invocation", "target", "pinned to", "result")
+        for r in rows:
+            table.add_row(r["invocation_id"], r["target"], short(r["pinned_to"]) if r["pinned_to"] else "-",
+                          ("" if r["ok"] else "[red]") + r["message"], )
+        if rows:
+            console.print(table)
+        console.print(f"{len(rows) - len(failing)} of {len(rows)} in-flight invocation(s) replay cleanly on "
+                      f"{version}" + (f"; {len(failing)} would not" if failing else ""), highlight=False)
+    raise typer.Exit(1 if failing else 0)
+
+
+def replay(invocation_id: str = typer.Argument(..., help="the invocation whose journal to replay"),
+           app_ref: str = typer.Option(..., "--app", metavar="MODULE:APP", help="the code to replay it against"),
+           admin: str = ADMIN_OPT, as_json: bool = JSON_OPT) -> None:
+    """Replay one invocation's journal against the app, locally: no step runs, nothing is appended.
+    Reports "replays cleanly" or the first divergence. Exit status 0 when it replays cleanly."""
+    from endure.sdk.replay import format_divergence
+
+    described = admin_call(admin, "DescribeInvocation", apb.InvocationRef(invocation_id=invocation_id))
+    app, version = _load(app_ref)
+    result = _replay(app, described)
+    pinned = ref_text(described.status.deployment) or None
+    text = format_divergence(result, pinned, version)
+    if as_json:
+        d = result.divergence
+        typer.echo(json.dumps({"invocation_id": invocation_id, "ok": result.ok, "matched": result.matched,
+                               "journal_length": result.journal_length, "complete": result.complete,
+                               "divergence": None if d is None else {"index": d.index, "recorded": d.recorded,
+                                                                     "actual": d.actual},
+                               "error": result.error, "message": text}))
+    else:
+        console.print(text, highlight=False)
+    raise typer.Exit(0 if result.ok else 1)

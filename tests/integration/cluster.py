@@ -88,13 +88,14 @@ class Cluster:
         return proc
 
     def start_worker(self, app: str, concurrency: int = 64, name: str | None = None,
-                     extra_args: list[str] | None = None, node: int | None = None) -> Proc:
-        """`endure worker APP` against this runtime (node `node`'s admin if given); returns once
-        that admin lists it."""
+                     extra_args: list[str] | None = None, node: int | None = None,
+                     env: dict[str, str] | None = None) -> Proc:
+        """`endure worker APP` against this runtime (node `node`'s admin if given), with env added
+        to the cluster's; returns once that admin lists it."""
         name = name or f"worker-{len(self.workers) + 1}"
         admin = self.admin if node is None else self.node_admin(node)
         args = worker_argv(app, admin, concurrency=concurrency, name=name, extra=extra_args or [])
-        proc = Proc(args, self.root / f"{name}.log", self.env)
+        proc = Proc(args, self.root / f"{name}.log", {**self.env, **(env or {})})
         self.workers.append(proc)
         if node is None:
             self.wait_for_workers(sum(1 for w in self.workers if w.alive()))
