@@ -343,7 +343,8 @@ class Invocation:
         self.past_end = past_end
         self.blocked_on = blocked_on
         self._drop()
-        self._cancel_task()
+        if asyncio.current_task() is not self.task:  # raised in a task of the handler's own
+            self._cancel_task()
         raise AttemptDropped()
 
     def emit(self, index: int, entry: records_pb2.JournalEntry) -> None:
