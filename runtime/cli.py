@@ -204,6 +204,7 @@ def worker(
                                    help="text, or json: one JSON object per line"),
     metrics: str | None = typer.Option(None, "--metrics", envvar="ENDURE_WORKER_METRICS",
                                        help="serve Prometheus metrics on HOST:PORT (off by default)"),
+    deployment_version: str | None = typer.Option(None, "--deployment-version", help="default: App(version=), $ENDURE_DEPLOYMENT_VERSION, or a hash of the code"),
 ) -> None:
     """Run a worker process that serves MODULE:APP's handlers."""
     from endure.sdk.worker import WorkerOptions
@@ -212,7 +213,7 @@ def worker(
     sys.path.insert(0, os.getcwd())
     raise typer.Exit(serve_worker(WorkerOptions(
         app=app_ref, runtime=runtime, concurrency=concurrency, name=name, shutdown_grace=shutdown_grace,
-        log_level=log_level, log_format=log_format, metrics=metrics)))
+        log_level=log_level, log_format=log_format, metrics=metrics, deployment_version=deployment_version)))
 
 
 @app.command()

@@ -26,6 +26,7 @@ from endure.sdk.errors import (
     SerdeError,
     TerminalError,
 )
+from endure.sdk.replay import Divergence, Replayer, ReplayResult, format_divergence
 from endure.sdk.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -38,11 +39,14 @@ __all__ = [
     "Context",
     "DurableFuture",
     "DurablePromise",
+    "Divergence",
     "HandlerDefinition",
     "JournalMismatchError",
     "ObjectContext",
     "ObjectSharedContext",
     "RegistrationError",
+    "ReplayResult",
+    "Replayer",
     "RetryPolicy",
     "SerdeError",
     "Service",
@@ -52,6 +56,7 @@ __all__ = [
     "Workflow",
     "WorkflowContext",
     "WorkflowSharedContext",
+    "format_divergence",
     "run_worker",
 ]
 

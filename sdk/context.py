@@ -180,6 +180,23 @@ def _return_serde(fn: Callable[..., Any]) -> Serde[Any]:
     return found
 
 
+MAX_CHANGE_ID = 128
+
+
+def _check_change_id(change_id: object) -> None:
+    """A change id is journaled as the marker's name: a non-empty string of at most 128 chars."""
+    if not isinstance(change_id, str):
+        raise TypeError(f"a patch change id is a str, not {type(change_id).__name__}")
+    if not change_id:
+        raise ValueError("a patch change id must not be empty")
+    if len(change_id) > MAX_CHANGE_ID:
+        raise ValueError(f"a patch change id is at most {MAX_CHANGE_ID} characters, not {len(change_id)}")
+
+
+def _is_marker(entry: records_pb2.JournalEntry, change_id: str) -> bool:
+    return entry.WhichOneof("kind") == "patch" and entry.name == change_id
+
+
 def _ms(delta: timedelta | float) -> int:
     if isinstance(delta, timedelta):
         return int(delta.total_seconds() * 1000)
@@ -436,6 +453,40 @@ class Context:
     def uuid(self) -> _uuid.UUID:
         """A UUID4 drawn from `random()`: deterministic across replays."""
         return _uuid.UUID(int=self.random().getrandbits(128), version=4)
+
+    # ------------------------------------------------------------------ versioning
+
+    def patched(self, change_id: str) -> bool:
+        """Whether to take the new path of an in-place code change named `change_id`.
+
+        Positional on the journal, so invocations started before the change keep replaying the
+        old path: past the recorded journal it records a patch marker and returns True; replaying,
+        it returns True if the next recorded entry is that marker (and consumes it), else False
+        (a journal written before the change) and consumes nothing.
+
+        The flow of a change: (1) `if ctx.patched("x"): new else: old`; (2) once no invocation
+        from before (1) is in flight, `ctx.deprecate_patch("x")` then `new`; (3) once none from
+        before (2) is in flight, drop the call. A marker the code does not ask about is a replay
+        divergence like any other.
+        """
+        _check_change_id(change_id)
+        inv = self._inv
+        recorded = inv.peek()
+        if recorded is not None and not _is_marker(recorded, change_id):
+            return False
+        i, rec = inv.begin("patch", change_id)
+        if rec is None:
+            inv.emit(i, JournalEntry(name=change_id, patch=records_pb2.PatchEntry()))
+        return True
+
+    def deprecate_patch(self, change_id: str) -> None:
+        """Step 2 of a change (see `patched`): consume the marker of `change_id` if the journal has
+        it next, so journals written with or without it both replay; never records one."""
+        _check_change_id(change_id)
+        inv = self._inv
+        recorded = inv.peek()
+        if recorded is not None and _is_marker(recorded, change_id):
+            inv.begin("patch", change_id)
 
     # ------------------------------------------------------------------ metering & tools
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
+import re
 import typing
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +24,18 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 DEFAULT_INACTIVITY_TIMEOUT = timedelta(seconds=60)
 _ATTR = "__endure_handler__"
+VERSION_ENV = "ENDURE_DEPLOYMENT_VERSION"
+_VERSION = re.compile(r"[A-Za-z0-9._+-]{1,64}")
+
+
+def check_deployment_version(version: object, what: str = "deployment version") -> str:
+    """A version given by hand is 1-64 letters, digits, '.', '_', '-' or '+' (it is shown in
+    "id@version" references and typed on command lines)."""
+    if not isinstance(version, str):
+        raise TypeError(f"a {what} is a str, not {type(version).__name__}")
+    if not _VERSION.fullmatch(version):
+        raise ValueError(f"a {what} is 1-64 letters, digits, '.', '_', '-' or '+', not {version!r}")
+    return version
 
 
 @dataclass(eq=False)
@@ -234,10 +248,16 @@ class App:
     """The set of services one worker serves."""
 
     def __init__(
-        self, services: Iterable[ServiceLike], *, name: str | None = None, tools: Any = None
+        self,
+        services: Iterable[ServiceLike],
+        *,
+        name: str | None = None,
+        tools: Any = None,
+        version: str | None = None,
     ) -> None:
         self.services: list[ServiceLike] = list(services)
         self.name = name
+        self.version = check_deployment_version(version) if version is not None else None
         self.tools = tools  # an endure.sandbox ToolRegistry for ctx.run_tool
         self._handlers: dict[tuple[str, str], HandlerDefinition] = {}
         seen: set[str] = set()
@@ -272,8 +292,40 @@ class App:
         return [svc.to_proto() for svc in self.services]
 
     def deployment_version(self) -> str:
-        """Changes exactly when the registered handlers (kinds, schemas, policies) change."""
+        """The version this code registers: invocations are pinned to it, so it must change with the
+        code, not only with the signatures. In order: `App(version=...)`; else the environment's
+        ENDURE_DEPLOYMENT_VERSION; else a hash of the handlers' definitions and of the source of
+        every module that defines a handler."""
+        if self.version is not None:
+            return self.version
+        env = os.environ.get(VERSION_ENV)
+        if env:
+            return check_deployment_version(env, VERSION_ENV)
         digest = hashlib.sha256()
         for sd in self.service_defs():
             digest.update(sd.SerializeToString(deterministic=True))
+        for source in self._handler_sources():
+            digest.update(len(source).to_bytes(8, "big"))
+            digest.update(source)
         return digest.hexdigest()[:16]
+
+    def _handler_sources(self) -> list[bytes]:
+        """The bytes of each source file that defines a handler, in path order (the paths themselves
+        are not hashed: the same code installed elsewhere is the same version)."""
+        paths: set[str] = set()
+        for svc in self.services:
+            for h in svc.handlers.values():
+                try:
+                    path = inspect.getsourcefile(inspect.unwrap(h.fn))
+                except TypeError:  # a builtin or C function: no source
+                    continue
+                if path is not None:
+                    paths.add(path)
+        out = []
+        for path in sorted(paths):
+            try:
+                with open(path, "rb") as f:
+                    out.append(f.read())
+            except OSError:  # e.g. a module loaded from a zip without its source on disk
+                continue
+        return out

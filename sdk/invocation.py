@@ -14,7 +14,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Generator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeAlias
 
 from endure.proto import journal, records_pb2, worker_pb2
 from endure.sdk import logs, metrics, tracing
@@ -99,6 +99,11 @@ def raw_result(entry: Any) -> Raw | Any:
     return _MISSING
 
 
+def describe(kind: str | None, name: str) -> str:
+    """An operation or recorded entry as messages name it: "run 'charge'", "sleep ''"."""
+    return f"{kind} '{name}'"
+
+
 def _is_async_fn(fn: Callable[..., Any]) -> bool:
     code = getattr(fn, "__code__", None)  # functions and bound methods: one flag test
     if code is not None:
@@ -120,6 +125,8 @@ class Invocation:
         start: worker_pb2.StartFrame,
         defn: HandlerDefinition | None,
         loop: asyncio.AbstractEventLoop,
+        *,
+        replay_only: bool = False,
     ) -> None:
         self.sink = sink
         self.loop = loop
@@ -156,6 +163,13 @@ class Invocation:
         self._waiters: dict[asyncio.Future[None], tuple[DurableFuture[Any], ...]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._last_progress = 0.0
+        # Offline replay (endure.sdk.replay): the recorded journal is all there is. The attempt stops
+        # at the first operation past its end, or when the handler blocks on an entry it has not
+        # completed, instead of executing or waiting; nothing new is ever emitted.
+        self.replay_only = replay_only
+        self.mismatch: JournalMismatchError | None = None  # the divergence begin() found
+        self.past_end: tuple[str, str] | None = None  # (kind, name) of the first operation past the end
+        self.blocked_on: list[int] | None = None  # the incomplete entries the handler blocked on
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -227,8 +241,9 @@ class Invocation:
         return Failure(code=exc.code, message=exc.message)
 
     def _finish(self, outcome: bytes | records_pb2.Failure) -> None:
-        metrics.METRICS.finished(self.target.service, self.target.handler,
-                                 "ok" if isinstance(outcome, bytes) else "failed")
+        if not self.replay_only:
+            metrics.METRICS.finished(self.target.service, self.target.handler,
+                                     "ok" if isinstance(outcome, bytes) else "failed")
         try:
             index, recorded = self.begin("output", "")
         except (JournalMismatchError, AttemptDropped):
@@ -253,7 +268,9 @@ class Invocation:
         """A retryable failure of this attempt (or a journal mismatch): report it and stop."""
         if self.done:
             return
-        metrics.METRICS.finished(self.target.service, self.target.handler, "mismatch" if mismatch else "retry")
+        if not self.replay_only:
+            metrics.METRICS.finished(self.target.service, self.target.handler,
+                                     "mismatch" if mismatch else "retry")
         self.sink.send(
             WorkerFrame(
                 fail=worker_pb2.FailFrame(
@@ -296,16 +313,39 @@ class Invocation:
         if self.done:
             raise AttemptDropped()
         index = self.next_index
+        if index >= self.replay_len and self.replay_only:
+            self._stop_replay(past_end=(kind, name))
         self.next_index = index + 1
         if index < self.replay_len:
             entry = self.journal[index]
             recorded = entry.WhichOneof("kind")
             if recorded != kind or (kind in _COMPARES_NAME and entry.name != name):
-                err = JournalMismatchError(index, f"{recorded} '{entry.name}'", f"{kind} '{name}'")
+                err = JournalMismatchError(index, describe(recorded, entry.name), describe(kind, name))
+                self.mismatch = err
                 self.fail(500, str(err), mismatch=True)
                 raise err
             return index, entry
         return index, None
+
+    def peek(self) -> records_pb2.JournalEntry | None:
+        """The recorded entry the next operation will replay, without taking its index (None past
+        the end of the recorded journal): what `ctx.patched` decides on."""
+        if self.done:
+            raise AttemptDropped()
+        index = self.next_index
+        return self.journal[index] if index < self.replay_len else None
+
+    def _stop_replay(
+        self, *, past_end: tuple[str, str] | None = None, blocked_on: list[int] | None = None
+    ) -> NoReturn:
+        """End an offline replay where the recorded journal gives out: raise into the handler so
+        nothing past it executes (a ctx.run past the end never runs, a set_state is never sent)."""
+        self.past_end = past_end
+        self.blocked_on = blocked_on
+        self._drop()
+        if asyncio.current_task() is not self.task:  # raised in a task of the handler's own
+            self._cancel_task()
+        raise AttemptDropped()
 
     def emit(self, index: int, entry: records_pb2.JournalEntry) -> None:
         """Send a new entry; entries go out in index order (a step finishing early waits)."""
@@ -505,6 +545,8 @@ class Invocation:
         pending = tuple(d for d in dfs if not d._fut.done())
         if not pending or (any_ and order):
             return order
+        if self.replay_only:  # no runtime will ever complete them: the replay ends here
+            self._stop_replay(blocked_on=sorted({d.index for d in pending}))
         waiter: asyncio.Future[None] = self.loop.create_future()
         remaining = [len(pending)]
         callbacks = []

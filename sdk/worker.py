@@ -39,7 +39,7 @@ import grpc.aio  # noqa: E402
 from endure.proto import worker_pb2, worker_pb2_grpc
 from endure.sdk import tools
 from endure.sdk.backoff import Backoff
-from endure.sdk.definitions import App
+from endure.sdk.definitions import VERSION_ENV, App, check_deployment_version
 from endure.sdk.errors import RegistrationError
 from endure.sdk.invocation import Invocation
 
@@ -113,12 +113,16 @@ class Worker:
         reconnect_initial: float = 0.05,
         reconnect_max: float = 5.0,
         threads: int | None = None,
+        deployment_version: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self.app = app
         self.runtime = runtime
         self.deployment_id = deployment_id or app.name or "app"
+        # Given here (an operator's --deployment-version), it wins over what the app says.
+        self.deployment_version = (check_deployment_version(deployment_version) if deployment_version
+                                   else app.deployment_version())
         self.concurrency = concurrency
         self.worker_name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
         self.shutdown_grace = shutdown_grace
@@ -134,7 +138,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._register = worker_pb2.Register(
             deployment_id=self.deployment_id,
-            deployment_version=app.deployment_version(),
+            deployment_version=self.deployment_version,
             concurrency=concurrency,
             services=app.service_defs(),
             worker_name=self.worker_name,
@@ -551,6 +555,7 @@ def run_worker(
     shutdown_grace: float = 30.0,
     deployment_id: str | None = None,
     on_ready: Callable[[Worker], None] | None = None,
+    deployment_version: str | None = None,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (blocking; uses uvloop). Raises RegistrationError when
     the runtime refuses the registration."""
@@ -569,6 +574,7 @@ def run_worker(
             concurrency=concurrency,
             worker_name=worker_name,
             shutdown_grace=shutdown_grace,
+            deployment_version=deployment_version,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -594,6 +600,8 @@ class WorkerOptions:
     log_level: str = "INFO"
     log_format: str = "text"
     metrics: str | None = None
+    # None: App(version=...), else $ENDURE_DEPLOYMENT_VERSION, else a hash of the handlers' code.
+    deployment_version: str | None = None
 
 
 LOG_FORMATS = ("text", "json")
@@ -614,6 +622,14 @@ def serve(options: WorkerOptions) -> int:
     except (ImportError, AttributeError, TypeError, ValueError) as exc:
         print(f"endure worker: cannot load {options.app}: {exc}", file=sys.stderr)
         return 2
+    try:  # a bad --deployment-version or $ENDURE_DEPLOYMENT_VERSION is a usage error, not a traceback
+        if options.deployment_version:
+            check_deployment_version(options.deployment_version, "--deployment-version")
+        else:
+            app.deployment_version()
+    except ValueError as exc:
+        print(f"endure worker: {exc}", file=sys.stderr)
+        return 2
     from endure.sdk import tracing
 
     tracing.enable_from_env()
@@ -632,6 +648,7 @@ def serve(options: WorkerOptions) -> int:
             worker_name=options.name,
             shutdown_grace=options.shutdown_grace,
             deployment_id=options.app,
+            deployment_version=options.deployment_version,
         ), "ENDURE_WORKER_PROFILE")
     except RegistrationError as exc:
         print(f"endure worker: {exc}", file=sys.stderr)
@@ -651,10 +668,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-format", choices=LOG_FORMATS, default=os.environ.get("ENDURE_LOG_FORMAT", "text"))
     parser.add_argument("--metrics", default=os.environ.get("ENDURE_WORKER_METRICS"),
                         help="serve Prometheus metrics on HOST:PORT (off by default)")
+    parser.add_argument("--deployment-version", default=None,
+                        help="the version this worker registers (default: the app's App(version=...), else "
+                             f"${VERSION_ENV}, else a hash of the handlers' code)")
     args = parser.parse_args(argv)
     return serve(WorkerOptions(app=args.app, runtime=args.runtime, concurrency=args.concurrency, name=args.name,
                                shutdown_grace=args.shutdown_grace, log_level=args.log_level,
-                               log_format=args.log_format, metrics=args.metrics))
+                               log_format=args.log_format, metrics=args.metrics,
+                               deployment_version=args.deployment_version))
 
 
 if __name__ == "__main__":

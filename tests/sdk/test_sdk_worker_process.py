@@ -18,8 +18,12 @@ from endure.sdk.worker import Worker
 HERE = Path(__file__).resolve().parent
 
 
-async def spawn_worker(address: str, app: str = "sdk_app_fixture:app") -> asyncio.subprocess.Process:
+async def spawn_worker(
+    address: str, app: str = "sdk_app_fixture:app", *extra: str, env_extra: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
     env = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("ENDURE_DEPLOYMENT_VERSION", None)
+    env.update(env_extra or {})
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -31,6 +35,7 @@ async def spawn_worker(address: str, app: str = "sdk_app_fixture:app") -> asynci
         "4",
         "--shutdown-grace",
         "10",
+        *extra,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -81,6 +86,24 @@ async def test_bad_app_reference_exits_non_zero(runtime: FakeRuntime) -> None:
     proc = await spawn_worker(runtime.address, "sdk_app_fixture:not_an_app")
     _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 2 and "not an endure.sdk.App" in err.decode()
+
+
+async def test_deployment_version_option_and_env_reach_the_registration(runtime: FakeRuntime) -> None:
+    for extra, env, expected in ((("--deployment-version", "v9+build.1"), {}, "v9+build.1"),
+                                 ((), {"ENDURE_DEPLOYMENT_VERSION": "from-env"}, "from-env")):
+        proc = await spawn_worker(runtime.address, "sdk_app_fixture:app", *extra, env_extra=env)
+        try:
+            s = await runtime.session(timeout=20)
+            assert s.register.deployment_version == expected
+        finally:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 30)
+
+
+async def test_bad_deployment_version_exits_non_zero(runtime: FakeRuntime) -> None:
+    proc = await spawn_worker(runtime.address, "sdk_app_fixture:app", "--deployment-version", "v 1")
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2 and "--deployment-version is 1-64 letters" in err.decode()
 
 
 svc = Service("rc")
