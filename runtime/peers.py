@@ -140,6 +140,9 @@ class PeerPartition:
     async def get_info(self) -> PartitionInfo:
         return await self._read(lambda part: part.get_info())
 
+    async def get_pinned_counts(self) -> dict[str, int]:
+        return await self._read(lambda part: part.get_pinned_counts())
+
     async def await_completion(self, invocation_id: str, applied_lsn: int = 0) -> pb.InvocationStatus | None:
         # A wait changes nothing, so after a restart of the owner it is asked again like any read.
         return await self._read(lambda part: part.await_completion(invocation_id, applied_lsn))

@@ -91,3 +91,17 @@ def test_the_walk_sees_the_runtime_and_the_parser_sees_every_form_of_import() ->
 
 def test_no_module_outside_partition_knows_the_store_keys_or_holds_a_processor() -> None:
     assert offenders(runtime_modules()) == []
+
+
+def test_every_partition_implementation_has_every_method_of_the_interface() -> None:
+    """A method added to `Partition` and missed by one implementation fails here, not as an
+    AttributeError on the first cross-node call."""
+    from endure.runtime.partition.api import LocalPartition, Partition
+    from endure.runtime.partition.remote.client import RemotePartition
+    from endure.runtime.peers import PeerPartition
+
+    wanted = {name for name in vars(Partition) if not name.startswith("_")}
+    assert "get_pinned_counts" in wanted and "append" in wanted
+    for impl in (LocalPartition, RemotePartition, PeerPartition):
+        missing = sorted(name for name in wanted if not hasattr(impl, name))
+        assert not missing, f"{impl.__name__} lacks {missing}"

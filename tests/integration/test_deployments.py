@@ -113,9 +113,11 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def cluster(root: Path) -> Iterator[Cluster]:
-    c = Cluster(root, env={"ENDURE_TEST_DIR": str(root)})
+@pytest.fixture(params=[1, 2], ids=["p1", "p2"])
+def cluster(root: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """One node, and two node processes (`--processes 2`: each keeps its own registry; changes and
+    counts go through every node)."""
+    c = Cluster(root, env={"ENDURE_TEST_DIR": str(root)}, processes=int(request.param))
     try:
         c.start_runtime()
         yield c
@@ -153,6 +155,16 @@ def ref_of(cluster: Cluster, worker: str) -> str:
         if any(w["name"] == worker for w in d.get("workers", [])):
             return ref
     raise AssertionError(f"no deployment lists worker {worker}")
+
+
+def waiting_metric(cluster: Cluster) -> dict[str, float]:
+    """`endure_invocations_waiting_for_deployment` summed over the nodes (each counts its own queues)."""
+    metrics = [cluster.metrics] if cluster.processes == 1 else [cluster.node_metrics(n) for n in range(cluster.processes)]
+    total: dict[str, float] = {}
+    for address in metrics:
+        for ref, n in scrape(address, "endure_invocations_waiting_for_deployment", "deployment").items():
+            total[ref] = total.get(ref, 0.0) + n
+    return total
 
 
 def awakeable(root: Path, name: str) -> str:
@@ -223,7 +235,7 @@ async def test_invocations_of_a_version_without_workers_wait_and_say_so_until_it
         assert described.waiting_for.startswith(f"deployment {v1} (pinned"), described.waiting_for
         text = endure(cluster, "invocations", "describe", a1).stdout
         assert f"waiting for deployment {v1}" in text.replace("\n", " "), text
-        assert scrape(cluster.metrics, "endure_invocations_waiting_for_deployment", "deployment") == {v1: 1.0}
+        assert waiting_metric(cluster) == {v1: 1.0}
         listed = deployments(cluster)
         assert listed[v1]["waiting"] == "1" and listed[v1]["in_flight"] == "1" and not listed[v1].get("workers")
         # It is never run on other code meanwhile: new work runs on v2 and a1 still waits.
@@ -233,7 +245,7 @@ async def test_invocations_of_a_version_without_workers_wait_and_say_so_until_it
         assert cluster.describe(a1).waiting_for and "ship-a1" not in (root / "runs.txt").read_text()
         start_version(cluster, "v1", name="w-v1-again")
         assert await client.attach(a1, timeout=60) == "v1:a1"
-    assert scrape(cluster.metrics, "endure_invocations_waiting_for_deployment", "deployment") == {}
+    assert waiting_metric(cluster) == {}
 
 
 async def test_drain_and_promote_choose_where_new_invocations_go(cluster: Cluster, root: Path) -> None:
