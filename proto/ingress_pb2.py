@@ -26,47 +26,55 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from endure.proto import records_pb2 as endure_dot_proto_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65ndure/proto/ingress.proto\x12\x0e\x65ndure.ingress\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1a\x65ndure/proto/records.proto\"\xa9\x02\n\x0b\x43\x61llRequest\x12&\n\x06target\x18\x01 \x01(\x0b\x32\x16.endure.records.Target\x12\x0f\n\x05input\x18\x02 \x01(\x0cH\x00\x12&\n\x04json\x18\x06 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12*\n\x08priority\x18\x04 \x01(\x0e\x32\x18.endure.records.Priority\x12\x39\n\x07headers\x18\x05 \x03(\x0b\x32(.endure.ingress.CallRequest.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07payload\"J\n\x0bSendRequest\x12)\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x1b.endure.ingress.CallRequest\x12\x10\n\x08\x64\x65lay_ms\x18\x02 \x01(\x04\"%\n\x0cSendResponse\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\"\x8c\x01\n\x06Output\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x05value\x18\x02 \x01(\x0cH\x00\x12*\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x17.endure.records.FailureH\x00\x12$\n\x04json\x18\x04 \x01(\x0b\x32\x16.google.protobuf.ValueB\x08\n\x06result\"Q\n\x0eIdempotencyRef\x12&\n\x06target\x18\x01 \x01(\x0b\x32\x16.endure.records.Target\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"f\n\rAttachRequest\x12\x17\n\rinvocation_id\x18\x01 \x01(\tH\x00\x12\x35\n\x0bidempotency\x18\x02 \x01(\x0b\x32\x1e.endure.ingress.IdempotencyRefH\x00\x42\x05\n\x03ref\"r\n\x11GetOutputResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12&\n\x06output\x18\x02 \x01(\x0b\x32\x16.endure.ingress.Output\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.endure.records.Status\">\n\x17ResolveAwakeableRequest\x12\x14\n\x0c\x61wakeable_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"L\n\x16RejectAwakeableRequest\x12\x14\n\x0c\x61wakeable_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\r\"\x8b\x01\n\x15ResolvePromiseRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x05value\x18\x04 \x01(\x0cH\x00\x12*\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x17.endure.records.FailureH\x00\x42\x08\n\x06result\"*\n\x11InvocationRequest\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\"\x05\n\x03\x41\x63k\"\x0f\n\rRoutesRequest\"X\n\x06Routes\x12\x12\n\npartitions\x18\x01 \x01(\r\x12*\n\x05nodes\x18\x02 \x03(\x0b\x32\x1b.endure.ingress.IngressNode\x12\x0e\n\x06owners\x18\x03 \x03(\r\"*\n\x0bIngressNode\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t2\x94\x06\n\x07Ingress\x12;\n\x04\x43\x61ll\x12\x1b.endure.ingress.CallRequest\x1a\x16.endure.ingress.Output\x12\x41\n\x04Send\x12\x1b.endure.ingress.SendRequest\x1a\x1c.endure.ingress.SendResponse\x12?\n\x06\x41ttach\x12\x1d.endure.ingress.AttachRequest\x1a\x16.endure.ingress.Output\x12M\n\tGetOutput\x12\x1d.endure.ingress.AttachRequest\x1a!.endure.ingress.GetOutputResponse\x12P\n\x10ResolveAwakeable\x12\'.endure.ingress.ResolveAwakeableRequest\x1a\x13.endure.ingress.Ack\x12N\n\x0fRejectAwakeable\x12&.endure.ingress.RejectAwakeableRequest\x1a\x13.endure.ingress.Ack\x12\x43\n\x06Submit\x12\x1b.endure.ingress.CallRequest\x1a\x1c.endure.ingress.SendResponse\x12L\n\x0eResolvePromise\x12%.endure.ingress.ResolvePromiseRequest\x1a\x13.endure.ingress.Ack\x12@\n\x06\x43\x61ncel\x12!.endure.ingress.InvocationRequest\x1a\x13.endure.ingress.Ack\x12>\n\x04Kill\x12!.endure.ingress.InvocationRequest\x1a\x13.endure.ingress.Ack\x12\x42\n\tGetRoutes\x12\x1d.endure.ingress.RoutesRequest\x1a\x16.endure.ingress.Routesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65ndure/proto/ingress.proto\x12\x0e\x65ndure.ingress\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1a\x65ndure/proto/records.proto\"\xcb\x01\n\x10SubscribeRequest\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x03 \x01(\x04\x12G\n\x0c\x66rom_offsets\x18\x04 \x03(\x0b\x32\x31.endure.ingress.SubscribeRequest.FromOffsetsEntry\x1a\x32\n\x10\x46romOffsetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x8b\x01\n\rStreamMessage\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12+\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1b.endure.records.StreamEvent\x12&\n\x06output\x18\x03 \x01(\x0b\x32\x16.endure.ingress.Output\x12\x0e\n\x06\x63losed\x18\x04 \x01(\x08\"\xa9\x02\n\x0b\x43\x61llRequest\x12&\n\x06target\x18\x01 \x01(\x0b\x32\x16.endure.records.Target\x12\x0f\n\x05input\x18\x02 \x01(\x0cH\x00\x12&\n\x04json\x18\x06 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12*\n\x08priority\x18\x04 \x01(\x0e\x32\x18.endure.records.Priority\x12\x39\n\x07headers\x18\x05 \x03(\x0b\x32(.endure.ingress.CallRequest.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07payload\"J\n\x0bSendRequest\x12)\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x1b.endure.ingress.CallRequest\x12\x10\n\x08\x64\x65lay_ms\x18\x02 \x01(\x04\"%\n\x0cSendResponse\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\"\x8c\x01\n\x06Output\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x0f\n\x05value\x18\x02 \x01(\x0cH\x00\x12*\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x17.endure.records.FailureH\x00\x12$\n\x04json\x18\x04 \x01(\x0b\x32\x16.google.protobuf.ValueB\x08\n\x06result\"Q\n\x0eIdempotencyRef\x12&\n\x06target\x18\x01 \x01(\x0b\x32\x16.endure.records.Target\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"f\n\rAttachRequest\x12\x17\n\rinvocation_id\x18\x01 \x01(\tH\x00\x12\x35\n\x0bidempotency\x18\x02 \x01(\x0b\x32\x1e.endure.ingress.IdempotencyRefH\x00\x42\x05\n\x03ref\"r\n\x11GetOutputResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12&\n\x06output\x18\x02 \x01(\x0b\x32\x16.endure.ingress.Output\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.endure.records.Status\">\n\x17ResolveAwakeableRequest\x12\x14\n\x0c\x61wakeable_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"L\n\x16RejectAwakeableRequest\x12\x14\n\x0c\x61wakeable_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\r\"\x8b\x01\n\x15ResolvePromiseRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x05value\x18\x04 \x01(\x0cH\x00\x12*\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x17.endure.records.FailureH\x00\x42\x08\n\x06result\"*\n\x11InvocationRequest\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\"\x05\n\x03\x41\x63k\"\x0f\n\rRoutesRequest\"X\n\x06Routes\x12\x12\n\npartitions\x18\x01 \x01(\r\x12*\n\x05nodes\x18\x02 \x03(\x0b\x32\x1b.endure.ingress.IngressNode\x12\x0e\n\x06owners\x18\x03 \x03(\r\"*\n\x0bIngressNode\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t2\xb0\x07\n\x07Ingress\x12;\n\x04\x43\x61ll\x12\x1b.endure.ingress.CallRequest\x1a\x16.endure.ingress.Output\x12\x41\n\x04Send\x12\x1b.endure.ingress.SendRequest\x1a\x1c.endure.ingress.SendResponse\x12?\n\x06\x41ttach\x12\x1d.endure.ingress.AttachRequest\x1a\x16.endure.ingress.Output\x12M\n\tGetOutput\x12\x1d.endure.ingress.AttachRequest\x1a!.endure.ingress.GetOutputResponse\x12P\n\x10ResolveAwakeable\x12\'.endure.ingress.ResolveAwakeableRequest\x1a\x13.endure.ingress.Ack\x12N\n\x0fRejectAwakeable\x12&.endure.ingress.RejectAwakeableRequest\x1a\x13.endure.ingress.Ack\x12\x43\n\x06Submit\x12\x1b.endure.ingress.CallRequest\x1a\x1c.endure.ingress.SendResponse\x12L\n\x0eResolvePromise\x12%.endure.ingress.ResolvePromiseRequest\x1a\x13.endure.ingress.Ack\x12@\n\x06\x43\x61ncel\x12!.endure.ingress.InvocationRequest\x1a\x13.endure.ingress.Ack\x12>\n\x04Kill\x12!.endure.ingress.InvocationRequest\x1a\x13.endure.ingress.Ack\x12\x42\n\tGetRoutes\x12\x1d.endure.ingress.RoutesRequest\x1a\x16.endure.ingress.Routes\x12J\n\nCallStream\x12\x1b.endure.ingress.CallRequest\x1a\x1d.endure.ingress.StreamMessage0\x01\x12N\n\tSubscribe\x12 .endure.ingress.SubscribeRequest\x1a\x1d.endure.ingress.StreamMessage0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'endure.proto.ingress_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SUBSCRIBEREQUEST_FROMOFFSETSENTRY']._loaded_options = None
+  _globals['_SUBSCRIBEREQUEST_FROMOFFSETSENTRY']._serialized_options = b'8\001'
   _globals['_CALLREQUEST_HEADERSENTRY']._loaded_options = None
   _globals['_CALLREQUEST_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_CALLREQUEST']._serialized_start=105
-  _globals['_CALLREQUEST']._serialized_end=402
-  _globals['_CALLREQUEST_HEADERSENTRY']._serialized_start=345
-  _globals['_CALLREQUEST_HEADERSENTRY']._serialized_end=391
-  _globals['_SENDREQUEST']._serialized_start=404
-  _globals['_SENDREQUEST']._serialized_end=478
-  _globals['_SENDRESPONSE']._serialized_start=480
-  _globals['_SENDRESPONSE']._serialized_end=517
-  _globals['_OUTPUT']._serialized_start=520
-  _globals['_OUTPUT']._serialized_end=660
-  _globals['_IDEMPOTENCYREF']._serialized_start=662
-  _globals['_IDEMPOTENCYREF']._serialized_end=743
-  _globals['_ATTACHREQUEST']._serialized_start=745
-  _globals['_ATTACHREQUEST']._serialized_end=847
-  _globals['_GETOUTPUTRESPONSE']._serialized_start=849
-  _globals['_GETOUTPUTRESPONSE']._serialized_end=963
-  _globals['_RESOLVEAWAKEABLEREQUEST']._serialized_start=965
-  _globals['_RESOLVEAWAKEABLEREQUEST']._serialized_end=1027
-  _globals['_REJECTAWAKEABLEREQUEST']._serialized_start=1029
-  _globals['_REJECTAWAKEABLEREQUEST']._serialized_end=1105
-  _globals['_RESOLVEPROMISEREQUEST']._serialized_start=1108
-  _globals['_RESOLVEPROMISEREQUEST']._serialized_end=1247
-  _globals['_INVOCATIONREQUEST']._serialized_start=1249
-  _globals['_INVOCATIONREQUEST']._serialized_end=1291
-  _globals['_ACK']._serialized_start=1293
-  _globals['_ACK']._serialized_end=1298
-  _globals['_ROUTESREQUEST']._serialized_start=1300
-  _globals['_ROUTESREQUEST']._serialized_end=1315
-  _globals['_ROUTES']._serialized_start=1317
-  _globals['_ROUTES']._serialized_end=1405
-  _globals['_INGRESSNODE']._serialized_start=1407
-  _globals['_INGRESSNODE']._serialized_end=1449
-  _globals['_INGRESS']._serialized_start=1452
-  _globals['_INGRESS']._serialized_end=2240
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=105
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=308
+  _globals['_SUBSCRIBEREQUEST_FROMOFFSETSENTRY']._serialized_start=258
+  _globals['_SUBSCRIBEREQUEST_FROMOFFSETSENTRY']._serialized_end=308
+  _globals['_STREAMMESSAGE']._serialized_start=311
+  _globals['_STREAMMESSAGE']._serialized_end=450
+  _globals['_CALLREQUEST']._serialized_start=453
+  _globals['_CALLREQUEST']._serialized_end=750
+  _globals['_CALLREQUEST_HEADERSENTRY']._serialized_start=693
+  _globals['_CALLREQUEST_HEADERSENTRY']._serialized_end=739
+  _globals['_SENDREQUEST']._serialized_start=752
+  _globals['_SENDREQUEST']._serialized_end=826
+  _globals['_SENDRESPONSE']._serialized_start=828
+  _globals['_SENDRESPONSE']._serialized_end=865
+  _globals['_OUTPUT']._serialized_start=868
+  _globals['_OUTPUT']._serialized_end=1008
+  _globals['_IDEMPOTENCYREF']._serialized_start=1010
+  _globals['_IDEMPOTENCYREF']._serialized_end=1091
+  _globals['_ATTACHREQUEST']._serialized_start=1093
+  _globals['_ATTACHREQUEST']._serialized_end=1195
+  _globals['_GETOUTPUTRESPONSE']._serialized_start=1197
+  _globals['_GETOUTPUTRESPONSE']._serialized_end=1311
+  _globals['_RESOLVEAWAKEABLEREQUEST']._serialized_start=1313
+  _globals['_RESOLVEAWAKEABLEREQUEST']._serialized_end=1375
+  _globals['_REJECTAWAKEABLEREQUEST']._serialized_start=1377
+  _globals['_REJECTAWAKEABLEREQUEST']._serialized_end=1453
+  _globals['_RESOLVEPROMISEREQUEST']._serialized_start=1456
+  _globals['_RESOLVEPROMISEREQUEST']._serialized_end=1595
+  _globals['_INVOCATIONREQUEST']._serialized_start=1597
+  _globals['_INVOCATIONREQUEST']._serialized_end=1639
+  _globals['_ACK']._serialized_start=1641
+  _globals['_ACK']._serialized_end=1646
+  _globals['_ROUTESREQUEST']._serialized_start=1648
+  _globals['_ROUTESREQUEST']._serialized_end=1663
+  _globals['_ROUTES']._serialized_start=1665
+  _globals['_ROUTES']._serialized_end=1753
+  _globals['_INGRESSNODE']._serialized_start=1755
+  _globals['_INGRESSNODE']._serialized_end=1797
+  _globals['_INGRESS']._serialized_start=1800
+  _globals['_INGRESS']._serialized_end=2744
 # @@protoc_insertion_point(module_scope)

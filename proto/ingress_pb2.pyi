@@ -8,6 +8,37 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SubscribeRequest(_message.Message):
+    __slots__ = ("invocation_id", "stream", "from_offset", "from_offsets")
+    class FromOffsetsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    FROM_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    FROM_OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    stream: str
+    from_offset: int
+    from_offsets: _containers.ScalarMap[str, int]
+    def __init__(self, invocation_id: _Optional[str] = ..., stream: _Optional[str] = ..., from_offset: _Optional[int] = ..., from_offsets: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class StreamMessage(_message.Message):
+    __slots__ = ("invocation_id", "events", "output", "closed")
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    events: _containers.RepeatedCompositeFieldContainer[_records_pb2.StreamEvent]
+    output: Output
+    closed: bool
+    def __init__(self, invocation_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_records_pb2.StreamEvent, _Mapping]]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., closed: _Optional[bool] = ...) -> None: ...
+
 class CallRequest(_message.Message):
     __slots__ = ("target", "input", "json", "idempotency_key", "priority", "headers")
     class HeadersEntry(_message.Message):

@@ -89,6 +89,16 @@ class IngressStub:
                 request_serializer=endure_dot_proto_dot_ingress__pb2.RoutesRequest.SerializeToString,
                 response_deserializer=endure_dot_proto_dot_ingress__pb2.Routes.FromString,
                 _registered_method=True)
+        self.CallStream = channel.unary_stream(
+                '/endure.ingress.Ingress/CallStream',
+                request_serializer=endure_dot_proto_dot_ingress__pb2.CallRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_ingress__pb2.StreamMessage.FromString,
+                _registered_method=True)
+        self.Subscribe = channel.unary_stream(
+                '/endure.ingress.Ingress/Subscribe',
+                request_serializer=endure_dot_proto_dot_ingress__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_ingress__pb2.StreamMessage.FromString,
+                _registered_method=True)
 
 
 class IngressServicer:
@@ -167,6 +177,20 @@ class IngressServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CallStream(self, request, context):
+        """Start an invocation and follow it: its stream events as they are made durable, then its result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Subscribe(self, request, context):
+        """Follow an invocation (running or finished) from an offset: the events after it, then the result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngressServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -224,6 +248,16 @@ def add_IngressServicer_to_server(servicer, server):
                     servicer.GetRoutes,
                     request_deserializer=endure_dot_proto_dot_ingress__pb2.RoutesRequest.FromString,
                     response_serializer=endure_dot_proto_dot_ingress__pb2.Routes.SerializeToString,
+            ),
+            'CallStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.CallStream,
+                    request_deserializer=endure_dot_proto_dot_ingress__pb2.CallRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_ingress__pb2.StreamMessage.SerializeToString,
+            ),
+            'Subscribe': grpc.unary_stream_rpc_method_handler(
+                    servicer.Subscribe,
+                    request_deserializer=endure_dot_proto_dot_ingress__pb2.SubscribeRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_ingress__pb2.StreamMessage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -523,6 +557,60 @@ class Ingress:
             '/endure.ingress.Ingress/GetRoutes',
             endure_dot_proto_dot_ingress__pb2.RoutesRequest.SerializeToString,
             endure_dot_proto_dot_ingress__pb2.Routes.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CallStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/endure.ingress.Ingress/CallStream',
+            endure_dot_proto_dot_ingress__pb2.CallRequest.SerializeToString,
+            endure_dot_proto_dot_ingress__pb2.StreamMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Subscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/endure.ingress.Ingress/Subscribe',
+            endure_dot_proto_dot_ingress__pb2.SubscribeRequest.SerializeToString,
+            endure_dot_proto_dot_ingress__pb2.StreamMessage.FromString,
             options,
             channel_credentials,
             insecure,

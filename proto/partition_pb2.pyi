@@ -216,3 +216,27 @@ class InfoResponse(_message.Message):
     segments: _containers.RepeatedCompositeFieldContainer[SegmentInfo]
     node: str
     def __init__(self, partition: _Optional[int] = ..., leader: _Optional[bool] = ..., leader_epoch: _Optional[int] = ..., applied_lsn: _Optional[int] = ..., log_tail: _Optional[int] = ..., trim_point: _Optional[int] = ..., timers_in_memory: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[SegmentInfo, _Mapping]]] = ..., node: _Optional[str] = ...) -> None: ...
+
+class ReadStreamRequest(_message.Message):
+    __slots__ = ("partition", "invocation_id", "after_seq", "limit", "wait_ms")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    invocation_id: str
+    after_seq: int
+    limit: int
+    wait_ms: int
+    def __init__(self, partition: _Optional[int] = ..., invocation_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+
+class ReadStreamResponse(_message.Message):
+    __slots__ = ("events", "found", "finished")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_records_pb2.StreamEvent]
+    found: bool
+    finished: bool
+    def __init__(self, events: _Optional[_Iterable[_Union[_records_pb2.StreamEvent, _Mapping]]] = ..., found: _Optional[bool] = ..., finished: _Optional[bool] = ...) -> None: ...

@@ -79,6 +79,11 @@ class PartitionServiceStub:
                 request_serializer=endure_dot_proto_dot_partition__pb2.InfoRequest.SerializeToString,
                 response_deserializer=endure_dot_proto_dot_partition__pb2.PinnedCountsResponse.FromString,
                 _registered_method=True)
+        self.ReadStream = channel.unary_unary(
+                '/endure.internal.PartitionService/ReadStream',
+                request_serializer=endure_dot_proto_dot_partition__pb2.ReadStreamRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_partition__pb2.ReadStreamResponse.FromString,
+                _registered_method=True)
         self.AwaitCompletion = channel.unary_unary(
                 '/endure.internal.PartitionService/AwaitCompletion',
                 request_serializer=endure_dot_proto_dot_partition__pb2.AwaitCompletionRequest.SerializeToString,
@@ -143,6 +148,14 @@ class PartitionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadStream(self, request, context):
+        """Stream events of an invocation after a position (every stream, in order), up to a limit; with
+        wait_ms, waits up to that long for the first one (or the invocation's end) when none is there.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AwaitCompletion(self, request, context):
         """Waits (no deadline of its own: the caller cancels) until the invocation is final; RESOURCE_EXHAUSTED
         when the owner holds as many waiters as it may, INVALID_ARGUMENT for an applied_lsn past the log's tail.
@@ -198,6 +211,11 @@ def add_PartitionServiceServicer_to_server(servicer, server):
                     servicer.GetPinnedCounts,
                     request_deserializer=endure_dot_proto_dot_partition__pb2.InfoRequest.FromString,
                     response_serializer=endure_dot_proto_dot_partition__pb2.PinnedCountsResponse.SerializeToString,
+            ),
+            'ReadStream': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadStream,
+                    request_deserializer=endure_dot_proto_dot_partition__pb2.ReadStreamRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_partition__pb2.ReadStreamResponse.SerializeToString,
             ),
             'AwaitCompletion': grpc.unary_unary_rpc_method_handler(
                     servicer.AwaitCompletion,
@@ -448,6 +466,33 @@ class PartitionService:
             '/endure.internal.PartitionService/GetPinnedCounts',
             endure_dot_proto_dot_partition__pb2.InfoRequest.SerializeToString,
             endure_dot_proto_dot_partition__pb2.PinnedCountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/endure.internal.PartitionService/ReadStream',
+            endure_dot_proto_dot_partition__pb2.ReadStreamRequest.SerializeToString,
+            endure_dot_proto_dot_partition__pb2.ReadStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,6 +28,12 @@ class Priority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HIGH: _ClassVar[Priority]
     LOW: _ClassVar[Priority]
 
+class ChunkEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHUNK_BYTES: _ClassVar[ChunkEncoding]
+    CHUNK_TEXT: _ClassVar[ChunkEncoding]
+    CHUNK_JSON: _ClassVar[ChunkEncoding]
+
 class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STATUS_UNSPECIFIED: _ClassVar[Status]
@@ -53,6 +59,9 @@ WORKFLOW_SHARED: HandlerKind
 NORMAL: Priority
 HIGH: Priority
 LOW: Priority
+CHUNK_BYTES: ChunkEncoding
+CHUNK_TEXT: ChunkEncoding
+CHUNK_JSON: ChunkEncoding
 STATUS_UNSPECIFIED: Status
 PENDING: Status
 INBOXED: Status
@@ -116,6 +125,52 @@ class Caller(_message.Message):
     invocation_id: str
     entry_index: int
     def __init__(self, invocation_id: _Optional[str] = ..., entry_index: _Optional[int] = ...) -> None: ...
+
+class StreamChunk(_message.Message):
+    __slots__ = ("stream", "data", "encoding", "seq", "step", "try_token", "close")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TRY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    data: bytes
+    encoding: ChunkEncoding
+    seq: int
+    step: int
+    try_token: str
+    close: bool
+    def __init__(self, stream: _Optional[str] = ..., data: _Optional[bytes] = ..., encoding: _Optional[_Union[ChunkEncoding, str]] = ..., seq: _Optional[int] = ..., step: _Optional[int] = ..., try_token: _Optional[str] = ..., close: _Optional[bool] = ...) -> None: ...
+
+class StreamEvent(_message.Message):
+    __slots__ = ("stream", "offset", "data", "reset", "close", "encoding", "provisional", "step", "seq")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    PROVISIONAL_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    offset: int
+    data: bytes
+    reset: StreamReset
+    close: Void
+    encoding: ChunkEncoding
+    provisional: bool
+    step: int
+    seq: int
+    def __init__(self, stream: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., reset: _Optional[_Union[StreamReset, _Mapping]] = ..., close: _Optional[_Union[Void, _Mapping]] = ..., encoding: _Optional[_Union[ChunkEncoding, str]] = ..., provisional: _Optional[bool] = ..., step: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class StreamReset(_message.Message):
+    __slots__ = ("offsets",)
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    offsets: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, offsets: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RunEntry(_message.Message):
     __slots__ = ()
@@ -327,14 +382,24 @@ class Invoke(_message.Message):
     def __init__(self, invocation_id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., handler_kind: _Optional[_Union[HandlerKind, str]] = ..., input: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., execute_at_ms: _Optional[int] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., tenant: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class AppendEntry(_message.Message):
-    __slots__ = ("invocation_id", "index", "entry")
+    __slots__ = ("invocation_id", "index", "entry", "step_try_token")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ENTRY_FIELD_NUMBER: _ClassVar[int]
+    STEP_TRY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     index: int
     entry: JournalEntry
-    def __init__(self, invocation_id: _Optional[str] = ..., index: _Optional[int] = ..., entry: _Optional[_Union[JournalEntry, _Mapping]] = ...) -> None: ...
+    step_try_token: str
+    def __init__(self, invocation_id: _Optional[str] = ..., index: _Optional[int] = ..., entry: _Optional[_Union[JournalEntry, _Mapping]] = ..., step_try_token: _Optional[str] = ...) -> None: ...
+
+class StreamWrite(_message.Message):
+    __slots__ = ("invocation_id", "chunks")
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    chunks: _containers.RepeatedCompositeFieldContainer[StreamChunk]
+    def __init__(self, invocation_id: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[StreamChunk, _Mapping]]] = ...) -> None: ...
 
 class Completion(_message.Message):
     __slots__ = ("invocation_id", "entry_index", "value", "failure", "void")
@@ -471,7 +536,7 @@ class OutboxTruncate(_message.Message):
     def __init__(self, up_to: _Optional[int] = ...) -> None: ...
 
 class Envelope(_message.Message):
-    __slots__ = ("header", "invoke", "append_entry", "completion", "end", "suspend", "attempt_failed", "timer_fired", "cancel", "kill", "purge", "pause", "resume", "resolve_promise", "announce_leader", "outbox_truncate", "pin_deployment", "move_deployment")
+    __slots__ = ("header", "invoke", "append_entry", "completion", "end", "suspend", "attempt_failed", "timer_fired", "cancel", "kill", "purge", "pause", "resume", "resolve_promise", "announce_leader", "outbox_truncate", "pin_deployment", "move_deployment", "stream_write")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     INVOKE_FIELD_NUMBER: _ClassVar[int]
     APPEND_ENTRY_FIELD_NUMBER: _ClassVar[int]
@@ -490,6 +555,7 @@ class Envelope(_message.Message):
     OUTBOX_TRUNCATE_FIELD_NUMBER: _ClassVar[int]
     PIN_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     MOVE_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    STREAM_WRITE_FIELD_NUMBER: _ClassVar[int]
     header: Header
     invoke: Invoke
     append_entry: AppendEntry
@@ -508,10 +574,11 @@ class Envelope(_message.Message):
     outbox_truncate: OutboxTruncate
     pin_deployment: PinDeployment
     move_deployment: MoveDeployment
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., invoke: _Optional[_Union[Invoke, _Mapping]] = ..., append_entry: _Optional[_Union[AppendEntry, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., suspend: _Optional[_Union[Suspend, _Mapping]] = ..., attempt_failed: _Optional[_Union[AttemptFailed, _Mapping]] = ..., timer_fired: _Optional[_Union[TimerFired, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., kill: _Optional[_Union[Kill, _Mapping]] = ..., purge: _Optional[_Union[Purge, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., resolve_promise: _Optional[_Union[ResolvePromise, _Mapping]] = ..., announce_leader: _Optional[_Union[AnnounceLeader, _Mapping]] = ..., outbox_truncate: _Optional[_Union[OutboxTruncate, _Mapping]] = ..., pin_deployment: _Optional[_Union[PinDeployment, _Mapping]] = ..., move_deployment: _Optional[_Union[MoveDeployment, _Mapping]] = ...) -> None: ...
+    stream_write: StreamWrite
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., invoke: _Optional[_Union[Invoke, _Mapping]] = ..., append_entry: _Optional[_Union[AppendEntry, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., suspend: _Optional[_Union[Suspend, _Mapping]] = ..., attempt_failed: _Optional[_Union[AttemptFailed, _Mapping]] = ..., timer_fired: _Optional[_Union[TimerFired, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., kill: _Optional[_Union[Kill, _Mapping]] = ..., purge: _Optional[_Union[Purge, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., resolve_promise: _Optional[_Union[ResolvePromise, _Mapping]] = ..., announce_leader: _Optional[_Union[AnnounceLeader, _Mapping]] = ..., outbox_truncate: _Optional[_Union[OutboxTruncate, _Mapping]] = ..., pin_deployment: _Optional[_Union[PinDeployment, _Mapping]] = ..., move_deployment: _Optional[_Union[MoveDeployment, _Mapping]] = ..., stream_write: _Optional[_Union[StreamWrite, _Mapping]] = ...) -> None: ...
 
 class InvocationStatus(_message.Message):
-    __slots__ = ("invocation_id", "target", "handler_kind", "status", "tenant", "priority", "input", "idempotency_key", "caller", "created_at_ms", "modified_at_ms", "execute_at_ms", "attempts", "journal_length", "waiting_on", "last_failure", "value", "failure", "completed_at_ms", "retry_at_ms", "cancel_requested", "headers", "inbox_seq", "usage", "deployment", "first_deployment", "moves")
+    __slots__ = ("invocation_id", "target", "handler_kind", "status", "tenant", "priority", "input", "idempotency_key", "caller", "created_at_ms", "modified_at_ms", "execute_at_ms", "attempts", "journal_length", "waiting_on", "last_failure", "value", "failure", "completed_at_ms", "retry_at_ms", "cancel_requested", "headers", "inbox_seq", "usage", "deployment", "first_deployment", "moves", "has_streams")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -553,6 +620,7 @@ class InvocationStatus(_message.Message):
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     FIRST_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     MOVES_FIELD_NUMBER: _ClassVar[int]
+    HAS_STREAMS_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     target: Target
     handler_kind: HandlerKind
@@ -580,7 +648,8 @@ class InvocationStatus(_message.Message):
     deployment: DeploymentRef
     first_deployment: DeploymentRef
     moves: _containers.RepeatedCompositeFieldContainer[DeploymentMove]
-    def __init__(self, invocation_id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., handler_kind: _Optional[_Union[HandlerKind, str]] = ..., status: _Optional[_Union[Status, str]] = ..., tenant: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., input: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., created_at_ms: _Optional[int] = ..., modified_at_ms: _Optional[int] = ..., execute_at_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., journal_length: _Optional[int] = ..., waiting_on: _Optional[_Iterable[int]] = ..., last_failure: _Optional[_Union[Failure, _Mapping]] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., completed_at_ms: _Optional[int] = ..., retry_at_ms: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., inbox_seq: _Optional[int] = ..., usage: _Optional[_Mapping[str, float]] = ..., deployment: _Optional[_Union[DeploymentRef, _Mapping]] = ..., first_deployment: _Optional[_Union[DeploymentRef, _Mapping]] = ..., moves: _Optional[_Iterable[_Union[DeploymentMove, _Mapping]]] = ...) -> None: ...
+    has_streams: bool
+    def __init__(self, invocation_id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., handler_kind: _Optional[_Union[HandlerKind, str]] = ..., status: _Optional[_Union[Status, str]] = ..., tenant: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., input: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., created_at_ms: _Optional[int] = ..., modified_at_ms: _Optional[int] = ..., execute_at_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., journal_length: _Optional[int] = ..., waiting_on: _Optional[_Iterable[int]] = ..., last_failure: _Optional[_Union[Failure, _Mapping]] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., completed_at_ms: _Optional[int] = ..., retry_at_ms: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., inbox_seq: _Optional[int] = ..., usage: _Optional[_Mapping[str, float]] = ..., deployment: _Optional[_Union[DeploymentRef, _Mapping]] = ..., first_deployment: _Optional[_Union[DeploymentRef, _Mapping]] = ..., moves: _Optional[_Iterable[_Union[DeploymentMove, _Mapping]]] = ..., has_streams: _Optional[bool] = ...) -> None: ...
 
 class UsageRow(_message.Message):
     __slots__ = ("counters",)
@@ -620,6 +689,38 @@ class Promise(_message.Message):
     failure: Failure
     waiters: _containers.RepeatedCompositeFieldContainer[Caller]
     def __init__(self, value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., waiters: _Optional[_Iterable[_Union[Caller, _Mapping]]] = ...) -> None: ...
+
+class StreamState(_message.Message):
+    __slots__ = ("next_offset", "handler_writes", "open", "closed")
+    NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_WRITES_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_FIELD_NUMBER: _ClassVar[int]
+    next_offset: int
+    handler_writes: int
+    open: _containers.RepeatedCompositeFieldContainer[OpenStep]
+    closed: bool
+    def __init__(self, next_offset: _Optional[int] = ..., handler_writes: _Optional[int] = ..., open: _Optional[_Iterable[_Union[OpenStep, _Mapping]]] = ..., closed: _Optional[bool] = ...) -> None: ...
+
+class OpenStep(_message.Message):
+    __slots__ = ("step", "try_token", "offsets")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TRY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    try_token: str
+    offsets: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, step: _Optional[int] = ..., try_token: _Optional[str] = ..., offsets: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class StreamTotals(_message.Message):
+    __slots__ = ("events", "bytes", "last_seq")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    events: int
+    bytes: int
+    last_seq: int
+    def __init__(self, events: _Optional[int] = ..., bytes: _Optional[int] = ..., last_seq: _Optional[int] = ...) -> None: ...
 
 class OutboxMessage(_message.Message):
     __slots__ = ("sequence", "partition", "envelope")

@@ -90,16 +90,18 @@ class StoredDeployment(_message.Message):
     def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., order: _Optional[int] = ..., draining: _Optional[bool] = ..., registered_at_ms: _Optional[int] = ..., promoted_at_ms: _Optional[int] = ...) -> None: ...
 
 class EntryFrame(_message.Message):
-    __slots__ = ("invocation_id", "attempt", "index", "entry")
+    __slots__ = ("invocation_id", "attempt", "index", "entry", "step_try_token")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ENTRY_FIELD_NUMBER: _ClassVar[int]
+    STEP_TRY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     attempt: int
     index: int
     entry: _records_pb2.JournalEntry
-    def __init__(self, invocation_id: _Optional[str] = ..., attempt: _Optional[int] = ..., index: _Optional[int] = ..., entry: _Optional[_Union[_records_pb2.JournalEntry, _Mapping]] = ...) -> None: ...
+    step_try_token: str
+    def __init__(self, invocation_id: _Optional[str] = ..., attempt: _Optional[int] = ..., index: _Optional[int] = ..., entry: _Optional[_Union[_records_pb2.JournalEntry, _Mapping]] = ..., step_try_token: _Optional[str] = ...) -> None: ...
 
 class SuspendFrame(_message.Message):
     __slots__ = ("invocation_id", "attempt", "waiting_on")
@@ -145,8 +147,18 @@ class ReleaseFrame(_message.Message):
     reason: str
     def __init__(self, invocation_id: _Optional[str] = ..., attempt: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class StreamFrame(_message.Message):
+    __slots__ = ("invocation_id", "attempt", "chunks")
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    attempt: int
+    chunks: _containers.RepeatedCompositeFieldContainer[_records_pb2.StreamChunk]
+    def __init__(self, invocation_id: _Optional[str] = ..., attempt: _Optional[int] = ..., chunks: _Optional[_Iterable[_Union[_records_pb2.StreamChunk, _Mapping]]] = ...) -> None: ...
+
 class WorkerFrame(_message.Message):
-    __slots__ = ("register", "entry", "suspend", "end", "fail", "drain", "release")
+    __slots__ = ("register", "entry", "suspend", "end", "fail", "drain", "release", "stream")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     ENTRY_FIELD_NUMBER: _ClassVar[int]
     SUSPEND_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +166,7 @@ class WorkerFrame(_message.Message):
     FAIL_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
     register: Register
     entry: EntryFrame
     suspend: SuspendFrame
@@ -161,7 +174,8 @@ class WorkerFrame(_message.Message):
     fail: FailFrame
     drain: DrainFrame
     release: ReleaseFrame
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., entry: _Optional[_Union[EntryFrame, _Mapping]] = ..., suspend: _Optional[_Union[SuspendFrame, _Mapping]] = ..., end: _Optional[_Union[EndFrame, _Mapping]] = ..., fail: _Optional[_Union[FailFrame, _Mapping]] = ..., drain: _Optional[_Union[DrainFrame, _Mapping]] = ..., release: _Optional[_Union[ReleaseFrame, _Mapping]] = ...) -> None: ...
+    stream: StreamFrame
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., entry: _Optional[_Union[EntryFrame, _Mapping]] = ..., suspend: _Optional[_Union[SuspendFrame, _Mapping]] = ..., end: _Optional[_Union[EndFrame, _Mapping]] = ..., fail: _Optional[_Union[FailFrame, _Mapping]] = ..., drain: _Optional[_Union[DrainFrame, _Mapping]] = ..., release: _Optional[_Union[ReleaseFrame, _Mapping]] = ..., stream: _Optional[_Union[StreamFrame, _Mapping]] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
     __slots__ = ("frames",)
@@ -178,7 +192,7 @@ class StateEntry(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
 
 class StartFrame(_message.Message):
-    __slots__ = ("invocation_id", "attempt", "target", "handler_kind", "input", "journal", "state", "state_complete", "tenant", "cancelled", "headers")
+    __slots__ = ("invocation_id", "attempt", "target", "handler_kind", "input", "journal", "state", "state_complete", "tenant", "cancelled", "headers", "stream_writes", "stream_limits", "stream_bytes", "stream_events")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +200,13 @@ class StartFrame(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class StreamWritesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +218,10 @@ class StartFrame(_message.Message):
     TENANT_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
+    STREAM_WRITES_FIELD_NUMBER: _ClassVar[int]
+    STREAM_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    STREAM_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STREAM_EVENTS_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     attempt: int
     target: _records_pb2.Target
@@ -208,7 +233,23 @@ class StartFrame(_message.Message):
     tenant: str
     cancelled: bool
     headers: _containers.ScalarMap[str, str]
-    def __init__(self, invocation_id: _Optional[str] = ..., attempt: _Optional[int] = ..., target: _Optional[_Union[_records_pb2.Target, _Mapping]] = ..., handler_kind: _Optional[_Union[_records_pb2.HandlerKind, str]] = ..., input: _Optional[bytes] = ..., journal: _Optional[_Iterable[_Union[_records_pb2.JournalEntry, _Mapping]]] = ..., state: _Optional[_Iterable[_Union[StateEntry, _Mapping]]] = ..., state_complete: _Optional[bool] = ..., tenant: _Optional[str] = ..., cancelled: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    stream_writes: _containers.ScalarMap[str, int]
+    stream_limits: StreamLimits
+    stream_bytes: int
+    stream_events: int
+    def __init__(self, invocation_id: _Optional[str] = ..., attempt: _Optional[int] = ..., target: _Optional[_Union[_records_pb2.Target, _Mapping]] = ..., handler_kind: _Optional[_Union[_records_pb2.HandlerKind, str]] = ..., input: _Optional[bytes] = ..., journal: _Optional[_Iterable[_Union[_records_pb2.JournalEntry, _Mapping]]] = ..., state: _Optional[_Iterable[_Union[StateEntry, _Mapping]]] = ..., state_complete: _Optional[bool] = ..., tenant: _Optional[str] = ..., cancelled: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., stream_writes: _Optional[_Mapping[str, int]] = ..., stream_limits: _Optional[_Union[StreamLimits, _Mapping]] = ..., stream_bytes: _Optional[int] = ..., stream_events: _Optional[int] = ...) -> None: ...
+
+class StreamLimits(_message.Message):
+    __slots__ = ("max_chunk_bytes", "max_bytes", "max_events", "max_chunks_per_s")
+    MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHUNKS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    max_chunk_bytes: int
+    max_bytes: int
+    max_events: int
+    max_chunks_per_s: int
+    def __init__(self, max_chunk_bytes: _Optional[int] = ..., max_bytes: _Optional[int] = ..., max_events: _Optional[int] = ..., max_chunks_per_s: _Optional[int] = ...) -> None: ...
 
 class AckFrame(_message.Message):
     __slots__ = ("invocation_id", "attempt", "index")

@@ -78,4 +78,12 @@ class InvocationCompleted:
     status: pb.InvocationStatus
 
 
-Effect = StartInvocation | CompleteEntry | CancelAttempt | AbortAttempt | ArmTimer | DeliverOutbox | InvocationCompleted
+@dataclass(frozen=True, slots=True)
+class StreamAppended:
+    """Wake the subscribers of this invocation's streams: events up to `seq` are durable."""
+
+    invocation_id: str
+    seq: int
+
+
+Effect = StreamAppended | StartInvocation | CompleteEntry | CancelAttempt | AbortAttempt | ArmTimer | DeliverOutbox | InvocationCompleted

@@ -30,6 +30,9 @@ USAGE = b"u/"
 RUNNING = b"r/"  # index of RUNNING invocations: what a new leader must restart, without a full scan
 FAILED_ATTEMPTS = b"f/"  # failed attempts of an invocation: what its retry policy counts
 PINNED = b"k/"  # index of unfinished invocations by the deployment version they are pinned to
+STREAM_EVENT = b"c/"  # an invocation's stream events, by their position among all its events
+STREAM_STATE = b"n/"  # per invocation and stream: next offset, handler writes, open steps
+STREAM_TOTALS = b"v/"  # per invocation: events and bytes of all its streams
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -71,6 +74,26 @@ def parse_pinned(raw_key: bytes) -> tuple[str, str]:
     rest = raw_key[len(PINNED) :]
     (length,) = _U16.unpack(rest[:2])
     return rest[2 : 2 + length].decode(), rest[2 + length :].decode()
+
+
+def stream_events_prefix(invocation_id: str) -> bytes:
+    return STREAM_EVENT + part(invocation_id)
+
+
+def stream_event(invocation_id: str, seq: int) -> bytes:
+    return stream_events_prefix(invocation_id) + _U64.pack(seq)
+
+
+def stream_state_prefix(invocation_id: str) -> bytes:
+    return STREAM_STATE + part(invocation_id)
+
+
+def stream_state(invocation_id: str, stream: str) -> bytes:
+    return stream_state_prefix(invocation_id) + part(stream)
+
+
+def stream_totals(invocation_id: str) -> bytes:
+    return STREAM_TOTALS + invocation_id.encode()
 
 
 def failed_attempts(invocation_id: str) -> bytes:

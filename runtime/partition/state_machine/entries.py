@@ -21,6 +21,7 @@ from endure.runtime.partition.state_machine.shared import (
     outbox,
     save_status,
 )
+from endure.runtime.partition.state_machine.streams import step_journaled
 from endure.runtime.partition.store import Transaction
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ def on_append_entry(sm: StateMachine, tx: Transaction, rec: pb.AppendEntry, now:
     sm.metering.meter(status, now, usage)
     tx.put_proto(keys.journal(rec.invocation_id, rec.index), entry)
     save_status(tx, status, now)
+    if kind == "run" and status.has_streams:
+        step_journaled(tx, status, rec.index + 1, rec.step_try_token, effects)
     if completed_now:
         effects.append(CompleteEntry(rec.invocation_id, rec.index, entry))
 

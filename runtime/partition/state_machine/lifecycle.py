@@ -21,6 +21,7 @@ from endure.runtime.partition.state_machine.shared import (
     save_status,
     start,
 )
+from endure.runtime.partition.state_machine.streams import invocation_ended
 from endure.runtime.partition.store import Transaction
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ def finish(sm: StateMachine, tx: Transaction, status: pb.InvocationStatus, final
     status.completed_at_ms = now
     status.waiting_on[:] = []
     unpin(tx, status)
+    invocation_ended(tx, status, effects)
     save_status(tx, status, now)
     effects.append(InvocationCompleted(status.invocation_id, status))
     if status.HasField("caller") and status.caller.invocation_id:

@@ -25,6 +25,7 @@ from endure.runtime.partition.state_machine import (
     lifecycle,
     operator,
     promises,
+    streams,
     timers,
 )
 from endure.runtime.partition.state_machine.metering import Metering
@@ -54,6 +55,7 @@ HANDLERS: Mapping[str, Handler] = {
     "outbox_truncate": leadership.on_outbox_truncate,
     "pin_deployment": deployments.on_pin_deployment,
     "move_deployment": deployments.on_move_deployment,
+    "stream_write": streams.on_stream_write,
 }
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from endure.proto import ids
 from endure.proto import records_pb2 as pb
+from endure.proto.streams import StreamLimits
 from endure.runtime.partition import keys
 from endure.runtime.partition.effects import ArmTimer, DeliverOutbox, Effect, StartInvocation
 from endure.runtime.partition.store import Transaction
@@ -34,6 +35,7 @@ class StateMachineConfig:
     partition: int
     partitions: int
     retention_ms: int = 24 * 3600 * 1000  # how long completed invocations (and idempotency hits) are kept
+    stream_limits: StreamLimits = StreamLimits()
 
 
 def read_u64(tx: Transaction, key: bytes) -> int:

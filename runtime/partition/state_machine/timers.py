@@ -10,6 +10,7 @@ from endure.runtime.partition.effects import Effect
 from endure.runtime.partition.state_machine.object_state import admit
 from endure.runtime.partition.state_machine.promises import complete
 from endure.runtime.partition.state_machine.shared import FINAL, start
+from endure.runtime.partition.state_machine.streams import purge_streams
 from endure.runtime.partition.store import Transaction
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ def purge(tx: Transaction, status: pb.InvocationStatus) -> None:
     inv = status.invocation_id
     tx.delete(keys.status(inv))
     tx.delete(keys.failed_attempts(inv))
+    purge_streams(tx, status)
     for index in range(status.journal_length):
         tx.delete(keys.journal(inv, index))
     t = status.target
