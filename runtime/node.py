@@ -44,7 +44,7 @@ from endure.runtime.invoker.session import SessionOverflow
 from endure.runtime.log import MetadataStore, NodeLog, VersionMismatch
 from endure.runtime.metrics import NodeMetrics
 from endure.runtime.partition.api import LocalPartition, Partition, local_partitions
-from endure.runtime.partition.effects import Effect, InvocationCompleted
+from endure.runtime.partition.effects import Effect, InvocationCompleted, StreamAppended
 from endure.runtime.partition.processor import PartitionProcessor
 from endure.runtime.partition.remote import SERVICE_NAME as PARTITION_SERVICE
 from endure.runtime.partition.remote import PartitionServicer
@@ -94,7 +94,10 @@ class _Effects:
         for effect in effects:
             if isinstance(effect, InvocationCompleted):
                 self.waiters.complete(effect.invocation_id, effect.status)
+                self.waiters.streams.wake(effect.invocation_id)  # its subscribers read the end
                 self.metrics.observe_finished(effect.status)
+            elif isinstance(effect, StreamAppended):
+                self.waiters.streams.wake(effect.invocation_id)
             else:
                 rest.append(effect)
         if rest and self.invoker is not None:

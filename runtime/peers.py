@@ -22,7 +22,7 @@ from typing import TypeVar
 import grpc
 
 from endure.proto import records_pb2 as pb
-from endure.runtime.partition.api import InvocationFilter, PartitionInfo, UsageRecord
+from endure.runtime.partition.api import InvocationFilter, PartitionInfo, StreamRead, UsageRecord
 from endure.runtime.partition.remote import PartitionUnavailable, RemotePartition
 from endure.runtime.placement import read_endpoint
 
@@ -142,6 +142,9 @@ class PeerPartition:
 
     async def get_pinned_counts(self) -> dict[str, int]:
         return await self._read(lambda part: part.get_pinned_counts())
+
+    async def read_stream(self, invocation_id: str, after_seq: int, limit: int, wait_s: float = 0.0) -> StreamRead:
+        return await self._read(lambda part: part.read_stream(invocation_id, after_seq, limit, wait_s))
 
     async def await_completion(self, invocation_id: str, applied_lsn: int = 0) -> pb.InvocationStatus | None:
         # A wait changes nothing, so after a restart of the owner it is asked again like any read.

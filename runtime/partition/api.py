@@ -29,8 +29,8 @@ from endure.runtime.partition.waiters import CompletionWaiters
 if TYPE_CHECKING:
     from endure.runtime.partition.processor import PartitionProcessor
 
-__all__ = ["InvocationFilter", "LocalPartition", "Partition", "PartitionInfo", "SegmentInfo", "UsageRecord",
-           "add_usage", "local_partitions"]
+__all__ = ["MAX_STREAM_READ", "InvocationFilter", "LocalPartition", "Partition", "PartitionInfo", "SegmentInfo",
+           "StreamRead", "UsageRecord", "add_usage", "local_partitions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,19 @@ class InvocationFilter:
                 and (not self.tenant or s.tenant == self.tenant)
                 and (not self.created_after_ms or s.created_at_ms >= self.created_after_ms)
                 and (not self.created_before_ms or s.created_at_ms < self.created_before_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRead:
+    """Stream events of one invocation after a position. `finished`: it is final and nothing
+    follows these events; `found`: it exists."""
+
+    events: tuple[pb.StreamEvent, ...]
+    found: bool
+    finished: bool
+
+
+MAX_STREAM_READ = 1000  # events in one read
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +137,12 @@ class Partition(Protocol):
 
     async def get_pinned_counts(self) -> dict[str, int]:
         """Unfinished invocations pinned to each deployment version ("id@version")."""
+        ...
+
+    async def read_stream(self, invocation_id: str, after_seq: int, limit: int, wait_s: float = 0.0) -> StreamRead:
+        """Up to limit (at most MAX_STREAM_READ) stream events of the invocation with seq > after_seq,
+        every stream, in order. With wait_s, waits up to that long for the first one (or the end)
+        when there is none yet. TooManyWaiters when the owner holds as many subscribers as it may."""
         ...
 
     async def await_completion(self, invocation_id: str, applied_lsn: int = 0) -> pb.InvocationStatus | None:
@@ -214,6 +233,41 @@ class LocalPartition:
             found = self._store.status(keys.parse_pinned(raw_key)[1])
             if found is not None:
                 yield found
+
+    async def read_stream(self, invocation_id: str, after_seq: int, limit: int, wait_s: float = 0.0) -> StreamRead:
+        limit = max(1, min(limit, MAX_STREAM_READ))
+        status = self.status(invocation_id)
+        if status is None:
+            status = await self.get_status(invocation_id)  # appended, maybe not applied yet
+            if status is None:
+                return StreamRead((), False, False)
+        fut = self._waiters.streams.register(invocation_id) if wait_s else None  # before the read: none slips by
+        try:
+            read = self._read_stream(invocation_id, after_seq, limit)
+            if read.events or read.finished or fut is None:
+                return read
+            try:
+                async with asyncio.timeout(wait_s):
+                    await fut
+            except TimeoutError:
+                return read
+            return self._read_stream(invocation_id, after_seq, limit)
+        finally:
+            if fut is not None:
+                self._waiters.streams.unregister(invocation_id, fut)
+
+    def _read_stream(self, invocation_id: str, after_seq: int, limit: int) -> StreamRead:
+        status = self._store.status(invocation_id)
+        if status is None:
+            return StreamRead((), False, False)
+        final = status.status in FINAL  # read before the events: an end after them is seen next time
+        events = []
+        start = keys.stream_event(invocation_id, after_seq + 1)
+        for _, raw in self._store.scan(keys.stream_events_prefix(invocation_id), start=start, limit=limit):
+            event = pb.StreamEvent()
+            event.ParseFromString(raw)
+            events.append(event)
+        return StreamRead(tuple(events), True, final and len(events) < limit)
 
     async def get_pinned_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

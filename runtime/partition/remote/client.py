@@ -15,8 +15,10 @@ from endure.proto import partition_pb2_grpc as ppb_grpc
 from endure.proto import records_pb2 as pb
 from endure.runtime.log import LogFull
 from endure.runtime.partition.api import (
+    MAX_STREAM_READ,
     InvocationFilter,
     PartitionInfo,
+    StreamRead,
     UsageRecord,
 )
 from endure.runtime.partition.remote.wire import (
@@ -227,6 +229,17 @@ class RemotePartition:
     async def get_pinned_counts(self) -> dict[str, int]:
         r = await self._call(self._stub.GetPinnedCounts, ppb.InfoRequest(partition=self._partition))
         return dict(r.counts)
+
+    async def read_stream(self, invocation_id: str, after_seq: int, limit: int, wait_s: float = 0.0) -> StreamRead:
+        request = ppb.ReadStreamRequest(partition=self._partition, invocation_id=invocation_id, after_seq=after_seq,
+                                        limit=max(1, min(limit, MAX_STREAM_READ)), wait_ms=int(wait_s * 1000))
+        try:
+            r = await self._stub.ReadStream(request, timeout=self._timeout + wait_s, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise TooManyWaiters(exc.details() or "too many subscribers are waiting") from exc
+            raise self._error(exc) from exc
+        return StreamRead(tuple(r.events), r.found, r.finished)
 
     # ------------------------------------------------------------------ waiting for an end
 

@@ -11,6 +11,7 @@ from endure.proto import partition_pb2 as ppb
 from endure.proto import partition_pb2_grpc as ppb_grpc
 from endure.runtime.log import LogClosedError, LogFull, LogletFailedError, LogUnavailable
 from endure.runtime.partition.api import (
+    MAX_STREAM_READ,
     LocalPartition,
 )
 from endure.runtime.partition.remote.wire import (
@@ -24,6 +25,9 @@ from endure.runtime.partition.remote.wire import (
 from endure.runtime.partition.waiters import TooManyWaiters
 
 # ---------------------------------------------------------------------------------------- the server
+
+
+_MAX_STREAM_WAIT_MS = 60_000  # a long poll answers within a minute at most
 
 
 class PartitionServicer(ppb_grpc.PartitionServiceServicer):
@@ -111,6 +115,22 @@ class PartitionServicer(ppb_grpc.PartitionServiceServicer):
                               context: grpc.aio.ServicerContext) -> ppb.PinnedCountsResponse:
         part = await self._owned(request.partition, context)
         return ppb.PinnedCountsResponse(counts=await part.get_pinned_counts())
+
+    async def ReadStream(self, request: ppb.ReadStreamRequest,
+                         context: grpc.aio.ServicerContext) -> ppb.ReadStreamResponse:
+        part = await self._owned(request.partition, context)
+        if not 1 <= request.limit <= MAX_STREAM_READ:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         f"stream read limit must be 1 to {MAX_STREAM_READ}, got {request.limit}")
+        if request.wait_ms > _MAX_STREAM_WAIT_MS:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         f"wait_ms is at most {_MAX_STREAM_WAIT_MS}, got {request.wait_ms}")
+        try:
+            read = await part.read_stream(request.invocation_id, request.after_seq, request.limit,
+                                          request.wait_ms / 1000)
+        except TooManyWaiters as exc:
+            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        return ppb.ReadStreamResponse(events=read.events, found=read.found, finished=read.finished)
 
     async def AwaitCompletion(self, request: ppb.AwaitCompletionRequest,
                               context: grpc.aio.ServicerContext) -> ppb.StatusResponse:
