@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from endure.proto.streams import StreamLimits
+
 
 class ConfigError(Exception):
     """The configuration is invalid; the message says which setting and why."""
@@ -98,6 +100,10 @@ class NodeConfig(BaseModel):
     max_queued: int = Field(default=200_000, ge=1, description="runnable invocations waiting for a worker, node-wide; "
                             "beyond it the ingress answers RESOURCE_EXHAUSTED")
     eager_state_bytes: int = Field(default=1 << 20, ge=0)
+    stream_max_chunk_bytes: int = Field(default=64 << 10, ge=16, le=1 << 20, description="one stream chunk")
+    stream_max_bytes: int = Field(default=16 << 20, ge=1024, description="all stream chunks of one invocation")
+    stream_max_events: int = Field(default=100_000, ge=10, description="stream events of one invocation")
+    stream_max_chunks_per_s: int = Field(default=50_000, ge=1, description="stream writes per second of one invocation")
     metrics: str | None = Field(default="127.0.0.1:9464", description="Prometheus HTTP endpoint; none = off")
     auth: bool = Field(default=False, description="require API keys; off = every request is tenant 'default'")
     admin_token_sha256: str | None = Field(default=None, description="hex sha256 of the admin API's bearer token")
@@ -184,3 +190,8 @@ def load_config(file: Path | None = None, overrides: dict[str, Any] | None = Non
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+def stream_limits(cfg: NodeConfig) -> StreamLimits:
+    return StreamLimits(cfg.stream_max_chunk_bytes, cfg.stream_max_bytes, cfg.stream_max_events,
+                        cfg.stream_max_chunks_per_s)

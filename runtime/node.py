@@ -31,7 +31,7 @@ from endure.runtime.cluster.controller import Controller
 from endure.runtime.cluster.leadership import Leadership
 from endure.runtime.cluster.membership import Membership
 from endure.runtime.cluster.partition_table import UNASSIGNED
-from endure.runtime.config import ConfigError, LimitConfig, NodeConfig
+from endure.runtime.config import ConfigError, LimitConfig, NodeConfig, stream_limits
 from endure.runtime.data_format import open_data_dir
 from endure.runtime.datadir import DataDirLock, DataDirLocked
 from endure.runtime.ingress.service import IngressService
@@ -175,14 +175,15 @@ class Node:
         node_name = cfg.node_name if cfg.nodes == 1 or cfg.node_name != "node-0" else f"node-{cfg.node_id}"
         for p in self.placement.owned(cfg.node_id):
             store = PartitionStore(self.dir / "partitions" / f"p{p}")
-            machine = StateMachine(StateMachineConfig(p, cfg.partitions, int(cfg.retention_s * 1000)))
+            machine = StateMachine(StateMachineConfig(p, cfg.partitions, int(cfg.retention_s * 1000),
+                                                    stream_limits(cfg)))
             # Outbox messages go to their partition through self.all_partitions, looked up at delivery
             # time: it is built after the processors.
             self.processors[p] = PartitionProcessor(p, self.log.log(p), store, machine, effects,
                                                     lambda target: self.all_partitions[target], node=node_name)
         self.partitions = local_partitions(self.processors.values(), waiters)  # the one way into them
         self._connect_peers()
-        self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
+        self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes, stream_limits=stream_limits(cfg),
                                                                            max_queued=cfg.max_queued),
                                limits)
         effects.invoker = self.invoker
@@ -365,7 +366,7 @@ class Node:
         await limits_store.load()
         self.waiters = CompletionWaiters(cfg.max_waiting_calls)
         self._effects = _Effects(self.waiters, self.metrics)
-        self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
+        self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes, stream_limits=stream_limits(cfg),
                                                                            max_queued=cfg.max_queued,
                                                                            ack_after_apply=True), limits)
         self._effects.invoker = self.invoker
@@ -407,7 +408,8 @@ class Node:
         except BaseException:
             store.close()
             raise
-        machine = StateMachine(StateMachineConfig(p, cfg.partitions, int(cfg.retention_s * 1000)))
+        machine = StateMachine(StateMachineConfig(p, cfg.partitions, int(cfg.retention_s * 1000),
+                                                    stream_limits(cfg)))
         processor = PartitionProcessor(p, vlog, store, machine, self._effects,
                                        lambda target: self.all_partitions[target],
                                        node=f"node-{cfg.cluster.node_id}", epoch=epoch)

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import TypeVar
 
 import grpc
@@ -21,12 +21,13 @@ from endure.proto import ids, journal, routing
 from endure.proto import ingress_pb2 as ipb
 from endure.proto import ingress_pb2_grpc as ipb_grpc
 from endure.proto import records_pb2 as pb
+from endure.proto.streams import InvalidStreamName, check_name
 from endure.runtime.auth import TenantResolver, Unauthenticated
 from endure.runtime.ingress.json_value import InvalidJsonValue, json_to_value, value_to_json
 from endure.runtime.invoker.limits import Limits
 from endure.runtime.invoker.registry import HandlerInfo, ServiceRegistry
 from endure.runtime.log import LogFull, LogUnavailable
-from endure.runtime.partition.api import Partition
+from endure.runtime.partition.api import MAX_STREAM_READ, Partition
 from endure.runtime.partition.remote import PartitionNotOwned, PartitionUnavailable
 from endure.runtime.partition.state_machine import FINAL
 from endure.runtime.partition.waiters import TooManyWaiters
@@ -34,6 +35,7 @@ from endure.runtime.placement import Routes
 
 T = TypeVar("T")
 _MOVE_WAIT_S = 5.0  # how long a request follows a partition whose leadership is moving
+_FOLLOW_POLL_S = 20.0  # a follower's wait for the next stream events before it reads again
 
 log = logging.getLogger("endure.ingress")
 
@@ -424,6 +426,93 @@ class IngressService(ipb_grpc.IngressServicer):
     async def Kill(self, request: ipb.InvocationRequest, context: grpc.aio.ServicerContext) -> ipb.Ack:  # noqa: N802
         return await self._guard(context, self._operator(request, context,  # type: ignore[return-value]
                                                          pb.Envelope(kill=pb.Kill()), "Kill"))
+
+    # ------------------------------------------------------------------ streams
+
+    async def CallStream(self, request: ipb.CallRequest,  # noqa: N802
+                         context: grpc.aio.ServicerContext) -> AsyncIterator[ipb.StreamMessage]:
+        async def start() -> tuple[str, int, str]:
+            tenant = self.tenant(context)
+            self._trace_context(request, context)
+            record, partition = self._invoke(request, tenant, workflow_run=None)
+            self._count(partition, "CallStream")
+            await self._append(partition, pb.Envelope(invoke=record))
+            return record.invocation_id, partition, tenant
+
+        started = await self._guard(context, start())
+        inv, partition, _ = started  # type: ignore[misc]
+        async for message in self._guard_stream(context, self._follow(inv, partition, "", {})):
+            yield message
+
+    async def Subscribe(self, request: ipb.SubscribeRequest,  # noqa: N802
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[ipb.StreamMessage]:
+        async def locate() -> tuple[int, dict[str, int]]:
+            partition, _ = await self._locate(request.invocation_id, self.tenant(context), "Subscribe")
+            try:
+                names = [request.stream] if request.stream else list(request.from_offsets)
+                for name in names:
+                    check_name(name)
+            except InvalidStreamName as exc:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+            offsets = {request.stream: request.from_offset} if request.stream else dict(request.from_offsets)
+            return partition, offsets
+
+        located = await self._guard(context, locate())
+        partition, offsets = located  # type: ignore[misc]
+        async for message in self._guard_stream(context, self._follow(request.invocation_id, partition,
+                                                                       request.stream, offsets)):
+            yield message
+
+    async def _guard_stream(self, context: grpc.aio.ServicerContext,
+                            messages: AsyncIterator[ipb.StreamMessage]) -> AsyncIterator[ipb.StreamMessage]:
+        """`_guard` for a server stream: an error ends it with its status."""
+        try:
+            async for message in messages:
+                yield message
+        except RequestError as exc:
+            await context.abort(exc.code, str(exc))
+        except (PartitionUnavailable, PartitionNotOwned, LogUnavailable) as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+
+    async def _follow(self, inv: str, partition: int, stream: str,
+                      from_offsets: Mapping[str, int]) -> AsyncIterator[ipb.StreamMessage]:
+        """The invocation's stream events (one stream, or every one with stream ""), each from its
+        offset in from_offsets, as they are made durable; then its output. Reads come from the
+        durable store at the subscriber's own pace (the handler never waits for a subscriber), and
+        this ingress holds a bounded number of followers."""
+        if self._waiting >= self._max_waiting:
+            self.rejected += 1
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"{self._waiting} clients are already waiting (limit {self._max_waiting})")
+        self._waiting += 1
+        try:
+            after = 0
+            while True:
+                try:
+                    read = await self._on(partition, lambda part, after=after: part.read_stream(
+                        inv, after, MAX_STREAM_READ, _FOLLOW_POLL_S))
+                except TooManyWaiters as exc:
+                    self.rejected += 1
+                    raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
+                if not read.found:
+                    raise RequestError(grpc.StatusCode.NOT_FOUND, f"no invocation {inv}")
+                if read.events:
+                    after = read.events[-1].seq
+                events = [e for e in read.events
+                          if (not stream or e.stream == stream) and e.offset >= from_offsets.get(e.stream, 0)]
+                if events:
+                    yield ipb.StreamMessage(invocation_id=inv, events=events)
+                if stream and any(e.HasField("close") for e in events):
+                    yield ipb.StreamMessage(invocation_id=inv, closed=True)
+                    return
+                if read.finished:
+                    status = await self._on(partition, lambda part: part.get_status(inv))
+                    if status is None:  # purged since
+                        raise RequestError(grpc.StatusCode.NOT_FOUND, f"no invocation {inv}")
+                    yield ipb.StreamMessage(invocation_id=inv, output=_output(status))
+                    return
+        finally:
+            self._waiting -= 1
 
     async def GetRoutes(self, request: ipb.RoutesRequest, context: grpc.aio.ServicerContext) -> ipb.Routes:  # noqa: N802
         async def get() -> ipb.Routes:

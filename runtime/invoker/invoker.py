@@ -22,12 +22,13 @@ import itertools
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from endure.proto import records_pb2 as pb
 from endure.proto import worker_pb2 as wpb
 from endure.proto.deployments import parse_ref, ref_text
 from endure.proto.journal import copy_result
+from endure.proto.streams import StreamLimits
 from endure.runtime.invoker.attempts import ON_WORKER, AttemptState, IllegalTransition, InvocationMachine
 from endure.runtime.invoker.limits import Limits
 from endure.runtime.invoker.registry import ServiceRegistry
@@ -60,6 +61,7 @@ class InvokerConfig:
     # another node may lead the partition meanwhile (cluster mode): a record a deposed leader
     # appended is durable but ignored on apply, so acking it at append would be a false promise.
     ack_after_apply: bool = False
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)  # told to workers with each start
 
 
 class Invoker:
@@ -81,6 +83,7 @@ class Invoker:
         self._tasks: set[asyncio.Task[object]] = set()
         self._lost_backoff = Backoff(self.config.lost_worker_backoff_s, 2.0, _LOST_MAX_INTERVAL_S,
                                      jitter=_LOST_JITTER)
+        self._stream_limits = self.config.stream_limits.to_proto()
         self.stats = {"started": 0, "ended": 0, "suspended": 0, "failed": 0, "lost": 0, "released": 0}
 
     # ------------------------------------------------------------------ views
@@ -373,8 +376,12 @@ class Invoker:
             state_complete=True,
         )
         start.headers.update(status.headers)
+        start.stream_limits.CopyFrom(self._stream_limits)
         if status.journal_length:  # a first attempt has no journal to read
             start.journal.extend(partition.journal(item.invocation_id))
+        if status.has_streams:  # what earlier attempts wrote: a replay skips it, the limits count it
+            writes, start.stream_bytes, start.stream_events = partition.stream_progress(item.invocation_id)
+            start.stream_writes.update(writes)
         if status.handler_kind != pb.SERVICE:
             budget = self.config.eager_state_bytes
             for name, value in partition.object_state(status.tenant, status.target.service, status.target.key):
@@ -506,6 +513,8 @@ class Invoker:
                 envs.append(pb.Envelope(attempt_failed=failed))
                 self.stats["failed"] += 1
                 self._end_attempt(attempt)
+            elif kind == "stream":
+                envs.append(pb.Envelope(stream_write=pb.StreamWrite(invocation_id=inv, chunks=body.chunks)))
             elif kind == "release":
                 log.info("worker %s released %s (%s)", session.name, inv, body.reason)
                 self.stats["released"] += 1
@@ -547,7 +556,7 @@ class Invoker:
                 if info is not None and info.keyed and not call.target.key:
                     call.handler_kind = pb.HANDLER_KIND_UNSPECIFIED  # a keyed handler needs a key
         return pb.Envelope(append_entry=pb.AppendEntry(invocation_id=frame.invocation_id, index=frame.index,
-                                                        entry=entry))
+                                                        entry=entry, step_try_token=frame.step_try_token))
 
     def _failure_record(self, attempt: InvocationMachine, frame: wpb.FailFrame) -> pb.AttemptFailed:
         record = pb.AttemptFailed(invocation_id=frame.invocation_id, failure=frame.failure)

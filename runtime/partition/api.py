@@ -328,6 +328,17 @@ class LocalPartition:
     def failed_attempts(self, invocation_id: str) -> int:
         return self._store.failed_attempts(invocation_id)
 
+    def stream_progress(self, invocation_id: str) -> tuple[dict[str, int], int, int]:
+        """(handler-level writes durable per stream, stream bytes, stream events) of the invocation."""
+        writes = {}
+        prefix = keys.stream_state_prefix(invocation_id)
+        for raw_key, raw in self._store.scan(prefix):
+            state = pb.StreamState()
+            state.ParseFromString(raw)
+            writes[keys.state_name(raw_key, prefix)] = state.handler_writes
+        totals = self._store.get_proto(keys.stream_totals(invocation_id), pb.StreamTotals) or pb.StreamTotals()
+        return writes, totals.bytes, totals.events
+
     async def append_as_leader(self, envelopes: Sequence[pb.Envelope]) -> range:
         """Append as this partition's leader, stamped with its epoch (NotLeader if it is not)."""
         return await self._processor.append(envelopes)

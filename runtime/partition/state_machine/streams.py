@@ -103,8 +103,8 @@ def on_stream_write(sm: StateMachine, tx: Transaction, rec: pb.StreamWrite, now:
         streams.append(name, event)
         written += len(chunk.data)
     if written:
-        sm.metering.meter(status, now, {"stream.bytes": float(written)})
-    if not status.has_streams:
+        sm.metering.meter(status, now, {"stream.bytes": float(written)})  # (kept in the status's usage)
+    if written or not status.has_streams:
         status.has_streams = True
         save_status(tx, status, now)
     streams.save(effects)
