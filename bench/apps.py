@@ -26,6 +26,25 @@ async def steps3(ctx: Context, value: int) -> int:
 
 
 @bench.handler()
+async def steps50(ctx: Context, value: int) -> int:
+    """A long journal (50 run entries) for the replay bench's per-entry cost."""
+    for i in range(50):
+        value = await ctx.run(f"s{i}", _step, value)
+    return value
+
+
+@bench.handler()
+async def steps_then_wait(ctx: Context, value: int) -> int:
+    """Three steps, then parked on an awakeable nobody completes: an in-flight invocation whose
+    journal `endure deployments check` replays (the replay bench)."""
+    value = await ctx.run("a", _step, value)
+    value = await ctx.run("b", _step, value)
+    value = await ctx.run("c", _step, value)
+    _, woken = ctx.awakeable(int)
+    return value + await woken
+
+
+@bench.handler()
 async def sleep100(ctx: Context, value: int) -> int:
     await ctx.sleep(timedelta(milliseconds=100))
     return value
