@@ -382,24 +382,28 @@ class Invoke(_message.Message):
     def __init__(self, invocation_id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., handler_kind: _Optional[_Union[HandlerKind, str]] = ..., input: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., execute_at_ms: _Optional[int] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., tenant: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class AppendEntry(_message.Message):
-    __slots__ = ("invocation_id", "index", "entry", "step_try_token")
+    __slots__ = ("invocation_id", "index", "entry", "step_try_token", "pin")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ENTRY_FIELD_NUMBER: _ClassVar[int]
     STEP_TRY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     index: int
     entry: JournalEntry
     step_try_token: str
-    def __init__(self, invocation_id: _Optional[str] = ..., index: _Optional[int] = ..., entry: _Optional[_Union[JournalEntry, _Mapping]] = ..., step_try_token: _Optional[str] = ...) -> None: ...
+    pin: DeploymentRef
+    def __init__(self, invocation_id: _Optional[str] = ..., index: _Optional[int] = ..., entry: _Optional[_Union[JournalEntry, _Mapping]] = ..., step_try_token: _Optional[str] = ..., pin: _Optional[_Union[DeploymentRef, _Mapping]] = ...) -> None: ...
 
 class StreamWrite(_message.Message):
-    __slots__ = ("invocation_id", "chunks")
+    __slots__ = ("invocation_id", "chunks", "pin")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     chunks: _containers.RepeatedCompositeFieldContainer[StreamChunk]
-    def __init__(self, invocation_id: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[StreamChunk, _Mapping]]] = ...) -> None: ...
+    pin: DeploymentRef
+    def __init__(self, invocation_id: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[StreamChunk, _Mapping]]] = ..., pin: _Optional[_Union[DeploymentRef, _Mapping]] = ...) -> None: ...
 
 class Completion(_message.Message):
     __slots__ = ("invocation_id", "entry_index", "value", "failure", "void")
@@ -416,36 +420,42 @@ class Completion(_message.Message):
     def __init__(self, invocation_id: _Optional[str] = ..., entry_index: _Optional[int] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., void: _Optional[_Union[Void, _Mapping]] = ...) -> None: ...
 
 class End(_message.Message):
-    __slots__ = ("invocation_id", "run_ms")
+    __slots__ = ("invocation_id", "run_ms", "pin")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_MS_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     run_ms: int
-    def __init__(self, invocation_id: _Optional[str] = ..., run_ms: _Optional[int] = ...) -> None: ...
+    pin: DeploymentRef
+    def __init__(self, invocation_id: _Optional[str] = ..., run_ms: _Optional[int] = ..., pin: _Optional[_Union[DeploymentRef, _Mapping]] = ...) -> None: ...
 
 class Suspend(_message.Message):
-    __slots__ = ("invocation_id", "waiting_on", "run_ms")
+    __slots__ = ("invocation_id", "waiting_on", "run_ms", "pin")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     WAITING_ON_FIELD_NUMBER: _ClassVar[int]
     RUN_MS_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     waiting_on: _containers.RepeatedScalarFieldContainer[int]
     run_ms: int
-    def __init__(self, invocation_id: _Optional[str] = ..., waiting_on: _Optional[_Iterable[int]] = ..., run_ms: _Optional[int] = ...) -> None: ...
+    pin: DeploymentRef
+    def __init__(self, invocation_id: _Optional[str] = ..., waiting_on: _Optional[_Iterable[int]] = ..., run_ms: _Optional[int] = ..., pin: _Optional[_Union[DeploymentRef, _Mapping]] = ...) -> None: ...
 
 class AttemptFailed(_message.Message):
-    __slots__ = ("invocation_id", "failure", "retry_at_ms", "pause", "run_ms")
+    __slots__ = ("invocation_id", "failure", "retry_at_ms", "pause", "run_ms", "pin")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     RETRY_AT_MS_FIELD_NUMBER: _ClassVar[int]
     PAUSE_FIELD_NUMBER: _ClassVar[int]
     RUN_MS_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     failure: Failure
     retry_at_ms: int
     pause: bool
     run_ms: int
-    def __init__(self, invocation_id: _Optional[str] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry_at_ms: _Optional[int] = ..., pause: _Optional[bool] = ..., run_ms: _Optional[int] = ...) -> None: ...
+    pin: DeploymentRef
+    def __init__(self, invocation_id: _Optional[str] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry_at_ms: _Optional[int] = ..., pause: _Optional[bool] = ..., run_ms: _Optional[int] = ..., pin: _Optional[_Union[DeploymentRef, _Mapping]] = ...) -> None: ...
 
 class TimerFired(_message.Message):
     __slots__ = ("timer_key",)
@@ -478,14 +488,6 @@ class Pause(_message.Message):
     def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
 
 class Resume(_message.Message):
-    __slots__ = ("invocation_id", "deployment")
-    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
-    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
-    invocation_id: str
-    deployment: DeploymentRef
-    def __init__(self, invocation_id: _Optional[str] = ..., deployment: _Optional[_Union[DeploymentRef, _Mapping]] = ...) -> None: ...
-
-class PinDeployment(_message.Message):
     __slots__ = ("invocation_id", "deployment")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
@@ -536,7 +538,7 @@ class OutboxTruncate(_message.Message):
     def __init__(self, up_to: _Optional[int] = ...) -> None: ...
 
 class Envelope(_message.Message):
-    __slots__ = ("header", "invoke", "append_entry", "completion", "end", "suspend", "attempt_failed", "timer_fired", "cancel", "kill", "purge", "pause", "resume", "resolve_promise", "announce_leader", "outbox_truncate", "pin_deployment", "move_deployment", "stream_write")
+    __slots__ = ("header", "invoke", "append_entry", "completion", "end", "suspend", "attempt_failed", "timer_fired", "cancel", "kill", "purge", "pause", "resume", "resolve_promise", "announce_leader", "outbox_truncate", "move_deployment", "stream_write")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     INVOKE_FIELD_NUMBER: _ClassVar[int]
     APPEND_ENTRY_FIELD_NUMBER: _ClassVar[int]
@@ -553,7 +555,6 @@ class Envelope(_message.Message):
     RESOLVE_PROMISE_FIELD_NUMBER: _ClassVar[int]
     ANNOUNCE_LEADER_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_TRUNCATE_FIELD_NUMBER: _ClassVar[int]
-    PIN_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     MOVE_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     STREAM_WRITE_FIELD_NUMBER: _ClassVar[int]
     header: Header
@@ -572,10 +573,9 @@ class Envelope(_message.Message):
     resolve_promise: ResolvePromise
     announce_leader: AnnounceLeader
     outbox_truncate: OutboxTruncate
-    pin_deployment: PinDeployment
     move_deployment: MoveDeployment
     stream_write: StreamWrite
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., invoke: _Optional[_Union[Invoke, _Mapping]] = ..., append_entry: _Optional[_Union[AppendEntry, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., suspend: _Optional[_Union[Suspend, _Mapping]] = ..., attempt_failed: _Optional[_Union[AttemptFailed, _Mapping]] = ..., timer_fired: _Optional[_Union[TimerFired, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., kill: _Optional[_Union[Kill, _Mapping]] = ..., purge: _Optional[_Union[Purge, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., resolve_promise: _Optional[_Union[ResolvePromise, _Mapping]] = ..., announce_leader: _Optional[_Union[AnnounceLeader, _Mapping]] = ..., outbox_truncate: _Optional[_Union[OutboxTruncate, _Mapping]] = ..., pin_deployment: _Optional[_Union[PinDeployment, _Mapping]] = ..., move_deployment: _Optional[_Union[MoveDeployment, _Mapping]] = ..., stream_write: _Optional[_Union[StreamWrite, _Mapping]] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., invoke: _Optional[_Union[Invoke, _Mapping]] = ..., append_entry: _Optional[_Union[AppendEntry, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., suspend: _Optional[_Union[Suspend, _Mapping]] = ..., attempt_failed: _Optional[_Union[AttemptFailed, _Mapping]] = ..., timer_fired: _Optional[_Union[TimerFired, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., kill: _Optional[_Union[Kill, _Mapping]] = ..., purge: _Optional[_Union[Purge, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., resolve_promise: _Optional[_Union[ResolvePromise, _Mapping]] = ..., announce_leader: _Optional[_Union[AnnounceLeader, _Mapping]] = ..., outbox_truncate: _Optional[_Union[OutboxTruncate, _Mapping]] = ..., move_deployment: _Optional[_Union[MoveDeployment, _Mapping]] = ..., stream_write: _Optional[_Union[StreamWrite, _Mapping]] = ...) -> None: ...
 
 class InvocationStatus(_message.Message):
     __slots__ = ("invocation_id", "target", "handler_kind", "status", "tenant", "priority", "input", "idempotency_key", "caller", "created_at_ms", "modified_at_ms", "execute_at_ms", "attempts", "journal_length", "waiting_on", "last_failure", "value", "failure", "completed_at_ms", "retry_at_ms", "cancel_requested", "headers", "inbox_seq", "usage", "deployment", "first_deployment", "moves", "has_streams")

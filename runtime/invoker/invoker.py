@@ -10,8 +10,7 @@ Each invocation's state lives in one `InvocationMachine` (runtime/invoker/attemp
 
 Deployments: an invocation runs only on workers of the version it is pinned to (its status says
 which); one not run yet goes to its service's latest version, and its first attempt pins it there
-(a PinDeployment record ahead of the attempt's first record, so the pin is durable before anything
-that attempt did). Queues are per (service, version): work for a version with no worker connected
+(`pin` on the attempt's first record, so the pin is durable with the first thing that attempt did). Queues are per (service, version): work for a version with no worker connected
 waits in its queue and is never started on other code.
 """
 
@@ -486,11 +485,7 @@ class Invoker:
             partition = attempt.runnable.partition
             envs = batches.setdefault(partition, [])
             inv = body.invocation_id
-            if attempt.pin_due and kind != "release":  # its first record: pin the invocation first
-                envs.append(pb.Envelope(pin_deployment=pb.PinDeployment(
-                    invocation_id=inv, deployment=parse_ref(attempt.pin_due))))
-                attempt.runnable.deployment = attempt.pin_due
-                attempt.pin_due = ""
+            before = len(envs)
             run_ms = int((time.monotonic() - attempt.started_at) * 1000)
             if kind == "entry":
                 envs.append(self._entry_record(body))
@@ -520,6 +515,11 @@ class Invoker:
                 self.stats["released"] += 1
                 self._end_attempt(attempt, lost=True)
                 released.append(attempt)
+            if attempt.pin_due and len(envs) > before:  # the attempt's first record pins the invocation
+                record = envs[-1]
+                getattr(record, record.WhichOneof("body") or "").pin.CopyFrom(parse_ref(attempt.pin_due))
+                attempt.runnable.deployment = attempt.pin_due
+                attempt.pin_due = ""
         for partition, envs in batches.items():
             if envs:
                 task = self._spawn(self._append(session, partition, envs, acks.get(partition, [])))

@@ -106,9 +106,9 @@ async def test_an_attempt_runs_ends_and_is_forgotten(store: PartitionStore) -> N
     invoker.on_frames(w, [wpb.WorkerFrame(end=wpb.EndFrame(invocation_id=inv, attempt=start.attempt))])
     assert invoker.state(inv) is AttemptState.ENDED and invoker.running() == 0 and w.active == 0
     await asyncio.gather(*invoker._tasks)
-    # The first attempt pins the invocation to the worker's version, ahead of its first record.
-    assert [e.WhichOneof("body") for e in appended[0]] == ["pin_deployment", "end"]
-    assert appended[0][0].pin_deployment.deployment == pb.DeploymentRef(id="d", version="v1")
+    # The first attempt's first record pins the invocation to the worker's version.
+    assert [e.WhichOneof("body") for e in appended[0]] == ["end"]
+    assert appended[0][0].end.pin == pb.DeploymentRef(id="d", version="v1")
 
 
 async def test_a_lost_worker_loses_its_attempts_and_they_start_again_elsewhere(store: PartitionStore) -> None:

@@ -24,8 +24,11 @@ def part(tmp_path):
     p.close()
 
 
-def pin(inv: str, ref: pb.DeploymentRef) -> pb.Envelope:
-    return env(pin_deployment=pb.PinDeployment(invocation_id=inv, deployment=ref))
+def pin(inv: str, ref: pb.DeploymentRef, index: int = 0) -> pb.Envelope:
+    """An attempt's first record (a run entry at `index`) carrying its pin."""
+    record = run_entry(inv, index)
+    record.append_entry.pin.CopyFrom(ref)
+    return record
 
 
 def pinned_rows(part: Partition) -> list[tuple[str, str]]:
@@ -34,12 +37,12 @@ def pinned_rows(part: Partition) -> list[tuple[str, str]]:
 
 def test_the_first_pin_holds_and_the_index_lists_it_until_it_finishes(part):
     inv = inv_id("a")
-    part.apply(invoke(inv), pin(inv, V1), run_entry(inv, 0))
-    part.apply(pin(inv, V2))  # a later pin (another attempt) changes nothing
+    part.apply(invoke(inv), pin(inv, V1))
+    part.apply(pin(inv, V2, index=1))  # a later pin (another attempt) changes nothing
     status = part.status(inv)
     assert status.deployment == V1 and status.first_deployment == V1
     assert pinned_rows(part) == [("shop:app@v1", inv)]
-    part.apply(output(inv, 1), end(inv))
+    part.apply(output(inv, 2), end(inv))
     assert part.status(inv).status == pb.COMPLETED and part.status(inv).deployment == V1
     assert pinned_rows(part) == []  # finished: no longer in flight on v1
 
@@ -76,12 +79,13 @@ def test_a_move_of_a_running_invocation_restarts_it_and_a_stale_move_changes_not
     assert part.rows(without_lsn=True) == before
 
 
-def test_pins_of_unknown_or_finished_invocations_and_empty_refs_change_nothing(part):
+def test_a_first_record_with_a_half_empty_pin_is_rejected_whole(part):
     inv = inv_id("e")
-    part.apply(invoke(inv), output(inv, 0), end(inv))
+    part.apply(invoke(inv))
     before = part.rows(without_lsn=True)
-    part.apply(pin(inv, V1), pin(inv_id("nosuch"), V1), pin(inv, pb.DeploymentRef(id="shop:app")))
-    assert part.rows(without_lsn=True) == before
+    rejected = part.sm.rejected
+    part.apply(pin(inv, pb.DeploymentRef(id="shop:app")))
+    assert part.sm.rejected == rejected + 1 and part.rows(without_lsn=True) == before
     other = inv_id("f")
     part.apply(invoke(other))
     rejected = part.sm.rejected

@@ -1,7 +1,7 @@
 """Deployment pins: which code an invocation runs on, and an operator's moves onto other code.
 
-An invocation is pinned by its first attempt (the invoker writes PinDeployment ahead of that
-attempt's first record) and keeps the pin until it finishes. The `PINNED` index lists the
+An invocation is pinned by its first attempt (the invoker sets `pin` on that attempt's first
+record, so the pin applies before anything the attempt did) and keeps the pin until it finishes. The `PINNED` index lists the
 unfinished invocations of each version, so `deployments list` counts them and `remove --force`
 finds them without scanning every status.
 """
@@ -52,14 +52,14 @@ def move(tx: Transaction, status: pb.InvocationStatus, to: pb.DeploymentRef, rea
     return True
 
 
-def on_pin_deployment(sm: StateMachine, tx: Transaction, rec: pb.PinDeployment, now: int,
-                      effects: list[Effect]) -> None:
-    _check(rec.deployment, f"pin of {rec.invocation_id}")
-    status = load_status(tx, rec.invocation_id)
-    if status.status in FINAL or status.HasField("deployment"):
-        return  # finished meanwhile, or pinned already: the first pin holds
-    pin(tx, status, rec.deployment)
-    save_status(tx, status, now)
+def pin_first(tx: Transaction, status: pb.InvocationStatus, ref: pb.DeploymentRef) -> bool:
+    """Apply the pin an attempt's first record carries (the caller saves the status); True when it
+    pinned the invocation. An unset ref, or an invocation pinned already, changes nothing."""
+    if not (ref.id or ref.version) or status.HasField("deployment"):
+        return False
+    _check(ref, f"pin of {status.invocation_id}")
+    pin(tx, status, ref)
+    return True
 
 
 def on_move_deployment(sm: StateMachine, tx: Transaction, rec: pb.MoveDeployment, now: int,

@@ -12,6 +12,7 @@ from endure.proto import ids, journal
 from endure.proto import records_pb2 as pb
 from endure.runtime.partition import keys
 from endure.runtime.partition.effects import CompleteEntry, Effect
+from endure.runtime.partition.state_machine.deployments import pin_first
 from endure.runtime.partition.state_machine.object_state import read_state, read_state_keys, write_state
 from endure.runtime.partition.state_machine.promises import promise_entry
 from endure.runtime.partition.state_machine.shared import (
@@ -35,6 +36,7 @@ def on_append_entry(sm: StateMachine, tx: Transaction, rec: pb.AppendEntry, now:
     status = load_status(tx, rec.invocation_id)
     if status.status != pb.RUNNING:
         raise Rejected(f"{rec.invocation_id} is {pb.Status.Name(status.status)}, not running")
+    pin_first(tx, status, rec.pin)
     if rec.index != status.journal_length:
         raise Rejected(f"{rec.invocation_id}: entry index {rec.index}, expected {status.journal_length}",
                        restart=rec.invocation_id)

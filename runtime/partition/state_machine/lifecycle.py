@@ -8,7 +8,7 @@ from endure.proto import ids
 from endure.proto import records_pb2 as pb
 from endure.runtime.partition import keys
 from endure.runtime.partition.effects import Effect, InvocationCompleted
-from endure.runtime.partition.state_machine.deployments import unpin
+from endure.runtime.partition.state_machine.deployments import pin_first, unpin
 from endure.runtime.partition.state_machine.object_state import admit, release_lock
 from endure.runtime.partition.state_machine.shared import (
     FINAL,
@@ -92,6 +92,7 @@ def on_suspend(sm: StateMachine, tx: Transaction, rec: pb.Suspend, now: int, eff
     status = load_status(tx, rec.invocation_id)
     if status.status != pb.RUNNING:
         raise Rejected(f"{rec.invocation_id} is {pb.Status.Name(status.status)}, cannot suspend")
+    pin_first(tx, status, rec.pin)
     if not rec.waiting_on:
         raise Rejected(f"{rec.invocation_id} suspends waiting on nothing", restart=rec.invocation_id)
     if rec.run_ms:
@@ -113,6 +114,7 @@ def on_end(sm: StateMachine, tx: Transaction, rec: pb.End, now: int, effects: li
     status = load_status(tx, rec.invocation_id)
     if status.status != pb.RUNNING:
         raise Rejected(f"{rec.invocation_id} is {pb.Status.Name(status.status)}, cannot end")
+    pin_first(tx, status, rec.pin)
     if rec.run_ms:
         sm.metering.meter(status, now, {"handler.run_ms": float(rec.run_ms)})
     output = None
@@ -165,6 +167,7 @@ def on_attempt_failed(sm: StateMachine, tx: Transaction, rec: pb.AttemptFailed, 
     status = load_status(tx, rec.invocation_id)
     if status.status != pb.RUNNING:
         raise Rejected(f"{rec.invocation_id} is {pb.Status.Name(status.status)}, not running")
+    pin_first(tx, status, rec.pin)
     if rec.run_ms:
         sm.metering.meter(status, now, {"handler.run_ms": float(rec.run_ms)})
     # The retry policy counts failures (a resumption after a suspension is an attempt, not a failure).

@@ -53,7 +53,6 @@ HANDLERS: Mapping[str, Handler] = {
     "resolve_promise": promises.on_resolve_promise,
     "announce_leader": leadership.on_announce_leader,
     "outbox_truncate": leadership.on_outbox_truncate,
-    "pin_deployment": deployments.on_pin_deployment,
     "move_deployment": deployments.on_move_deployment,
     "stream_write": streams.on_stream_write,
 }

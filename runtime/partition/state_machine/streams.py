@@ -17,6 +17,7 @@ from endure.proto import records_pb2 as pb
 from endure.proto.streams import InvalidStreamName, StreamLimits, check_name
 from endure.runtime.partition import keys
 from endure.runtime.partition.effects import Effect, StreamAppended
+from endure.runtime.partition.state_machine.deployments import pin_first
 from endure.runtime.partition.state_machine.shared import Rejected, load_status, save_status
 from endure.runtime.partition.store import Transaction
 
@@ -74,6 +75,7 @@ def on_stream_write(sm: StateMachine, tx: Transaction, rec: pb.StreamWrite, now:
     if status.status != pb.RUNNING:
         raise Rejected(f"{rec.invocation_id} is {pb.Status.Name(status.status)}, not running: its stream "
                        "writes come too late")
+    pinned = pin_first(tx, status, rec.pin)
     limits = sm.config.stream_limits
     streams = _Streams(tx, status)
     written = 0
@@ -104,7 +106,7 @@ def on_stream_write(sm: StateMachine, tx: Transaction, rec: pb.StreamWrite, now:
         written += len(chunk.data)
     if written:
         sm.metering.meter(status, now, {"stream.bytes": float(written)})  # (kept in the status's usage)
-    if written or not status.has_streams:
+    if written or pinned or not status.has_streams:
         status.has_streams = True
         save_status(tx, status, now)
     streams.save(effects)
