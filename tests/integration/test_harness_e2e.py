@@ -128,6 +128,9 @@ async def test_another_tenants_ids_are_not_found_for_every_rpc(secured: Cluster)
             with pytest.raises(RequestError) as err:
                 await attempt
             assert err.value.code == grpc.StatusCode.NOT_FOUND, err.value
+        with pytest.raises(RequestError) as err:  # its live streams too
+            [event async for event in b.subscribe(inv)]
+        assert err.value.code == grpc.StatusCode.NOT_FOUND, err.value
         assert await a.get_output(inv) == (False, None)  # untouched, still running
         await a.resolve_awakeable(awakeable_id, "mine")
         assert await a.attach(waiting, timeout=30) == "mine"
