@@ -21,6 +21,7 @@ WORKLOADS: list[str] = [
     "fairness_bench",  # python -m endure.bench fairness: a flooding tenant vs a quiet one
     "recovery_bench",  # python -m endure.bench recovery: resume time after kill -9
     "snapshot_bench",  # python -m endure.bench snapshot: a new leader's catch-up, full replay vs snapshot + tail
+    "stream_bench",  # python -m endure.bench stream: live streams' chunks/s, latency, 100 streams, CPU overhead
     "sandbox_bench",  # python -m endure.bench sandbox: Wasmtime guests' compile, start and run latency
     "replay_bench",  # python -m endure.bench replay: offline Replayer speed and `endure deployments check` end to end
     "compare.compare_bench",  # python -m endure.bench compare: Endure vs Restate, Temporal, DBOS side by side

@@ -110,3 +110,35 @@ async def hold(ctx: Context, job: list[str]) -> str:
     folder, tag = job
     await ctx.run("begin", _mark, folder, f"begin {tag}")
     return await ctx.run("wait", _wait_at_gate, folder, tag)
+
+
+@bench.handler()
+async def stream_tokens(ctx: Context, n: int) -> int:
+    """n chunks of 10 bytes, as fast as the writer takes them (the stream bench's throughput)."""
+    s = ctx.stream("tokens")
+    for i in range(n):
+        await s.write(f"tok{i % 1000000:06d} ")
+    return n
+
+
+@bench.handler()
+async def stream_paced(ctx: Context, spec: dict[str, float]) -> int:
+    """spec["n"] chunks, each the time it was written, spec["gap_ms"] apart (the latency figures)."""
+    import asyncio
+    import time
+
+    s = ctx.stream("ticks")
+    n = int(spec["n"])
+    for _ in range(n):
+        await s.write(f"{time.time():.6f}")
+        await asyncio.sleep(spec["gap_ms"] / 1000)
+    return n
+
+
+@bench.handler()
+async def noop_stream(ctx: Context, value: int) -> int:
+    """noop plus ten 10-byte chunks: what a stream adds to an invocation's CPU."""
+    s = ctx.stream()
+    for i in range(10):
+        await s.write(f"chunk{i:04d} ")
+    return value
