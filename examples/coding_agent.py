@@ -3,21 +3,23 @@ and asks a human to approve the result.
 
 Every model call and every sandbox run is a journaled step, so a crash never repeats them; the
 conversation lives in the object's durable state; the human's approval is an awakeable that
-`endure awakeables resolve` (or any client) completes, however long it takes.
+`endure awakeables resolve` (or any client) completes, however long it takes. The model's tokens
+(stream "tokens") and the sandbox's output (stream "sandbox") reach clients live.
 
 Run: `endure dev endure.examples.coding_agent:app`, then
-`endure call coding_agent/solve --key s1 --data '{"prompt": "sort [3,1,2] and print it"}'`.
+`endure call coding_agent/solve --key s1 --data '{"prompt": "sort [3,1,2] and print it"}' --follow`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from endure.examples.llm import default_model, extract_code
-from endure.sdk import App, ObjectContext, ObjectSharedContext, TerminalError, VirtualObject
+from endure.sdk import App, ObjectContext, ObjectSharedContext, StreamWriter, TerminalError, VirtualObject
 
 agent = VirtualObject("coding_agent")
 _model = default_model()
@@ -45,9 +47,12 @@ def _trace(step: str) -> None:
             f.write(f"{step}\tpid={os.getpid()}\n")
 
 
-def ask_model(step: str, messages: list[dict[str, str]]) -> dict[str, object]:
+def ask_model(step: str, messages: list[dict[str, str]], tokens: StreamWriter | None = None) -> dict[str, object]:
     _trace(step)
     reply = _model.complete(messages)
+    if tokens is not None:  # the reply as it would stream from the model, token by token
+        for token in re.findall(r"\S+\s*|\s+", reply.text):
+            tokens.write_nowait(token)
     return {"text": reply.text, "input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens,
             "model": reply.model}
 
@@ -64,13 +69,15 @@ async def solve(ctx: ObjectContext, task: Task) -> Solution:
     history.append({"role": "system", "content": "Write one Python program in a ```python block."})
     history.append({"role": "user", "content": task.prompt})
     code, output = "", ""
+    tokens, sandbox = ctx.stream("tokens"), ctx.stream("sandbox")
     for attempt in range(1, task.max_attempts + 1):
-        reply = await ctx.run(f"model#{attempt}", ask_model, f"model#{attempt}", history)
+        reply = await ctx.run(f"model#{attempt}", ask_model, f"model#{attempt}", history, tokens)
         ctx.meter("llm.tokens.input", float(reply["input_tokens"]))  # type: ignore[arg-type]
         ctx.meter("llm.tokens.output", float(reply["output_tokens"]))  # type: ignore[arg-type]
         history.append({"role": "assistant", "content": str(reply["text"])})
         code = extract_code(str(reply["text"]))
         result = await ctx.sandbox.run_python(code, name=f"sandbox#{attempt}")
+        await sandbox.write(result.stdout if result.ok else (result.stderr or result.error or "failed"))
         if result.ok:
             output = result.stdout
             break

@@ -25,7 +25,7 @@ from endure.proto import admin_pb2_grpc as apb_grpc
 from endure.proto import journal
 from endure.proto import records_pb2 as pb
 from endure.runtime.launcher import Child, Launcher, LaunchError, serve_argv, worker_argv
-from endure.sdk.client import Client
+from endure.sdk.client import Client, StreamChunk, StreamReset
 
 APP = "endure.examples.coding_agent:app"
 console = Console(width=max(Console().width, 110))
@@ -81,6 +81,18 @@ def _wait(predicate: object, what: str, timeout: float = 600.0) -> None:
         time.sleep(0.05)
 
 
+async def _follow(client: Client, inv: str) -> None:
+    """Print the agent's streams as they arrive (the subscription survives the worker's kill -9)."""
+    async for event in client.subscribe(inv):
+        if isinstance(event, StreamChunk):
+            style = "cyan" if event.stream == "tokens" else "green"
+            console.print(f"[{style}]{event.data}[/{style}]", end="", highlight=False, soft_wrap=True)
+            if event.stream == "sandbox":
+                console.print()
+        elif isinstance(event, StreamReset):
+            console.print(f"\n[yellow](a step ran again: {len(event.offsets)} chunks of its output are void)[/yellow]")
+
+
 async def _run(root: Path) -> int:
     procs = _Procs(root)
     try:
@@ -94,8 +106,10 @@ async def _run(root: Path) -> int:
                     break
                 except Exception:
                     await asyncio.sleep(0.05)
-            console.print("[bold]2.[/bold] the coding agent gets a task: sort [3,1,2] and print it")
+            console.print("[bold]2.[/bold] the coding agent gets a task: sort [3,1,2] and print it; its model "
+                          "tokens and sandbox output stream live:")
             inv = await client.send("coding_agent/solve", {"prompt": "sort [3, 1, 2] and print it"}, key="demo")
+            live = asyncio.ensure_future(_follow(client, inv))
 
             def waiting_for_reviewer() -> bool:
                 return any(e.name == "notify reviewer" for e in _journal(admin, inv).journal)
@@ -118,6 +132,7 @@ async def _run(root: Path) -> int:
             console.print(f"[bold]5.[/bold] the human reviewer approves ({approval})")
             await client.resolve_awakeable(approval, True)
             solution = await client.attach(inv, timeout=120)
+            await asyncio.wait_for(live, 30)
         console.print(f"\nresult: {solution}\n")
         description = _journal(admin, inv)
         executed = collections.Counter(line.split("\t")[0] for line in (root / "executed.txt").read_text().splitlines())
