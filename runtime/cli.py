@@ -205,6 +205,10 @@ def worker(
     metrics: str | None = typer.Option(None, "--metrics", envvar="ENDURE_WORKER_METRICS",
                                        help="serve Prometheus metrics on HOST:PORT (off by default)"),
     deployment_version: str | None = typer.Option(None, "--deployment-version", help="default: App(version=), $ENDURE_DEPLOYMENT_VERSION, or a hash of the code"),
+    stream_flush_ms: float = typer.Option(25.0, "--stream-flush-ms", envvar="ENDURE_STREAM_FLUSH_MS",
+                                          help="send stream writes this long after the first one waits"),
+    stream_flush_bytes: int = typer.Option(4096, "--stream-flush-bytes", envvar="ENDURE_STREAM_FLUSH_BYTES",
+                                           help="... or once this many bytes of data wait"),
 ) -> None:
     """Run a worker process that serves MODULE:APP's handlers."""
     from endure.sdk.worker import WorkerOptions
@@ -213,7 +217,8 @@ def worker(
     sys.path.insert(0, os.getcwd())
     raise typer.Exit(serve_worker(WorkerOptions(
         app=app_ref, runtime=runtime, concurrency=concurrency, name=name, shutdown_grace=shutdown_grace,
-        log_level=log_level, log_format=log_format, metrics=metrics, deployment_version=deployment_version)))
+        log_level=log_level, log_format=log_format, metrics=metrics, deployment_version=deployment_version,
+        stream_flush_ms=stream_flush_ms, stream_flush_bytes=stream_flush_bytes)))
 
 
 @app.command()

@@ -24,10 +24,14 @@ from endure.sdk.errors import (
     JournalMismatchError,
     RegistrationError,
     SerdeError,
+    StreamClosedError,
+    StreamError,
+    StreamLimitError,
     TerminalError,
 )
 from endure.sdk.replay import Divergence, Replayer, ReplayResult, format_divergence
 from endure.sdk.retry import RetryPolicy
+from endure.sdk.streams import StreamWriter
 
 if TYPE_CHECKING:
     from endure.sdk.worker import Worker, run_worker
@@ -50,6 +54,10 @@ __all__ = [
     "RetryPolicy",
     "SerdeError",
     "Service",
+    "StreamClosedError",
+    "StreamError",
+    "StreamLimitError",
+    "StreamWriter",
     "TerminalError",
     "VirtualObject",
     "Worker",

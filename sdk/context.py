@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from endure.sandbox import SandboxResult  # noqa: F401
     from endure.sdk.invocation import Invocation
+    from endure.sdk.streams import StreamWriter
 
 T = TypeVar("T")
 
@@ -231,6 +232,17 @@ class Context:
     @property
     def tenant(self) -> str:
         return self._inv.tenant
+
+    # ------------------------------------------------------------------ streams
+
+    def stream(self, name: str = "default") -> StreamWriter:
+        """A named stream of this invocation that clients follow live (`Client.stream`,
+        `Client.subscribe`): `await ctx.stream().write("token")`; the same writer for the same name.
+
+        Handler-level writes are made durable once (a replay does not send them again); writes in a
+        ctx.run step are provisional until the step's result is journaled, and are voided (a reset
+        event) if that execution of the step does not produce it."""
+        return self._inv.stream_writer(name)
 
     # ------------------------------------------------------------------ steps
 

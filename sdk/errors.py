@@ -60,3 +60,25 @@ class RegistrationError(Exception):
 
 class SerdeError(Exception):
     """A value could not be serialized to, or parsed from, JSON for its declared type."""
+
+
+class StreamError(TerminalError):
+    """A stream write the handler may not make: retrying the same code would make it again."""
+
+
+class StreamClosedError(StreamError):
+    """A write to a stream after its close (`StreamWriter.close()`)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(f"stream {stream!r} is closed: no more writes", 400)
+        self.stream = stream
+
+
+class StreamLimitError(StreamError):
+    """A write beyond the invocation's stream limits (StartFrame.stream_limits); it was not sent."""
+
+    def __init__(self, limit: str, value: float, maximum: float, message: str) -> None:
+        super().__init__(message, 413)
+        self.limit = limit
+        self.value = value
+        self.maximum = maximum

@@ -10,6 +10,7 @@ the outcome (Output + End, Fail, Suspend). It never talks to gRPC directly: it h
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -17,6 +18,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeAlias
 
 from endure.proto import journal, records_pb2, worker_pb2
+from endure.proto.streams import check_name
 from endure.sdk import logs, metrics, tracing
 from endure.sdk.errors import (
     AttemptDropped,
@@ -27,6 +29,15 @@ from endure.sdk.errors import (
 )
 from endure.sdk.retry import RetryPolicy
 from endure.sdk.serde import Serde
+from endure.sdk.streams import (
+    CURRENT_STEP,
+    DEFAULT_FLUSH_BYTES,
+    DEFAULT_FLUSH_MS,
+    DEFAULT_STREAM,
+    StepScope,
+    StreamBuffer,
+    StreamWriter,
+)
 
 if TYPE_CHECKING:
     from endure.sdk.context import DurableFuture
@@ -127,6 +138,8 @@ class Invocation:
         loop: asyncio.AbstractEventLoop,
         *,
         replay_only: bool = False,
+        stream_flush_ms: float = DEFAULT_FLUSH_MS,
+        stream_flush_bytes: int = DEFAULT_FLUSH_BYTES,
     ) -> None:
         self.sink = sink
         self.loop = loop
@@ -170,6 +183,11 @@ class Invocation:
         self.mismatch: JournalMismatchError | None = None  # the divergence begin() found
         self.past_end: tuple[str, str] | None = None  # (kind, name) of the first operation past the end
         self.blocked_on: list[int] | None = None  # the incomplete entries the handler blocked on
+        # Live streams (endure.sdk.streams): chunks buffered until the next flush or other frame.
+        self.streams = StreamBuffer(sink.send, start, loop, flush_ms=stream_flush_ms,
+                                    flush_bytes=stream_flush_bytes, enabled=not replay_only)
+        self._writers: dict[str, StreamWriter] = {}
+        self._try_tokens: dict[int, str] = {}  # run entries not sent yet: the execution that made them
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -260,8 +278,14 @@ class Invocation:
         else:
             self._send_end()
 
+    def _send(self, frame: worker_pb2.WorkerFrame) -> None:
+        """Send a frame of the attempt, after its stream writes so far: they stay in order with its
+        journal (a step's chunks before its run entry, every chunk before the end)."""
+        self.streams.flush()
+        self.sink.send(frame)
+
     def _send_end(self) -> None:
-        self.sink.send(WorkerFrame(end=worker_pb2.EndFrame(invocation_id=self.id, attempt=self.attempt)))
+        self._send(WorkerFrame(end=worker_pb2.EndFrame(invocation_id=self.id, attempt=self.attempt)))
         self._drop()
 
     def fail(self, code: int, message: str, *, mismatch: bool = False) -> None:
@@ -271,7 +295,7 @@ class Invocation:
         if not self.replay_only:
             metrics.METRICS.finished(self.target.service, self.target.handler,
                                      "mismatch" if mismatch else "retry")
-        self.sink.send(
+        self._send(
             WorkerFrame(
                 fail=worker_pb2.FailFrame(
                     invocation_id=self.id,
@@ -293,6 +317,7 @@ class Invocation:
 
     def _drop(self) -> None:
         self.done = True
+        self.streams.discard()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -354,27 +379,33 @@ class Invocation:
         if index != self.next_send:
             self._held[index] = entry
             return
-        sink = self.sink
-        sink.send(
-            WorkerFrame(
-                entry=EntryFrame(invocation_id=self.id, attempt=self.attempt, index=index, entry=entry)
-            )
-        )
+        self._send_entry(index, entry)
         index += 1
         held = self._held
         while held and index in held:
-            sink.send(
-                WorkerFrame(
-                    entry=EntryFrame(
-                        invocation_id=self.id, attempt=self.attempt, index=index, entry=held.pop(index)
-                    )
-                )
-            )
+            self._send_entry(index, held.pop(index))
             index += 1
         self.next_send = index
         if self._end_pending and not held:
             self._end_pending = False
             self._send_end()
+
+    def _send_entry(self, index: int, entry: records_pb2.JournalEntry) -> None:
+        token = self._try_tokens.pop(index, "") if self._try_tokens else ""
+        self._send(WorkerFrame(entry=EntryFrame(invocation_id=self.id, attempt=self.attempt, index=index,
+                                                entry=entry, step_try_token=token)))
+
+    # ------------------------------------------------------------------ streams
+
+    def stream_writer(self, name: str = DEFAULT_STREAM) -> StreamWriter:
+        """The writer of one named stream (one per name and attempt: its writes are numbered)."""
+        found = self._writers.get(name)
+        if found is None:
+            with self.streams.lock:  # ctx.stream may be called from a step's thread too
+                found = self._writers.get(name)
+                if found is None:
+                    found = self._writers[check_name(name)] = StreamWriter(self.streams, name)
+        return found
 
     # ------------------------------------------------------------------ futures
 
@@ -469,15 +500,15 @@ class Invocation:
         started = loop.time()
         entry = JournalEntry(name=name, run=records_pb2.RunEntry())
         raw: Raw
+        scope: StepScope | None = None
         while True:
+            if scope is not None and scope.written:
+                self.streams.step_voided(scope)  # its chunks get a reset event
+            # Each execution of fn has its own try token: its stream writes carry it, and the run
+            # entry names the one that produced the result (the runtime voids the others' chunks).
+            scope = self.streams.new_step(index + 1)
             try:
-                with tracing.step_span(name, index):
-                    if _is_async_fn(fn):
-                        result = await fn(*args)
-                    else:
-                        result = await loop.run_in_executor(None, functools.partial(fn, *args))
-                        if inspect.isawaitable(result):
-                            result = await result
+                result = await self._call_step(name, index, fn, args, scope)
                 if type(result) is WithUsage:
                     entry.usage.update(result.usage)
                     result = result.value
@@ -515,8 +546,27 @@ class Invocation:
         else:
             entry.failure.CopyFrom(raw)
         self._acks[index] = (fut, raw)
+        self._try_tokens[index] = scope.token
         self._run_started[index] = started
         self.emit(index, entry)
+
+    async def _call_step(
+        self, name: str, index: int, fn: Callable[..., Any], args: tuple[Any, ...], scope: StepScope
+    ) -> Any:
+        """One execution of a step function, with its stream scope set (in the executor's thread
+        too: run_in_executor does not copy the context by itself)."""
+        in_step = CURRENT_STEP.set(scope)
+        try:
+            with tracing.step_span(name, index):
+                if _is_async_fn(fn):
+                    return await fn(*args)
+                call = functools.partial(contextvars.copy_context().run, fn, *args)
+                result = await self.loop.run_in_executor(None, call)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
+        finally:
+            CURRENT_STEP.reset(in_step)
 
     # ------------------------------------------------------------------ waiting
 
@@ -612,7 +662,7 @@ class Invocation:
         if self.done:
             return
         metrics.METRICS.finished(self.target.service, self.target.handler, "suspended")
-        self.sink.send(
+        self._send(
             WorkerFrame(
                 suspend=worker_pb2.SuspendFrame(
                     invocation_id=self.id, attempt=self.attempt, waiting_on=self.waiting_on()

@@ -42,6 +42,7 @@ from endure.sdk.backoff import Backoff
 from endure.sdk.definitions import VERSION_ENV, App, check_deployment_version
 from endure.sdk.errors import RegistrationError
 from endure.sdk.invocation import Invocation
+from endure.sdk.streams import DEFAULT_FLUSH_BYTES, DEFAULT_FLUSH_MS
 
 log = logging.getLogger("endure.sdk.worker")
 
@@ -99,6 +100,10 @@ class Worker:
     that many starts; a start that finds the pool full waits in its session's queue (bounded by
     `concurrency`) and the sessions take freed slots in turn. A handler that waits long enough
     suspends and gives its slot back, so a busy node cannot hold the pool forever.
+
+    Stream writes (`ctx.stream`) of an attempt are sent `stream_flush_ms` after the first one not
+    sent yet, or once `stream_flush_bytes` of data wait, whichever comes first (and always before
+    the attempt's next other frame): fewer, bigger StreamWrite records against a client's latency.
     """
 
     def __init__(
@@ -114,9 +119,14 @@ class Worker:
         reconnect_max: float = 5.0,
         threads: int | None = None,
         deployment_version: str | None = None,
+        stream_flush_ms: float = DEFAULT_FLUSH_MS,
+        stream_flush_bytes: int = DEFAULT_FLUSH_BYTES,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        check_stream_flush(stream_flush_ms, stream_flush_bytes)
+        self.stream_flush_ms = stream_flush_ms
+        self.stream_flush_bytes = stream_flush_bytes
         self.app = app
         self.runtime = runtime
         self.deployment_id = deployment_id or app.name or "app"
@@ -529,12 +539,24 @@ class _Session:
         loop = self.worker._loop
         assert loop is not None
         defn = self.worker.app.lookup(start.target.service, start.target.handler)
-        inv = Invocation(self, start, defn, loop)
+        inv = Invocation(self, start, defn, loop, stream_flush_ms=self.worker.stream_flush_ms,
+                         stream_flush_bytes=self.worker.stream_flush_bytes)
         self.active_attempts[inv.id] = inv
         inv.start()
 
 
 # ---------------------------------------------------------------------- entry points
+
+
+class StreamFlushError(ValueError):
+    """A stream flush policy that cannot work (a negative delay, a buffer under one byte)."""
+
+
+def check_stream_flush(flush_ms: float, flush_bytes: int) -> None:
+    if not flush_ms >= 0:  # also NaN
+        raise StreamFlushError(f"stream_flush_ms must be >= 0 (0: every write at once), not {flush_ms}")
+    if flush_bytes < 1:
+        raise StreamFlushError(f"stream_flush_bytes must be >= 1, not {flush_bytes}")
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -556,6 +578,8 @@ def run_worker(
     deployment_id: str | None = None,
     on_ready: Callable[[Worker], None] | None = None,
     deployment_version: str | None = None,
+    stream_flush_ms: float = DEFAULT_FLUSH_MS,
+    stream_flush_bytes: int = DEFAULT_FLUSH_BYTES,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (blocking; uses uvloop). Raises RegistrationError when
     the runtime refuses the registration."""
@@ -575,6 +599,8 @@ def run_worker(
             worker_name=worker_name,
             shutdown_grace=shutdown_grace,
             deployment_version=deployment_version,
+            stream_flush_ms=stream_flush_ms,
+            stream_flush_bytes=stream_flush_bytes,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -602,9 +628,13 @@ class WorkerOptions:
     metrics: str | None = None
     # None: App(version=...), else $ENDURE_DEPLOYMENT_VERSION, else a hash of the handlers' code.
     deployment_version: str | None = None
+    stream_flush_ms: float = DEFAULT_FLUSH_MS
+    stream_flush_bytes: int = DEFAULT_FLUSH_BYTES
 
 
 LOG_FORMATS = ("text", "json")
+FLUSH_MS_ENV = "ENDURE_STREAM_FLUSH_MS"
+FLUSH_BYTES_ENV = "ENDURE_STREAM_FLUSH_BYTES"
 
 
 def serve(options: WorkerOptions) -> int:
@@ -630,6 +660,11 @@ def serve(options: WorkerOptions) -> int:
     except ValueError as exc:
         print(f"endure worker: {exc}", file=sys.stderr)
         return 2
+    try:
+        check_stream_flush(options.stream_flush_ms, options.stream_flush_bytes)
+    except StreamFlushError as exc:
+        print(f"endure worker: {exc}", file=sys.stderr)
+        return 2
     from endure.sdk import tracing
 
     tracing.enable_from_env()
@@ -649,6 +684,8 @@ def serve(options: WorkerOptions) -> int:
             shutdown_grace=options.shutdown_grace,
             deployment_id=options.app,
             deployment_version=options.deployment_version,
+            stream_flush_ms=options.stream_flush_ms,
+            stream_flush_bytes=options.stream_flush_bytes,
         ), "ENDURE_WORKER_PROFILE")
     except RegistrationError as exc:
         print(f"endure worker: {exc}", file=sys.stderr)
@@ -656,8 +693,8 @@ def serve(options: WorkerOptions) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m endure.sdk.worker`: parses argv into WorkerOptions and calls serve()."""
+def parse_options(argv: list[str] | None = None) -> WorkerOptions:
+    """The WorkerOptions of a `python -m endure.sdk.worker` command line (and its environment)."""
     parser = argparse.ArgumentParser(prog="python -m endure.sdk.worker", description=__doc__.split("\n")[0])
     parser.add_argument("app", help="MODULE:APP, the endure.sdk.App to serve")
     parser.add_argument("--runtime", required=True, help="HOST:PORT of the runtime's worker endpoint")
@@ -671,11 +708,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deployment-version", default=None,
                         help="the version this worker registers (default: the app's App(version=...), else "
                              f"${VERSION_ENV}, else a hash of the handlers' code)")
+    parser.add_argument("--stream-flush-ms", type=float,
+                        default=os.environ.get(FLUSH_MS_ENV, str(DEFAULT_FLUSH_MS)),  # argparse applies type=
+                        help="send an attempt's stream writes this long after the first one waits "
+                             f"(default {DEFAULT_FLUSH_MS:g}; ${FLUSH_MS_ENV})")
+    parser.add_argument("--stream-flush-bytes", type=int,
+                        default=os.environ.get(FLUSH_BYTES_ENV, str(DEFAULT_FLUSH_BYTES)),
+                        help=f"... or once this many bytes of data wait (default {DEFAULT_FLUSH_BYTES}; ${FLUSH_BYTES_ENV})")
     args = parser.parse_args(argv)
-    return serve(WorkerOptions(app=args.app, runtime=args.runtime, concurrency=args.concurrency, name=args.name,
+    return WorkerOptions(app=args.app, runtime=args.runtime, concurrency=args.concurrency, name=args.name,
                                shutdown_grace=args.shutdown_grace, log_level=args.log_level,
                                log_format=args.log_format, metrics=args.metrics,
-                               deployment_version=args.deployment_version))
+                               deployment_version=args.deployment_version,
+                               stream_flush_ms=args.stream_flush_ms, stream_flush_bytes=args.stream_flush_bytes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m endure.sdk.worker`: parses argv into WorkerOptions and calls serve()."""
+    return serve(parse_options(argv))
 
 
 if __name__ == "__main__":
