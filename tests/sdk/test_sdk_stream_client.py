@@ -4,6 +4,7 @@ and following a stream across a lost connection against a fake ingress on loopba
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -348,3 +349,48 @@ async def test_streams_go_to_the_owner_node(ingress: StreamingIngress) -> None:
     finally:
         assert other.server is not None
         await other.server.stop(grace=None)
+
+
+# ---------------------------------------------------------------------- the command line
+
+
+async def test_call_follow_and_tail_print_the_streams_then_the_result(ingress: StreamingIngress) -> None:
+    from typer.testing import CliRunner
+
+    from endure.runtime.cli import app
+
+    async def story(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[ipb.StreamMessage]:
+        yield ipb.StreamMessage(invocation_id=INV, events=[chunk("default", 0, b"Hel"), chunk("default", 1, b"lo")])
+        yield ipb.StreamMessage(invocation_id=INV, events=[
+            chunk("progress", 0, b'{"p":1}', pb.CHUNK_JSON), chunk("default", 2, b"raw\xff", pb.CHUNK_BYTES),
+            reset("default", 3, [2], 1), close("default", 4)],
+            output=ipb.Output(invocation_id=INV, value=b'{"answer":42}'))
+
+    ingress.call_script = ingress.subscribe_script = story
+    runner = CliRunner()
+
+    def cli(*args: str) -> Any:
+        return runner.invoke(app, [*args, "--ingress", ingress.address])
+
+    followed = await asyncio.to_thread(cli, "call", "agent/run", "--data", '{"q": 1}', "--follow")
+    assert followed.exit_code == 0, followed.output
+    assert followed.stdout_bytes == b'Hello\n{"p": 1}\nraw\xff\n{\n  "answer": 42\n}\n'
+    assert "[stream 'default': step 1 runs again; what it wrote at offsets 2 is void]" in followed.stderr
+    assert ingress.requests[0][1].input == b'{"q": 1}'
+
+    tailed = await asyncio.to_thread(cli, "invocations", "tail", INV, "--json")
+    assert tailed.exit_code == 0, tailed.output
+    lines = [json.loads(line) for line in tailed.stdout.splitlines()]
+    assert [e["event"] for e in lines] == ["chunk", "chunk", "chunk", "chunk", "reset", "closed", "result"]
+    assert lines[2] == {"event": "chunk", "stream": "progress", "offset": 0, "data": {"p": 1}, "encoding": "json"}
+    assert lines[3]["data_base64"] == "cmF3/w=="
+    assert lines[-1] == {"event": "result", "invocation_id": INV, "value": {"answer": 42}}
+    assert ingress.requests[-1] == ("Subscribe", ipb.SubscribeRequest(invocation_id=INV))
+
+    one = await asyncio.to_thread(cli, "invocations", "tail", INV, "--stream", "default", "--from", "1")
+    assert one.exit_code == 0, one.output
+    assert ingress.requests[-1][1] == ipb.SubscribeRequest(invocation_id=INV, stream="default", from_offset=1)
+    assert one.stdout_bytes.startswith(b"loraw\xff\n")  # offset 0 is before --from; other streams are not followed
+
+    refused = await asyncio.to_thread(cli, "invocations", "tail", INV, "--from", "3")
+    assert refused.exit_code == 2 and "--stream" in refused.output
