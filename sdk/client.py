@@ -553,6 +553,10 @@ class Client:
         or of every stream from `from_offsets` (missing: 0), then its StreamResult. Following one
         stream ends at its StreamClosed if it closes before the invocation finishes. `handler` (the
         decorated function) decodes the result with its output type."""
+        if stream is None and from_offset:
+            raise ValueError("from_offset is an offset of one stream: name it, or give from_offsets")
+        if stream is not None and from_offsets:
+            raise ValueError("from_offsets is for following every stream: give from_offset with a stream")
         definition = handler_definition(handler) if handler is not None and not isinstance(handler, str) else None
         cursor = ResumeCursor(stream, from_offset, from_offsets)
         follower = _Follower(definition, cursor, invocation_id)

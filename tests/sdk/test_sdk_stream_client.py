@@ -284,6 +284,11 @@ async def test_subscribe_one_stream_from_an_offset_ends_at_its_close(ingress: St
     assert [r for _, r in ingress.requests] == [
         ipb.SubscribeRequest(invocation_id=INV, stream="log", from_offset=5),
         ipb.SubscribeRequest(invocation_id=INV, stream="log", from_offset=6)]
+    async with Client(ingress.address) as client:
+        with pytest.raises(ValueError, match="one stream"):
+            _ = [e async for e in client.subscribe(INV, from_offset=3)]
+        with pytest.raises(ValueError, match="every stream"):
+            _ = [e async for e in client.subscribe(INV, "log", from_offsets={"log": 1})]
 
 
 async def test_the_sync_client_yields_as_a_generator(ingress: StreamingIngress) -> None:
