@@ -56,7 +56,8 @@ def _of_awakeable(awakeable_id: str) -> int | None:
 
 def request_partition_key(request: object) -> int | None:
     """The partition key of an Ingress request (CallRequest for Call and Submit, SendRequest,
-    AttachRequest, awakeable, promise and invocation requests); None: any node will do."""
+    AttachRequest, awakeable, promise and invocation requests, SubscribeRequest); None: any node
+    will do."""
     if isinstance(request, ipb.CallRequest):
         return invocation_partition_key(request.target.key, request.idempotency_key)
     if isinstance(request, ipb.SendRequest):
@@ -73,6 +74,6 @@ def request_partition_key(request: object) -> int | None:
         return _of_awakeable(request.awakeable_id)
     if isinstance(request, ipb.ResolvePromiseRequest):
         return promise_partition_key(request.key)
-    if isinstance(request, ipb.InvocationRequest):
+    if isinstance(request, ipb.InvocationRequest | ipb.SubscribeRequest):
         return _of_id(request.invocation_id)
     return None

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -294,6 +294,92 @@ def _print_result(result: Any, as_json: bool) -> None:
     typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 
+class _EventPrinter:
+    """Stream events as they arrive: text and bytes chunks raw on stdout, JSON chunks one per line,
+    resets as a note on stderr, then the result as `call` prints it; `--json`: one object per event."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.at_line_start = True
+
+    def _raw(self, data: bytes) -> None:
+        if data:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            self.at_line_start = data.endswith(b"\n")
+
+    def end_line(self) -> None:
+        """What a chunk left unfinished ends before anything else is printed."""
+        if not self.at_line_start:
+            self._raw(b"\n")
+
+    def print(self, event: Any) -> None:
+        from endure.sdk.client import StreamChunk, StreamClosed, StreamReset, StreamResult
+
+        if self.as_json:
+            typer.echo(json.dumps(_event_json(event)))
+        elif isinstance(event, StreamChunk):
+            if event.is_json:
+                self.end_line()
+                self._raw(json.dumps(event.data).encode() + b"\n")
+            else:
+                self._raw(event.data if isinstance(event.data, bytes) else str(event.data).encode())
+        elif isinstance(event, StreamReset):
+            self.end_line()
+            offsets = ", ".join(map(str, event.offsets))
+            typer.echo(f"[stream {event.stream!r}: step {event.step} runs again; what it wrote at offsets "
+                       f"{offsets} is void]", err=True)
+        elif isinstance(event, StreamResult):
+            self.end_line()
+            _print_result(event.value, False)
+        elif not isinstance(event, StreamClosed):  # a close needs no words
+            raise TypeError(f"not a stream event: {event!r}")
+
+
+def _event_json(event: Any) -> dict[str, Any]:
+    import base64
+
+    from endure.sdk.client import StreamChunk, StreamClosed, StreamReset, StreamResult
+
+    if isinstance(event, StreamChunk):
+        out: dict[str, Any] = {"event": "chunk", "stream": event.stream, "offset": event.offset}
+        if isinstance(event.data, bytes):
+            out["data_base64"] = base64.b64encode(event.data).decode()
+        else:
+            out["data"] = event.data
+        out["encoding"] = "json" if event.is_json else "bytes" if isinstance(event.data, bytes) else "text"
+        if event.provisional:
+            out["provisional"] = True
+        if event.step:
+            out["step"] = event.step
+        return out
+    if isinstance(event, StreamReset):
+        return {"event": "reset", "stream": event.stream, "offset": event.offset, "step": event.step,
+                "offsets": list(event.offsets)}
+    if isinstance(event, StreamClosed):
+        return {"event": "closed", "stream": event.stream, "offset": event.offset}
+    if isinstance(event, StreamResult):
+        return {"event": "result", "invocation_id": event.invocation_id, "value": event.value}
+    raise TypeError(f"not a stream event: {event!r}")
+
+
+def _follow(events: Callable[[Any], Iterable[Any]], ingress: str, as_json: bool) -> None:
+    """Print a SyncClient stream's events (events(client) gives them) until its end."""
+    from endure.sdk.client import InvocationError, RequestError, SyncClient
+
+    printer = _EventPrinter(as_json)
+    try:
+        with SyncClient(ingress) as client:
+            for event in events(client):
+                printer.print(event)
+    except (RequestError, InvocationError, ValueError) as exc:
+        printer.end_line()
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        printer.end_line()
+        raise typer.Exit(130) from None
+
+
 @app.command()
 def call(
     target: str = typer.Argument(..., metavar="SERVICE/HANDLER"),
@@ -301,11 +387,19 @@ def call(
     data: str | None = typer.Option(None, "--data", help="JSON input"),
     idempotency_key: str | None = typer.Option(None, "--idempotency-key"),
     timeout: float | None = typer.Option(None, "--timeout", help="seconds to wait (the invocation keeps running)"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="print its streams as they are written, then the result"),
     ingress: str = INGRESS_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Invoke a handler and print its result."""
     from endure.sdk.client import Client, InvocationError, RequestError
+
+    if follow:
+        if timeout is not None:
+            _fail("--timeout does not apply with --follow (it follows until the result)", 2)
+        arg = _parse_data(data)
+        _follow(lambda c: c.stream(target, arg, key=key, idempotency_key=idempotency_key), ingress, as_json)
+        return
 
     async def main() -> Any:
         async with Client(ingress) as client:
@@ -556,6 +650,20 @@ for _name, _rpc, _doc in (
     ("pause", "PauseInvocation", "Pause: stop running it until resumed."),
 ):
     _action_command(_name, _rpc, _doc)
+
+
+@invocations_app.command("tail")
+def invocations_tail(
+    invocation_id: str,
+    stream: str | None = typer.Option(None, "--stream", help="one stream (default: all of them)"),
+    from_offset: int | None = typer.Option(None, "--from", min=0, help="the first offset of --stream to print"),
+    ingress: str = INGRESS_OPT,
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per event"),
+) -> None:
+    """Follow a running or finished invocation's streams, then print its result."""
+    if from_offset is not None and stream is None:
+        _fail("--from is an offset of one stream: name it with --stream", 2)
+    _follow(lambda c: c.subscribe(invocation_id, stream, from_offset or 0), ingress, as_json)
 
 
 @invocations_app.command("resume")

@@ -31,6 +31,13 @@ from endure.sdk.errors import (
 )
 from endure.sdk.replay import Divergence, Replayer, ReplayResult, format_divergence
 from endure.sdk.retry import RetryPolicy
+from endure.sdk.stream_events import (
+    StreamChunk,
+    StreamClosed,
+    StreamReset,
+    StreamResult,
+    StreamView,
+)
 from endure.sdk.streams import StreamWriter
 
 if TYPE_CHECKING:
@@ -54,9 +61,14 @@ __all__ = [
     "RetryPolicy",
     "SerdeError",
     "Service",
+    "StreamChunk",
+    "StreamClosed",
     "StreamClosedError",
     "StreamError",
     "StreamLimitError",
+    "StreamReset",
+    "StreamResult",
+    "StreamView",
     "StreamWriter",
     "TerminalError",
     "VirtualObject",

@@ -17,6 +17,13 @@ pinned to the node its connection reached). A runtime without GetRoutes, or one 
 no routing. If a node's channel fails before the request left (gRPC could not connect), that one
 request is sent again to the address given, and the routes are read again; a request that may
 have been delivered is never sent twice. `routing=False` sends everything to the address given.
+
+Streams. `client.stream(...)` starts an invocation and yields its stream events as they are made
+durable, then its result (`StreamResult`); `client.subscribe(invocation_id, ...)` follows one that
+exists, from an offset. The events are typed (endure.sdk.stream_events). If the connection is lost
+(UNAVAILABLE: a runtime restart), the iterator subscribes again from the next offset of every
+stream it has seen, with backoff, for up to `reconnect_timeout` seconds without progress: it never
+yields an offset twice and never skips one.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+from contextlib import aclosing
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -35,7 +43,34 @@ from endure.proto import ingress_pb2 as ipb
 from endure.proto import ingress_pb2_grpc as ipb_grpc
 from endure.proto import journal, routing
 from endure.proto import records_pb2 as pb
+from endure.sdk.backoff import Backoff, Jitter
 from endure.sdk.definitions import HandlerDefinition, handler_definition
+from endure.sdk.stream_events import (
+    ResumeCursor,
+    StreamChunk,
+    StreamClosed,
+    StreamItem,
+    StreamReset,
+    StreamResult,
+    StreamView,
+    decode_event,
+)
+
+__all__ = [
+    "Client",
+    "InvocationCancelled",
+    "InvocationError",
+    "InvocationKilled",
+    "RequestError",
+    "ResumeCursor",
+    "StreamChunk",
+    "StreamClosed",
+    "StreamItem",
+    "StreamReset",
+    "StreamResult",
+    "StreamView",
+    "SyncClient",
+]
 
 T = TypeVar("T")
 
@@ -50,6 +85,8 @@ _ROUTES_REFRESH_S = 1.0  # after a node's channel failed, read the routes again 
 # What gRPC answers when it found no connection for a call: the request never left this process.
 _NOT_SENT = ("failed to connect to all addresses", "DNS resolution failed")
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+# Between reconnects of a followed stream: from 50 ms, doubling, at most 2 s, spread +-20%.
+_RECONNECT = Backoff(0.05, 2.0, 2.0, jitter=Jitter.symmetric(0.2))
 
 
 class RequestError(Exception):
@@ -122,6 +159,36 @@ def _decode(definition: HandlerDefinition | None, output: ipb.Output) -> Any:
     if definition is not None:
         return definition.output_serde.loads(output.value)
     return json.loads(output.value) if output.value else None
+
+
+class _Follower:
+    """What a stream's messages mean, one after another: the new events (a reconnect's overlap
+    dropped), the invocation id once the server names it, and the end (a result, a failure, or the
+    one followed stream closed)."""
+
+    def __init__(self, definition: HandlerDefinition | None, cursor: ResumeCursor,
+                 invocation_id: str | None = None) -> None:
+        self.definition = definition
+        self.cursor = cursor
+        self.invocation_id = invocation_id
+        self.finished = False
+
+    def on_message(self, msg: ipb.StreamMessage) -> tuple[list[StreamItem], InvocationError | None]:
+        """The items to yield for one message, and the failure to raise after them."""
+        if msg.invocation_id and not self.invocation_id:
+            self.invocation_id = msg.invocation_id
+        items: list[StreamItem] = [decode_event(e) for e in msg.events if self.cursor.accept(e)]
+        if msg.HasField("output"):
+            self.finished = True
+            inv = msg.output.invocation_id or self.invocation_id or ""
+            try:
+                value = _decode(self.definition, msg.output)
+            except InvocationError as exc:
+                return items, exc
+            items.append(StreamResult(inv, value))
+        elif msg.closed:
+            self.finished = True
+        return items, None
 
 
 def _not_delivered(exc: grpc.aio.AioRpcError) -> bool:
@@ -446,6 +513,126 @@ class Client:
             ),
         )
 
+    # ------------------------------------------------------------------ streams
+
+    async def stream(
+        self,
+        handler: Any,
+        arg: Any = None,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        priority: str = "normal",
+        reconnect_timeout: float = 60.0,
+    ) -> AsyncGenerator[StreamItem, None]:
+        """Invoke and follow: the invocation's stream events as they are made durable, then its
+        StreamResult (a terminal failure raises InvocationError at the end instead).
+
+        A lost connection resumes by invocation id (the server names it in its first message); with
+        an idempotency key a call lost before that is sent again (the ingress dedups it), without
+        one it raises RequestError."""
+        request, definition = self._request(handler, arg, key, idempotency_key, priority, headers)
+        follower = _Follower(definition, ResumeCursor())
+        async with aclosing(self._follow("CallStream", request, follower, reconnect_timeout,
+                                         resend=bool(idempotency_key))) as items:
+            async for item in items:
+                yield item
+
+    async def subscribe(
+        self,
+        invocation_id: str,
+        stream: str | None = None,
+        from_offset: int = 0,
+        from_offsets: Mapping[str, int] | None = None,
+        *,
+        handler: Any = None,
+        reconnect_timeout: float = 60.0,
+    ) -> AsyncGenerator[StreamItem, None]:
+        """Follow an invocation (running or finished): the events of `stream` from `from_offset`,
+        or of every stream from `from_offsets` (missing: 0), then its StreamResult. Following one
+        stream ends at its StreamClosed if it closes before the invocation finishes. `handler` (the
+        decorated function) decodes the result with its output type."""
+        if stream is None and from_offset:
+            raise ValueError("from_offset is an offset of one stream: name it, or give from_offsets")
+        if stream is not None and from_offsets:
+            raise ValueError("from_offsets is for following every stream: give from_offset with a stream")
+        definition = handler_definition(handler) if handler is not None and not isinstance(handler, str) else None
+        cursor = ResumeCursor(stream, from_offset, from_offsets)
+        follower = _Follower(definition, cursor, invocation_id)
+        async with aclosing(self._follow("Subscribe", cursor.request(invocation_id), follower,
+                                         reconnect_timeout, resend=True)) as items:
+            async for item in items:
+                yield item
+
+    async def _follow(
+        self, method: str, request: Any, follower: _Follower, reconnect_timeout: float, *, resend: bool
+    ) -> AsyncGenerator[StreamItem, None]:
+        """Read messages into items until the end, subscribing again after a lost connection."""
+        delays = _RECONNECT.iter()
+        deadline: float | None = None  # set at a loss; cleared by progress
+        while True:
+            try:
+                async with aclosing(self._stream_rpc(method, request)) as messages:
+                    async for msg in messages:
+                        items, failure = follower.on_message(msg)
+                        if items or follower.finished:
+                            deadline = None
+                            delays.reset()
+                        for item in items:
+                            yield item
+                        if failure is not None:
+                            raise failure
+                        if follower.finished:
+                            return
+                lost = "the stream ended before the invocation's result"
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise RequestError(exc.code(), exc.details() or "") from None
+                lost = exc.details() or "unavailable"
+            if follower.invocation_id:
+                method, request = "Subscribe", follower.cursor.request(follower.invocation_id)
+            elif not resend:
+                raise RequestError(grpc.StatusCode.UNAVAILABLE,
+                                   f"{method} lost before the invocation id was known: {lost}")
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + reconnect_timeout
+            if now >= deadline:
+                raise RequestError(grpc.StatusCode.UNAVAILABLE,
+                                   f"could not follow the stream again within {reconnect_timeout:g}s: {lost}")
+            await asyncio.sleep(min(next(delays), deadline - now))
+
+    async def _stream_rpc(self, method: str, request: Any) -> AsyncGenerator[ipb.StreamMessage, None]:
+        """A server-streaming call routed like `_rpc`: to the owner of the request's partition, or
+        to the address given when that node could not be reached at all (nothing was sent)."""
+        node = await self._node_for(request)
+        if node is not None:
+            node.calls += 1
+            call = getattr(node.stub, method)(request, metadata=self._metadata)
+            received = False
+            try:
+                async for msg in call:
+                    received = True
+                    yield msg
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    self._routes_stale = True  # the node may have moved: read the routes again
+                    self._start_refresh()
+                if received or not _not_delivered(exc):
+                    raise
+            finally:
+                call.cancel()
+                node.calls -= 1
+                self._release(node)
+        call = getattr(self._stub, method)(request, metadata=self._metadata)
+        try:
+            async for msg in call:
+                yield msg
+        finally:
+            call.cancel()
+
     async def cancel(self, invocation_id: str) -> None:
         await self._rpc("Cancel", ipb.InvocationRequest(invocation_id=invocation_id))
 
@@ -466,12 +653,33 @@ class SyncClient:
     async def _make(address: str, api_key: str | None, routing: bool) -> Client:
         return Client(address, api_key=api_key, routing=routing)
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _run(self, coro: Awaitable[T]) -> T:
         return self._loop.run_until_complete(coro)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._client, name)
         return lambda *args, **kwargs: self._run(method(*args, **kwargs))
+
+    def stream(self, handler: Any, arg: Any = None, **kwargs: Any) -> Iterator[StreamItem]:
+        """`Client.stream` as a generator."""
+        return self._iterate(self._client.stream(handler, arg, **kwargs))
+
+    def subscribe(self, invocation_id: str, stream: str | None = None, from_offset: int = 0,
+                  from_offsets: Mapping[str, int] | None = None, **kwargs: Any) -> Iterator[StreamItem]:
+        """`Client.subscribe` as a generator."""
+        return self._iterate(self._client.subscribe(invocation_id, stream, from_offset, from_offsets, **kwargs))
+
+    def _iterate(self, items: AsyncGenerator[StreamItem, None]) -> Iterator[StreamItem]:
+        try:
+            while True:
+                try:
+                    item = self._run(items.__anext__())
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:  # the caller stopped early: end the call
+            if not self._loop.is_closed():
+                self._run(items.aclose())
 
     def close(self) -> None:
         self._run(self._client.close())

@@ -14,6 +14,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeAlias
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from endure.sdk.definitions import HandlerDefinition
 
 log = logging.getLogger("endure.sdk")
+_STREAMS_LOCK = threading.Lock()
 
 JournalEntry = records_pb2.JournalEntry
 Failure = records_pb2.Failure
@@ -183,9 +185,11 @@ class Invocation:
         self.mismatch: JournalMismatchError | None = None  # the divergence begin() found
         self.past_end: tuple[str, str] | None = None  # (kind, name) of the first operation past the end
         self.blocked_on: list[int] | None = None  # the incomplete entries the handler blocked on
-        # Live streams (endure.sdk.streams): chunks buffered until the next flush or other frame.
-        self.streams = StreamBuffer(sink.send, start, loop, flush_ms=stream_flush_ms,
-                                    flush_bytes=stream_flush_bytes, enabled=not replay_only)
+        # Live streams (endure.sdk.streams): chunks buffered until the next flush or other frame;
+        # the buffer is made at the first ctx.stream, so attempts that do not stream pay nothing.
+        self._start = start
+        self._stream_flush = (stream_flush_ms, stream_flush_bytes)
+        self._streams: StreamBuffer | None = None
         self._writers: dict[str, StreamWriter] = {}
         self._try_tokens: dict[int, str] = {}  # run entries not sent yet: the execution that made them
 
@@ -281,7 +285,8 @@ class Invocation:
     def _send(self, frame: worker_pb2.WorkerFrame) -> None:
         """Send a frame of the attempt, after its stream writes so far: they stay in order with its
         journal (a step's chunks before its run entry, every chunk before the end)."""
-        self.streams.flush()
+        if self._streams is not None:
+            self._streams.flush()
         self.sink.send(frame)
 
     def _send_end(self) -> None:
@@ -317,7 +322,8 @@ class Invocation:
 
     def _drop(self) -> None:
         self.done = True
-        self.streams.discard()
+        if self._streams is not None:
+            self._streams.discard()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -396,6 +402,20 @@ class Invocation:
                                                 entry=entry, step_try_token=token)))
 
     # ------------------------------------------------------------------ streams
+
+    @property
+    def streams(self) -> StreamBuffer:
+        """The attempt's stream buffer (made at its first use)."""
+        found = self._streams
+        if found is None:
+            with _STREAMS_LOCK:  # ctx.stream may first be called from a step's thread
+                found = self._streams
+                if found is None:
+                    flush_ms, flush_bytes = self._stream_flush
+                    found = self._streams = StreamBuffer(self, self.sink.send, self._start, self.loop,
+                                                         flush_ms=flush_ms, flush_bytes=flush_bytes,
+                                                         enabled=not self.replay_only)
+        return found
 
     def stream_writer(self, name: str = DEFAULT_STREAM) -> StreamWriter:
         """The writer of one named stream (one per name and attempt: its writes are numbered)."""
@@ -506,7 +526,7 @@ class Invocation:
                 self.streams.step_voided(scope)  # its chunks get a reset event
             # Each execution of fn has its own try token: its stream writes carry it, and the run
             # entry names the one that produced the result (the runtime voids the others' chunks).
-            scope = self.streams.new_step(index + 1)
+            scope = StepScope(self, index + 1)
             try:
                 result = await self._call_step(name, index, fn, args, scope)
                 if type(result) is WithUsage:
@@ -546,7 +566,8 @@ class Invocation:
         else:
             entry.failure.CopyFrom(raw)
         self._acks[index] = (fut, raw)
-        self._try_tokens[index] = scope.token
+        if scope.token:
+            self._try_tokens[index] = scope.token
         self._run_started[index] = started
         self.emit(index, entry)
 

@@ -43,11 +43,15 @@ DEFAULT_STREAM = "default"
 
 @dataclass(slots=True)
 class StepScope:
-    """One execution of a ctx.run step function: what its stream writes carry."""
+    """One execution of a ctx.run step function: what its stream writes carry.
 
-    buffer: StreamBuffer
+    The token is drawn at the execution's first write: one that writes nothing names no execution
+    (its run entry's step_try_token stays empty, which voids every other execution's chunks just
+    the same), so steps of handlers that do not stream cost no random draw."""
+
+    owner: object  # the attempt (Invocation) it belongs to
     step: int  # the step's journal index + 1
-    token: str  # this execution (a retry in the step is a new one)
+    token: str = ""  # this execution (a retry in the step is a new one); "" until it writes
     written: set[str] = field(default_factory=set)  # the streams it wrote to (each gets a reset if voided)
 
 
@@ -115,6 +119,7 @@ class StreamBuffer:
 
     def __init__(
         self,
+        owner: object,
         send: Callable[[wpb.WorkerFrame], None],
         start: wpb.StartFrame,
         loop: asyncio.AbstractEventLoop,
@@ -124,6 +129,7 @@ class StreamBuffer:
         enabled: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.owner = owner
         self._send = send
         self.invocation_id = start.invocation_id
         self.attempt = start.attempt
@@ -142,10 +148,6 @@ class StreamBuffer:
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
         self._loop_thread = threading.get_ident()
-
-    def new_step(self, step: int) -> StepScope:
-        """A scope for one execution of a step function (a fresh try token)."""
-        return StepScope(self, step, secrets.token_hex(8))
 
     def step_voided(self, scope: StepScope) -> None:
         """A step execution that wrote is retried: the runtime will add a reset event to each stream
@@ -253,7 +255,7 @@ class StreamWriter:
 
     def _scope(self) -> StepScope | None:
         scope = CURRENT_STEP.get()
-        return scope if scope is not None and scope.buffer is self._buffer else None
+        return scope if scope is not None and scope.owner is self._buffer.owner else None
 
     def _put(self, chunk: pb.StreamChunk, close: bool | None) -> None:
         buffer = self._buffer
@@ -278,6 +280,8 @@ class StreamWriter:
                 self._next_seq = seq + 1
                 self._closed = bool(close)
             else:
+                if not scope.token:
+                    scope.token = secrets.token_hex(8)
                 chunk.step = scope.step
                 chunk.try_token = scope.token
                 due = buffer.put_locked(chunk)

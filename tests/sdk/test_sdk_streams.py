@@ -586,7 +586,7 @@ async def test_a_worker_sends_stream_frames_on_its_stream(runtime: Any, start_wo
     stream = await session.expect("stream")
     assert (stream.invocation_id, [c.data for c in stream.chunks]) == (inv, [b"hel", b"lo"])
     run_entry = await session.expect_entry("run", 0, ack=True)
-    assert run_entry.step_try_token != ""  # a step that wrote nothing names its execution too
+    assert run_entry.step_try_token == ""  # a step that wrote nothing names no execution
     stream = await session.expect("stream")
     assert [c.stream for c in stream.chunks] == ["default", "log"]
     await session.expect_output(1)
