@@ -441,6 +441,8 @@ class IngressService(ipb_grpc.IngressServicer):
 
         started = await self._guard(context, start())
         inv, partition, _ = started  # type: ignore[misc]
+        # First, the id alone: a client that loses the stream now can still resume it by Subscribe.
+        yield ipb.StreamMessage(invocation_id=inv)
         async for message in self._guard_stream(context, self._follow(inv, partition, "", {})):
             yield message
 
