@@ -148,6 +148,7 @@ class StreamBuffer:
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
         self._loop_thread = threading.get_ident()
+        self.flushes = 0  # frames sent so far
 
     def step_voided(self, scope: StepScope) -> None:
         """A step execution that wrote is retried: the runtime will add a reset event to each stream
@@ -202,6 +203,7 @@ class StreamBuffer:
             return
         with self.lock:
             chunks, self._chunks, self._size = self._chunks, [], 0
+        self.flushes += 1
         self._send(wpb.WorkerFrame(stream=wpb.StreamFrame(
             invocation_id=self.invocation_id, attempt=self.attempt, chunks=chunks)))
 
@@ -238,8 +240,14 @@ class StreamWriter:
 
     async def write(self, chunk: object) -> None:
         """Write one chunk (sent within flush_ms, or sooner); raises StreamLimitError beyond the
-        invocation's limits, StreamClosedError after close()."""
+        invocation's limits, StreamClosedError after close().
+
+        When this write filled a frame, it yields to the loop once, so a handler writing in a tight
+        loop lets the worker send its frames as it goes instead of after the loop."""
+        flushes = self._buffer.flushes
         self.write_nowait(chunk)
+        if self._buffer.flushes != flushes:
+            await asyncio.sleep(0)
 
     def write_nowait(self, chunk: object) -> None:
         """`write` without awaiting: thread-safe, for sync step functions."""
