@@ -10,8 +10,9 @@ Each invocation's state lives in one `InvocationMachine` (runtime/invoker/attemp
 
 Deployments: an invocation runs only on workers of the version it is pinned to (its status says
 which); one not run yet goes to its service's latest version, and its first attempt pins it there
-(`pin` on the attempt's first record, so the pin is durable with the first thing that attempt did). Queues are per (service, version): work for a version with no worker connected
-waits in its queue and is never started on other code.
+(`pin` on the attempt's first record, so the pin is durable with the first thing that attempt
+did). Queues are per (service, version): work for a version with no worker connected waits in its
+queue and is never started on other code.
 """
 
 from __future__ import annotations
