@@ -6,6 +6,7 @@ invocation is NOT_FOUND (tests/integration/test_harness_e2e.py)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,3 +183,25 @@ async def test_unknown_invocations_and_bad_stream_names_get_precise_errors(clust
         with pytest.raises(RequestError) as missing:
             [e async for e in client.subscribe("inv_1234567890abcdef1234567890")]
         assert missing.value.code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def test_the_cli_follows_a_call_and_tails_an_invocation(cluster: Cluster) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, **cluster.env, ENDURE_INGRESS=cluster.ingress, ENDURE_ADMIN=cluster.admin)
+
+    def endure(*args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "endure.runtime.cli", *args], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    followed = endure("call", "talk/tokens", "--data", "5", "--follow").stdout
+    assert followed.startswith("t0 t1 t2 t3 t4 ") and '"done"' in followed, followed
+    inv = json.loads(endure("send", "talk/tokens", "--data", "3", "--json").stdout)["invocation_id"]
+    lines = [json.loads(line) for line in endure("invocations", "tail", inv, "--json").stdout.splitlines()]
+    chunks = [e for e in lines if e["event"] == "chunk"]
+    assert [c["data"] for c in chunks][:3] == ["t0 ", "t1 ", "t2 "], lines
+    assert "t2 " in endure("invocations", "tail", inv, "--stream", "tokens", "--from", "2").stdout
