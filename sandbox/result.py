@@ -8,7 +8,8 @@ from endure.sandbox.limits import ErrorKind, LimitKind
 
 
 class SandboxResult(BaseModel):
-    """Exit status, capped output, returned files, metering and the limit hit (if any)."""
+    """Exit status, capped output, returned (new or changed) and deleted files, metering and the limit
+    hit (if any)."""
 
     # bytes travel as base64 in JSON (journal, pool pipe) and stay raw bytes in Python.
     model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
@@ -20,6 +21,9 @@ class SandboxResult(BaseModel):
     stderr_truncated: bool = False
     files: dict[str, bytes] = Field(default_factory=dict)
     files_truncated: bool = False
+    # Input files the run removed (or turned into something that is not a regular file): with
+    # `files`, what a workspace needs to know the run's outcome as a whole.
+    deleted: list[str] = Field(default_factory=list)
     fuel_used: int = 0
     wall_ms: float = 0.0
     peak_memory_bytes: int = 0

@@ -239,6 +239,16 @@ def _write_inputs(scratch: Path, files: dict[str, bytes]) -> None:
 
 def collect_files(scratch: Path, inputs: dict[str, bytes], limits: Limits) -> tuple[dict[str, bytes], bool]:
     """New or changed regular files in the scratch dir, within the caps; symlinks are never followed."""
+    files, truncated, _ = collect_changes(scratch, inputs, limits)
+    return files, truncated
+
+
+def collect_changes(
+    scratch: Path, inputs: dict[str, bytes], limits: Limits
+) -> tuple[dict[str, bytes], bool, list[str]]:
+    """What a run changed: new or changed regular files (within the caps), whether the caps cut
+    some, and the input files that are gone (removed, or now a directory, symlink, fifo...) so a
+    workspace can drop them. One walk that never follows symlinks."""
     out: dict[str, bytes] = {}
     total = 0
     truncated = False
@@ -258,6 +268,8 @@ def collect_files(scratch: Path, inputs: dict[str, bytes], limits: Limits) -> tu
             elif stat.S_ISREG(st.st_mode):
                 paths.append((os.path.relpath(e.path, scratch).replace(os.sep, "/"), st))
             # symlinks, fifos, sockets: skipped, never followed
+    present = {rel for rel, _ in paths}
+    deleted = sorted(name for name in normalized_inputs if name not in present)
     for rel, st in sorted(paths):
         if len(out) >= limits.max_files or total + st.st_size > limits.max_files_bytes:
             if normalized_inputs.get(rel) is None or st.st_size != len(normalized_inputs[rel]):
@@ -276,7 +288,7 @@ def collect_files(scratch: Path, inputs: dict[str, bytes], limits: Limits) -> tu
             continue
         out[rel] = data
         total += len(data)
-    return out, truncated
+    return out, truncated, deleted
 
 
 def _classify(
@@ -679,7 +691,7 @@ class Runner:
                     kind, limit = None, LimitKind.MEMORY  # instantiation beyond the memory cap
             else:
                 kind, error = ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}"
-        files, files_trunc = collect_files(state.scratch, req.files, req.limits)
+        files, files_trunc, deleted = collect_changes(state.scratch, req.files, req.limits)
         if limit is None and exit_code not in (0, None):
             limit = _memory_limit_hit(state, req)
         if limit is None and (state.stdout.truncated or state.stderr.truncated):
@@ -695,6 +707,7 @@ class Runner:
             stderr_truncated=state.stderr.truncated,
             files=files,
             files_truncated=files_trunc,
+            deleted=deleted,
             fuel_used=max(0, fuel_used),
             wall_ms=round((state.t1 - state.t0) * 1000, 3) if state.t0 else 0.0,
             peak_memory_bytes=state.peak_memory,
