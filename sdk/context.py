@@ -11,7 +11,7 @@ import random as _random
 import time
 import typing
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from endure.sandbox import SandboxResult  # noqa: F401
     from endure.sdk.invocation import Invocation
     from endure.sdk.streams import StreamWriter
+    from endure.sdk.workspace import Scope, Workspace, WorkspaceLimits, Workspaces
 
 T = TypeVar("T")
 
@@ -518,22 +519,68 @@ class Context:
             self._sandbox = SandboxOps(self)
         return self._sandbox  # type: ignore[no-any-return]
 
-    def run_tool(self, name: str, input: Any = None, *, step_name: str | None = None) -> DurableFuture[Any]:
+    @overload
+    def run_tool(
+        self, name: str, input: Any = None, *, step_name: str | None = None, workspace: None = None
+    ) -> DurableFuture[Any]: ...
+
+    @overload
+    def run_tool(
+        self, name: str, input: Any = None, *, step_name: str | None = None, workspace: Workspace | str
+    ) -> Coroutine[Any, Any, Any]: ...
+
+    def run_tool(
+        self, name: str, input: Any = None, *, step_name: str | None = None, workspace: Workspace | str | None = None
+    ) -> DurableFuture[Any] | Coroutine[Any, Any, Any]:
         """Run a tool of the App's ToolRegistry in the sandbox as a journaled step (value = the
-        tool's output model, usage = sandbox metering); a failing tool raises TerminalError(422)."""
+        tool's output model, usage = sandbox metering); a failing tool raises TerminalError(422).
+        With `workspace=`, the tool runs on the workspace's files (see `SandboxOps`)."""
         from endure.sdk import tools
 
-        return tools.run_tool(self, name, input, step_name or f"tool:{name}")
+        return tools.run_tool(self, name, input, step_name or f"tool:{name}", workspace)
 
 
 class SandboxOps:
     """`ctx.sandbox`: each call runs in the worker's Sandbox and is journaled as a run entry whose
-    value is the SandboxResult and whose usage is its metering; replays never rerun the guest."""
+    value is the SandboxResult and whose usage is its metering; replays never rerun the guest.
 
-    __slots__ = ("_ctx",)
+    With `workspace=` (a Workspace or a name), the run sees the workspace's files and what it leaves
+    is the workspace's next state (endure.sdk.workspace); the call is then a coroutine that takes
+    its journal position when awaited."""
+
+    __slots__ = ("_ctx", "_ws")
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+        self._ws: Workspaces | None = None
+
+    @property
+    def _workspaces(self) -> Workspaces:
+        if self._ws is None:
+            from endure.sdk.workspace import Workspaces
+
+            self._ws = Workspaces(self._ctx)
+        return self._ws
+
+    def workspace(
+        self, name: str = "default", *, scope: Scope = "invocation", limits: WorkspaceLimits | None = None
+    ) -> Workspace:
+        """Files kept from run to run: for this invocation (default), or with scope="object" for the
+        virtual object's key across its invocations (in its state: exclusive handlers change it,
+        shared ones read it)."""
+        return self._workspaces.open(name, scope, limits)
+
+    @overload
+    def run_python(
+        self, code: str, files: Mapping[str, bytes] | None = None, limits: Any = None, *,
+        name: str = "sandbox.python", workspace: None = None, **kw: Any,
+    ) -> DurableFuture[SandboxResult]: ...
+
+    @overload
+    def run_python(
+        self, code: str, files: Mapping[str, bytes] | None = None, limits: Any = None, *,
+        name: str = "sandbox.python", workspace: Workspace | str, **kw: Any,
+    ) -> Coroutine[Any, Any, SandboxResult]: ...
 
     def run_python(
         self,
@@ -542,11 +589,25 @@ class SandboxOps:
         limits: Any = None,
         *,
         name: str = "sandbox.python",
+        workspace: Workspace | str | None = None,
         **kw: Any,
-    ) -> DurableFuture[SandboxResult]:
+    ) -> DurableFuture[SandboxResult] | Coroutine[Any, Any, SandboxResult]:
         from endure.sdk import tools
 
-        return tools.run_sandbox(self._ctx, name, "run_python", code, files, limits, **kw)
+        return tools.run_sandbox(self._ctx, name, "run_python", code, files=files, limits=limits,
+                                 workspace=workspace, **kw)
+
+    @overload
+    def run_javascript(
+        self, code: str, files: Mapping[str, bytes] | None = None, limits: Any = None, *,
+        name: str = "sandbox.javascript", workspace: None = None, **kw: Any,
+    ) -> DurableFuture[SandboxResult]: ...
+
+    @overload
+    def run_javascript(
+        self, code: str, files: Mapping[str, bytes] | None = None, limits: Any = None, *,
+        name: str = "sandbox.javascript", workspace: Workspace | str, **kw: Any,
+    ) -> Coroutine[Any, Any, SandboxResult]: ...
 
     def run_javascript(
         self,
@@ -555,18 +616,38 @@ class SandboxOps:
         limits: Any = None,
         *,
         name: str = "sandbox.javascript",
+        workspace: Workspace | str | None = None,
         **kw: Any,
-    ) -> DurableFuture[SandboxResult]:
+    ) -> DurableFuture[SandboxResult] | Coroutine[Any, Any, SandboxResult]:
         from endure.sdk import tools
 
-        return tools.run_sandbox(self._ctx, name, "run_javascript", code, files, limits, **kw)
+        return tools.run_sandbox(self._ctx, name, "run_javascript", code, files=files, limits=limits,
+                                 workspace=workspace, **kw)
+
+    @overload
+    def run_wasm(
+        self, module: bytes | str, args: list[str] | None = None, *, name: str = "sandbox.wasm",
+        workspace: None = None, **kw: Any,
+    ) -> DurableFuture[SandboxResult]: ...
+
+    @overload
+    def run_wasm(
+        self, module: bytes | str, args: list[str] | None = None, *, name: str = "sandbox.wasm",
+        workspace: Workspace | str, **kw: Any,
+    ) -> Coroutine[Any, Any, SandboxResult]: ...
 
     def run_wasm(
-        self, module: bytes | str, args: list[str] | None = None, *, name: str = "sandbox.wasm", **kw: Any
-    ) -> DurableFuture[SandboxResult]:
+        self,
+        module: bytes | str,
+        args: list[str] | None = None,
+        *,
+        name: str = "sandbox.wasm",
+        workspace: Workspace | str | None = None,
+        **kw: Any,
+    ) -> DurableFuture[SandboxResult] | Coroutine[Any, Any, SandboxResult]:
         from endure.sdk import tools
 
-        return tools.run_sandbox(self._ctx, name, "run_wasm", module, args, **kw)
+        return tools.run_sandbox(self._ctx, name, "run_wasm", module, args=args, workspace=workspace, **kw)
 
 
 class _Wait:

@@ -3,12 +3,13 @@
 `endure.sandbox` is imported only when a handler first uses it, and one `Sandbox` (a process pool)
 is created per worker process on that first use. A sandbox run is journaled as a RunEntry whose
 value is the result JSON and whose `usage` map is the SandboxResult's `usage()`, so a replay
-returns the recorded result and never re-runs the guest.
+returns the recorded result and never re-runs the guest. With `workspace=`, the step runs on the
+workspace's files and journals its changes (endure.sdk.workspace).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from endure.sdk import metrics
@@ -16,9 +17,10 @@ from endure.sdk.context import DurableFuture, _journal_cancelled_run
 from endure.sdk.errors import TerminalError
 from endure.sdk.invocation import WithUsage
 from endure.sdk.serde import Serde, serde_for
+from endure.sdk.workspace import Workspace, sandbox_result, step_value
 
 if TYPE_CHECKING:
-    from endure.sandbox import Sandbox
+    from endure.sandbox import Sandbox, SandboxResult
     from endure.sdk.context import Context
 
 _sandbox: Sandbox | None = None
@@ -71,19 +73,76 @@ def _journaled(
     return DurableFuture(inv, i, inv.start_run(i, name, fn, (), None, serde), serde, "run")
 
 
-def run_sandbox(ctx: Context, name: str, method: str, *args: Any, **kwargs: Any) -> DurableFuture[Any]:
-    """Sandbox.<method>(*args, **kwargs) as a step whose value is the SandboxResult."""
+def run_sandbox(
+    ctx: Context,
+    name: str,
+    method: str,
+    first: Any,
+    *,
+    files: Mapping[str, bytes] | None = None,
+    limits: Any = None,
+    workspace: Workspace | str | None = None,
+    **kwargs: Any,
+) -> DurableFuture[Any] | Coroutine[Any, Any, SandboxResult]:
+    """Sandbox.<method>(first, files=, limits=, **kwargs) as a step whose value is the SandboxResult;
+    with a workspace, a coroutine that runs it on the workspace's files (endure.sdk.workspace)."""
+    if workspace is not None:
+        ws = ctx.sandbox._workspaces.resolve(workspace)
+        serde = _result_serde()
+
+        async def body(inputs: dict[str, bytes], widen: Callable[[Any], Any]) -> tuple[bytes, Any, dict[str, float]]:
+            res = await _call(method, first, files=inputs, limits=widen(limits), **kwargs)
+            return serde.dumps(res.model_copy(update={"files": {}})), res, res.usage()
+
+        async def on_workspace() -> SandboxResult:
+            change = await ws.run(name, body, files)
+            return sandbox_result(change, ctx.sandbox._workspaces.journal.blobs)
+
+        return on_workspace()
 
     async def go() -> WithUsage:
-        res = await getattr(get_sandbox(), method)(*args, **kwargs)
-        metrics.METRICS.sandbox_run(method.removeprefix("run_"), str(res.limit_hit) if res.limit_hit else None)
+        res = await _call(method, first, files=files, limits=limits, **kwargs)
         return WithUsage(res, res.usage())
 
     return _journaled(ctx, name, _result_serde(), go)
 
 
-def run_tool(ctx: Context, tool: str, input: Any, name: str) -> DurableFuture[Any]:
-    """A registered tool as a step whose value is the tool's validated output model."""
+async def _call(method: str, first: Any, **kwargs: Any) -> SandboxResult:
+    res: SandboxResult = await getattr(get_sandbox(), method)(first, **kwargs)
+    metrics.METRICS.sandbox_run(method.removeprefix("run_"), str(res.limit_hit) if res.limit_hit else None)
+    return res
+
+
+class _OnFiles:
+    """The Sandbox as a tool sees it on a workspace: every run gets the workspace's files and
+    widened limits, and its result is kept for the step."""
+
+    def __init__(self, files: dict[str, bytes], widen: Callable[[Any], Any]) -> None:
+        self.files = files
+        self.widen = widen
+        self.result: SandboxResult | None = None
+
+    async def _run(self, method: str, first: Any, limits: Any, kwargs: dict[str, Any]) -> SandboxResult:
+        kwargs.pop("files", None)
+        res = await _call(method, first, files=self.files, limits=self.widen(limits), **kwargs)
+        self.result = res
+        return res
+
+    async def run_python(self, code: str, limits: Any = None, **kw: Any) -> SandboxResult:
+        return await self._run("run_python", code, limits, kw)
+
+    async def run_javascript(self, code: str, limits: Any = None, **kw: Any) -> SandboxResult:
+        return await self._run("run_javascript", code, limits, kw)
+
+    async def run_wasm(self, module: Any, limits: Any = None, **kw: Any) -> SandboxResult:
+        return await self._run("run_wasm", module, limits, kw)
+
+
+def run_tool(
+    ctx: Context, tool: str, input: Any, name: str, workspace: Workspace | str | None = None
+) -> DurableFuture[Any] | Coroutine[Any, Any, Any]:
+    """A registered tool as a step whose value is the tool's validated output model; with a
+    workspace, a coroutine that runs it on the workspace's files."""
     if _registry is None:
         raise TerminalError(f"no ToolRegistry for tool {tool!r}: pass App(..., tools=registry)", 500)
     from endure.sandbox import ToolError
@@ -92,6 +151,23 @@ def run_tool(ctx: Context, tool: str, input: Any, name: str) -> DurableFuture[An
         spec = _registry.get(tool)
     except ToolError as exc:
         raise TerminalError(str(exc), 404) from exc
+    out_serde = serde_for(spec.output_model)
+
+    if workspace is not None:
+        ws = ctx.sandbox._workspaces.resolve(workspace)
+
+        async def body(inputs: dict[str, bytes], widen: Callable[[Any], Any]) -> tuple[bytes, Any, dict[str, float]]:
+            sb = _OnFiles(inputs, widen)
+            try:
+                out, res = await spec.call_with_result(sb, input)
+            except ToolError as exc:
+                raise TerminalError(str(exc), TOOL_FAILURE_CODE) from exc
+            return out_serde.dumps(out), res, res.usage()
+
+        async def on_workspace() -> Any:
+            return step_value(await ws.run(name, body, None), out_serde)
+
+        return on_workspace()
 
     async def go() -> WithUsage:
         try:
@@ -100,4 +176,4 @@ def run_tool(ctx: Context, tool: str, input: Any, name: str) -> DurableFuture[An
             raise TerminalError(str(exc), TOOL_FAILURE_CODE) from exc
         return WithUsage(out, res.usage())
 
-    return _journaled(ctx, name, serde_for(spec.output_model), go)
+    return _journaled(ctx, name, out_serde, go)
