@@ -685,6 +685,104 @@ def invocations_resume(
         typer.echo(f"resume: {invocation_id}" + (f" on {deployment}" if deployment else ""))
 
 
+_FILES_MAX_MESSAGE = 64 << 20  # a journal with workspace contents exceeds gRPC's 4 MiB default
+
+
+def _describe_whole(admin: str, invocation_id: str) -> apb.InvocationDescription:
+    """DescribeInvocation on a channel that takes a journal as large as a worker may send."""
+    import grpc
+
+    from endure.proto import admin_pb2_grpc as apb_grpc
+
+    channel = grpc.insecure_channel(admin, options=[("grpc.max_receive_message_length", _FILES_MAX_MESSAGE)])
+    try:
+        return apb_grpc.AdminStub(channel).DescribeInvocation(apb.InvocationRef(invocation_id=invocation_id),
+                                                              timeout=30)
+    except grpc.RpcError as exc:
+        _fail(f"{exc.code().name}: {exc.details()}")
+    finally:
+        channel.close()
+
+
+def _pick_workspace(spaces: list[Any], wanted: str) -> list[Any]:
+    """The workspace `wanted` names: its label (NAME, object:NAME), invocation:NAME, or a bare name
+    only one scope has."""
+    exact = [w for w in spaces if wanted in (w.label, f"{w.scope}:{w.name}")]
+    if exact:
+        return exact
+    named = [w for w in spaces if w.name == wanted]
+    if len(named) > 1:
+        _fail(f"both scopes have a workspace {wanted!r}: say invocation:{wanted} or object:{wanted}", 2)
+    if not named:
+        _fail(f"no workspace {wanted!r} in this journal; it has: {', '.join(w.label for w in spaces) or 'none'}")
+    return named
+
+
+@invocations_app.command("files")
+def invocations_files(
+    invocation_id: str,
+    workspace: str | None = typer.Option(None, "--workspace", help="NAME, or object:NAME for an object's "
+                                         "workspace (default: all of them; with --get, the only one)"),
+    get: str | None = typer.Option(None, "--get", help="print this file's contents (or write them to --out)"),
+    out: Path | None = typer.Option(None, "--out", help="with --get: write the file here"),
+    admin: str = ADMIN_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List the files of an invocation's sandbox workspaces, as its journal leaves them, or fetch one."""
+    from endure.sdk.workspace import WorkspaceError, normalize_path, replay_journal
+
+    if out is not None and get is None:
+        _fail("--out goes with --get PATH", 2)
+    resp = _describe_whole(admin, invocation_id)
+    try:
+        wj = replay_journal(resp.journal)  # the worker's own reconstruction
+    except WorkspaceError as exc:
+        _fail(f"the journal's workspace entries do not decode: {exc.message}")
+    spaces = sorted(wj.workspaces.values(), key=lambda w: (w.scope != "invocation", w.name))
+    if workspace is not None:
+        spaces = _pick_workspace(spaces, workspace)
+    if get is None:
+        if as_json:
+            typer.echo(json.dumps({"invocation_id": invocation_id, "workspaces": {
+                w.label: {p: {"size": w.sizes[h], "sha256": h, "in_journal": h in wj.blobs}
+                          for p, h in sorted(w.files.items())} for w in spaces}}))
+            return
+        if not spaces:
+            console.print("no sandbox workspaces in this journal", highlight=False)
+            return
+        table = Table("workspace", Column("path", overflow="fold"), Column("size", justify="right"), "sha256")
+        for w in spaces:
+            for p, h in sorted(w.files.items()):
+                table.add_row(w.label, p, f"{w.sizes[h]:,}", h[:12] + ("" if h in wj.blobs else " (in state)"))
+            if not w.files:
+                table.add_row(w.label, "(empty)", "", "")
+        console.print(table)
+        return
+    if len(spaces) != 1:
+        _fail(f"--get needs --workspace: this journal has {', '.join(w.label for w in spaces) or 'none'}", 2)
+    ws = spaces[0]
+    try:
+        path = normalize_path(get)
+    except WorkspaceError as exc:
+        _fail(exc.message, 2)
+    sha = ws.files.get(path)
+    if sha is None:
+        _fail(f"workspace {ws.label!r} has no file {path!r}")
+    data = wj.blobs.get(sha)
+    if data is None:
+        _fail(f"{path!r} ({sha[:12]}) is in the object's state from an earlier invocation, not in this journal")
+    if out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    elif as_json:
+        out.write_bytes(data)
+        typer.echo(json.dumps({"workspace": ws.label, "path": path, "size": len(data), "sha256": sha,
+                               "out": str(out)}))
+    else:
+        out.write_bytes(data)
+        typer.echo(f"wrote {len(data):,} bytes of {ws.label}:{path} to {out}")
+
+
 def _parse_since(since: str | None) -> int:
     if not since:
         return 0
