@@ -619,8 +619,9 @@ class Workspace:
         for sha in sorted(set(shas) - owner.journal.blobs.keys()):
             key = blob_key(self.name, sha)
             value = await owner.ctx.get(key)  # type: ignore[attr-defined]
-            if value is None:
-                raise WorkspaceCorruptError(f"workspace {self.name!r}: blob {sha[:12]}… is missing from the state")
+            if value is None:  # a shared handler reading a lazily loaded state while it changes
+                raise WorkspaceCorruptError(f"workspace {self.name!r}: blob {sha[:12]}… is missing from the "
+                                            "state (changed by an exclusive handler while this one read it?)")
             owner.journal.apply_state(key, value)
 
     async def _step(self, step_name: str, fn: Callable[[], Awaitable[Any]]) -> Change:

@@ -56,6 +56,17 @@ async def flow(ctx: Context) -> dict[str, Any]:
             "missing": missing, "list": await ws.list()}
 
 
+@svc.handler()
+async def overlay(ctx: Context) -> list[Any]:
+    ws = ctx.sandbox.workspace("js")
+    await ws.put("kept.txt", "k")
+    py = await ctx.sandbox.run_python("import os; print(sorted(os.listdir('.')))", files={"extra.txt": b"e"},
+                                      workspace=ws)
+    js = await ctx.sandbox.run_javascript("os.remove('extra.txt'); std.open('js.txt', 'w').puts('from js');",
+                                          workspace=ws)
+    return [py.stdout, js.deleted, await ws.list()]
+
+
 SMALL = WorkspaceLimits(max_files=3, max_total_bytes=100, max_file_bytes=50)
 
 
@@ -253,6 +264,15 @@ async def test_object_scope_persists_across_invocations_of_a_key(runtime: FakeRu
     _, peeked = await run_to_end(s, "wsobj", "peek", b'"f3.txt"', invocation_id="inv_obj_peek", state=state,
                                  key="k1", handler_kind=records_pb2.SHARED)
     assert peeked == ["333", "read-only"]
+
+
+async def test_files_given_to_a_run_join_the_workspace_and_javascript_runs_on_it(
+    runtime: FakeRuntime, start_worker: Any
+) -> None:
+    await start_worker(make_app())
+    s = await runtime.session()
+    _, out = await run_to_end(s, "ws", "overlay", invocation_id="inv_ws_overlay")
+    assert out == ["['extra.txt', 'kept.txt']\n", ["extra.txt"], {"js.txt": 7, "kept.txt": 1}]
 
 
 async def test_object_scope_needs_a_keyed_handler(runtime: FakeRuntime, start_worker: Any) -> None:
