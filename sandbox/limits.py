@@ -1,6 +1,7 @@
 """Per-run limits and the typed outcomes a run can end with.
 
-Defaults are deliberately small: an agent's tool call that needs more must ask for it.
+The defaults fit real agent work (see `Limits`) and stop runaway code within seconds; a tool
+call that needs more must ask for it.
 """
 
 from __future__ import annotations
@@ -36,17 +37,49 @@ class ErrorKind(StrEnum):
 
 
 class Limits(BaseModel):
-    """Resource limits of one run; every field has a safe default."""
+    """Resource limits of one run; every field has a safe default.
+
+    The defaults are calibrated on `endure.sandbox.reference.AGENT_SCRIPT`: import a dozen-plus
+    stdlib modules, load a 5000-row CSV input file into sqlite3, group-by query, print a table,
+    write a JSON file. On the Python component it takes about 0.5 G fuel, 120 ms and the 23 MiB
+    snapshot (1.5 G fuel, 350 ms on the CPython 3.12 fallback), so it runs with room to spare.
+
+    Wall time (10 s) is the main bound: what it allows depends on the machine, and it stops a
+    busy loop, a slow query or a guest sleeping in a host call. Fuel is the deterministic
+    backstop: 100 G instructions is about 200 times the reference script and 15-25 s of pure
+    computation on a 2-core box, so on such a machine wall time ends a runaway loop first, and
+    fuel bounds the work the same way everywhere (replays of a journaled run included).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     fuel: int = Field(
-        default=2_000_000_000, ge=1, le=10**13, description="wasm instruction budget (deterministic)"
+        default=100_000_000_000,
+        ge=1,
+        le=10**13,
+        description="wasm instruction budget, deterministic: the backstop behind wall time "
+        "(100 G, about 200x the reference agent script; a busy loop burns 4-7 G per second)",
     )
-    memory_bytes: int = Field(default=256 * MiB, ge=64 * KiB, le=4 * GiB, description="linear memory cap")
-    wall_time_ms: int = Field(default=10_000, ge=10, le=600_000, description="wall clock budget of the guest")
-    stdout_bytes: int = Field(default=1 * MiB, ge=0, le=64 * MiB)
-    stderr_bytes: int = Field(default=256 * KiB, ge=0, le=64 * MiB)
+    memory_bytes: int = Field(
+        default=256 * MiB,
+        ge=64 * KiB,
+        le=4 * GiB,
+        description="linear memory cap of the guest; the Python component's snapshot alone takes "
+        "23 MiB, so below about 24 MiB Python cannot start (a MEMORY result)",
+    )
+    wall_time_ms: int = Field(
+        default=10_000,
+        ge=10,
+        le=600_000,
+        description="wall clock budget of the guest, the main bound (10 s); a guest blocked in a "
+        "host call (sleep) is stopped by killing its pool process 1 s after this",
+    )
+    stdout_bytes: int = Field(
+        default=1 * MiB, ge=0, le=64 * MiB, description="captured stdout; the run stops when it is exceeded"
+    )
+    stderr_bytes: int = Field(
+        default=256 * KiB, ge=0, le=64 * MiB, description="captured stderr; the run stops when it is exceeded"
+    )
     max_files: int = Field(default=64, ge=0, le=10_000, description="files returned from the scratch dir")
     max_files_bytes: int = Field(
         default=8 * MiB, ge=0, le=1 * GiB, description="total size of returned files"

@@ -17,13 +17,24 @@ import traceback
 from typing import Any, BinaryIO
 
 
+def _read_exactly(f: BinaryIO, n: int) -> bytes | None:
+    """n bytes, or None at EOF; an unbuffered pipe returns at most 64 KiB per read."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = f.read(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
 def read_frame(f: BinaryIO) -> dict[str, Any] | None:
-    hdr = f.read(4)
-    if len(hdr) < 4:
+    hdr = _read_exactly(f, 4)
+    if hdr is None:
         return None
     (n,) = struct.unpack(">I", hdr)
-    body = f.read(n)
-    if len(body) < n:
+    body = _read_exactly(f, n)
+    if body is None:
         return None
     return json.loads(body)
 
