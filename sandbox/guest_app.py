@@ -135,8 +135,8 @@ import zoneinfo
 _BASE_PATH = list(sys.path)
 
 
-def _no_self_pipe(self: asyncio.selector_events.BaseSelectorEventLoop) -> None:
-    self._ssock = self._csock = None  # type: ignore[attr-defined]
+def _no_self_pipe(self: object) -> None:
+    vars(self).update(_ssock=None, _csock=None)
 
 
 def _nothing(self: object, *args: object) -> None:
@@ -145,9 +145,8 @@ def _nothing(self: object, *args: object) -> None:
 
 # asyncio's event loop wakes itself through a socketpair, which WASI does not have (socket
 # creation is refused). A guest has one thread and no signals, so nothing needs to wake it.
-asyncio.selector_events.BaseSelectorEventLoop._make_self_pipe = _no_self_pipe  # type: ignore[method-assign]
-asyncio.selector_events.BaseSelectorEventLoop._close_self_pipe = _nothing  # type: ignore[method-assign]
-asyncio.selector_events.BaseSelectorEventLoop._write_to_self = _nothing  # type: ignore[method-assign]
+for _name, _impl in (("_make_self_pipe", _no_self_pipe), ("_close_self_pipe", _nothing), ("_write_to_self", _nothing)):
+    setattr(asyncio.selector_events.BaseSelectorEventLoop, _name, _impl)
 
 
 def _print_exception(e: BaseException) -> None:

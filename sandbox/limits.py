@@ -41,24 +41,25 @@ class Limits(BaseModel):
 
     The defaults are calibrated on `endure.sandbox.reference.AGENT_SCRIPT`: import a dozen-plus
     stdlib modules, load a 5000-row CSV input file into sqlite3, group-by query, print a table,
-    write a JSON file. On the Python component it takes about 0.5 G fuel, 120 ms and the 23 MiB
-    snapshot (1.5 G fuel, 350 ms on the CPython 3.12 fallback), so it runs with room to spare.
+    write a JSON file. On the Python component it takes about 0.5 G fuel, 130 ms and the 23 MiB
+    snapshot (1.5 G fuel, 350 ms on the CPython 3.12 fallback): 1/400 of the fuel and 1/80 of
+    the wall time allowed.
 
-    Wall time (10 s) is the main bound: what it allows depends on the machine, and it stops a
-    busy loop, a slow query or a guest sleeping in a host call. Fuel is the deterministic
-    backstop: 100 G instructions is about 200 times the reference script and 15-25 s of pure
-    computation on a 2-core box, so on such a machine wall time ends a runaway loop first, and
-    fuel bounds the work the same way everywhere (replays of a journaled run included).
+    Wall time (10 s) is the main bound: it stops a busy loop, a slow query or a guest sleeping in
+    a host call, whatever the machine. Fuel is the deterministic backstop: 200 G instructions is
+    about 400 times the reference script and 20-25 s of a pure-Python busy loop on a 2-core box
+    (8-9 G fuel/s), so wall time ends a runaway loop first even on a machine twice as fast, and
+    fuel still bounds the work the same way everywhere, also when a caller raises wall_time_ms.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     fuel: int = Field(
-        default=100_000_000_000,
+        default=200_000_000_000,
         ge=1,
         le=10**13,
         description="wasm instruction budget, deterministic: the backstop behind wall time "
-        "(100 G, about 200x the reference agent script; a busy loop burns 4-7 G per second)",
+        "(200 G, about 400x the reference agent script; a Python busy loop burns 8-9 G per second)",
     )
     memory_bytes: int = Field(
         default=256 * MiB,

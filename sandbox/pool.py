@@ -138,8 +138,10 @@ class WorkerPool:
         self._bg: set[asyncio.Task[None]] = set()
         self.replaced = 0
         self.last_spawn_error: str | None = None
-        # The warm-up report of the latest process: {"engine": "component"|"core", ...}.
+        # The warm-up report of the latest process: {"engine": "component"|"core", ...}, and that of
+        # the process that built and compiled the Python component, if one of ours did.
         self.python_info: dict[str, Any] = {}
+        self.python_build: dict[str, Any] | None = None
 
     async def _spawn(self) -> _Worker:
         cmd = [sys.executable, "-m", "endure.sandbox.worker"]
@@ -170,6 +172,8 @@ class WorkerPool:
         w.python = dict(reply.get("python") or {})
         _note_python_engine(w.python)
         self.python_info = w.python
+        if w.python.get("built"):
+            self.python_build = w.python
         return w
 
     async def start(self) -> None:
