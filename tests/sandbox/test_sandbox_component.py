@@ -225,3 +225,12 @@ def test_fallback_is_logged_once(monkeypatch: pytest.MonkeyPatch, caplog: pytest
         pool_mod._note_python_engine({"engine": "component"})
     msgs = [r.getMessage() for r in caplog.records]
     assert len(msgs) == 1 and "componentize-py is not installed; pip it" in msgs[0] and "CPython 3.12" in msgs[0]
+
+
+@asyncio_session
+async def test_prepare_reports_the_cached_component(sandbox: Sandbox) -> None:
+    if not _component(sandbox):
+        pytest.skip("componentize-py not installed")
+    report = await sandbox.prepare()  # `python -m endure.sandbox prepare --cache-dir ...` in a child
+    assert report["ok"] and not report["built"] and report["path"].endswith(".cwasm")
+    assert report["initial_memory_bytes"] == sandbox.pool.python_info["initial_memory_bytes"]
