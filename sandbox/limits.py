@@ -47,8 +47,8 @@ class Limits(BaseModel):
 
     Wall time (10 s) is the main bound: it stops a busy loop, a slow query or a guest sleeping in
     a host call, whatever the machine. Fuel is the deterministic backstop: 200 G instructions is
-    about 400 times the reference script and 20-25 s of a pure-Python busy loop on a 2-core box
-    (8-9 G fuel/s), so wall time ends a runaway loop first even on a machine twice as fast, and
+    about 400 times the reference script and about 20 s of a pure-Python busy loop on a 2-core box
+    (8-10 G fuel/s), so wall time ends a runaway loop first even on a machine twice as fast, and
     fuel still bounds the work the same way everywhere, also when a caller raises wall_time_ms.
     """
 
@@ -59,7 +59,7 @@ class Limits(BaseModel):
         ge=1,
         le=10**13,
         description="wasm instruction budget, deterministic: the backstop behind wall time "
-        "(200 G, about 400x the reference agent script; a Python busy loop burns 8-9 G per second)",
+        "(200 G, about 400x the reference agent script; a Python busy loop burns 8-10 G per second)",
     )
     memory_bytes: int = Field(
         default=256 * MiB,
