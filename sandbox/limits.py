@@ -48,7 +48,7 @@ class Limits(BaseModel):
     Wall time (10 s) is the main bound: it stops a busy loop, a slow query or a guest sleeping in
     a host call, whatever the machine. Fuel is the deterministic backstop: 200 G instructions is
     about 400 times the reference script and about 20 s of a pure-Python busy loop on a 2-core box
-    (8-10 G fuel/s), so wall time ends a runaway loop first even on a machine twice as fast, and
+    (8-10 G fuel/s), so on such a machine wall time ends a runaway loop first, and
     fuel still bounds the work the same way everywhere, also when a caller raises wall_time_ms.
     """
 
