@@ -1,29 +1,33 @@
 """`python -m endure.bench sandbox [--json]`: sandbox start-up, latency, throughput and fuel figures.
 
-Measures: cold compile of the guests (empty cache), cached start (deserialize, and a whole pool
-ready), end-to-end p50/p99 of `print(1)` in Python (pre-started single-use interpreters, paced
-and back-to-back, and the plain fresh-instance path) and JavaScript, runs/s with the pool busy,
-and fuel per simple operation. Also runnable as `python -m endure.bench.sandbox_bench`.
+Python runs on the pre-initialized CPython 3.14 component (endure.sandbox.component). Measures:
+cold start (an empty cache: the pool's first process builds the component with componentize-py
+and compiles it, then the first run), warm start (a new pool on that cache, up to its first run),
+`print(1)` end to end back to back (p50/p99) and runs/s at concurrency 4, the reference agent
+script (endure.sandbox.reference) under the default Limits, a busy loop's fuel per second, and
+the same figures for the CPython 3.12 core path (`--no-core` skips it) and JavaScript. Also
+runnable as `python -m endure.bench.sandbox_bench`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "sandbox", help="wasm sandbox: compile/start time, print(1) latency, runs/s, fuel"
+        "sandbox", help="wasm sandbox: cold/warm start, print(1) latency, runs/s, reference script, fuel"
     )
     _add_args(p)
     p.set_defaults(func=run)
@@ -31,10 +35,12 @@ def add_parser(subparsers: Any) -> None:
 
 def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("-n", type=int, default=200, help="runs per latency series")
+    p.add_argument("-n", type=int, default=100, help="runs per latency series")
     p.add_argument("--pool-size", type=int, default=2)
-    p.add_argument("--throughput-runs", type=int, default=300)
-    p.add_argument("--cache-dir", default=None, help="warm cache to use (default: a fresh temp dir)")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--throughput-runs", type=int, default=200)
+    p.add_argument("--cache-dir", default=None, help="warm cache to use (default: a fresh temp dir, so cold start is measured)")
+    p.add_argument("--no-core", action="store_true", help="skip the CPython 3.12 core-path figures")
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -64,31 +70,102 @@ async def _series(call: Callable[[], Awaitable[Any]], n: int, gap_s: float) -> l
     return out
 
 
-async def _throughput(call: Callable[[], Awaitable[Any]], n: int) -> float:
+async def _throughput(call: Callable[[], Awaitable[Any]], n: int, concurrency: int) -> float:
+    """Runs/s with `concurrency` callers each sending its next run as soon as one returns."""
+    left = n
+
+    async def caller() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            res = await call()
+            if not res.ok:
+                raise RuntimeError(f"benchmark run failed: {res}")
+
     t = time.perf_counter()
-    results = await asyncio.gather(*(call() for _ in range(n)))
-    dt = time.perf_counter() - t
-    assert all(r.ok for r in results)
-    return round(n / dt, 1)
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return round(n / (time.perf_counter() - t), 1)
 
 
-def _compile_figures(cache_dir: Path) -> dict[str, float]:
-    """Cold compile into an empty cache, then a cached load, in this process."""
-    from endure.sandbox.engine import get_engine
-    from endure.sandbox.guests import js_guest, python_guest
-    from endure.sandbox.module_cache import ModuleCache
+@contextlib.contextmanager
+def _python_engine(name: str) -> Iterator[None]:
+    """Pool processes started inside pick this Python engine (they inherit the variable)."""
+    from endure.sandbox.component_runner import ENGINE_ENV
 
-    out: dict[str, float] = {}
-    for label, guest in (("python", python_guest()), ("javascript", js_guest())):
-        c = ModuleCache(get_engine(), cache_dir)
+    old = os.environ.get(ENGINE_ENV)
+    os.environ[ENGINE_ENV] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENGINE_ENV, None)
+        else:
+            os.environ[ENGINE_ENV] = old
+
+
+async def _start_and_first_run(cache: Path, pool_size: int) -> tuple[Any, dict[str, float]]:
+    from endure.sandbox import Sandbox
+
+    t = time.perf_counter()
+    sb = Sandbox(pool_size=pool_size, cache_dir=cache)
+    await sb.start()
+    started = time.perf_counter() - t
+    res = await sb.run_python("print(1)")
+    if not res.ok:
+        raise RuntimeError(f"first run failed: {res}")
+    return sb, {"pool_ready_s": round(started, 3), "first_run_s": round(time.perf_counter() - t, 3)}
+
+
+async def _reference(sb: Any) -> dict[str, Any]:
+    from endure.sandbox import Limits
+    from endure.sandbox.reference import AGENT_SCRIPT, agent_files
+
+    files = agent_files()
+    runs = []
+    for _ in range(5):
         t = time.perf_counter()
-        c.load(path=guest.path, sha256=guest.sha256)
-        out[f"{label}_cold_compile_s"] = round(time.perf_counter() - t, 3)
-        c2 = ModuleCache(get_engine(), cache_dir)
-        t = time.perf_counter()
-        c2.load(path=guest.path, sha256=guest.sha256)
-        out[f"{label}_cached_load_ms"] = round((time.perf_counter() - t) * 1000, 1)
-    return out
+        r = await sb.run_python(AGENT_SCRIPT, files=files)
+        runs.append(((time.perf_counter() - t) * 1000, r))
+        if not r.ok:
+            raise RuntimeError(f"reference script failed: {r}")
+    ms = sorted(x for x, _ in runs)
+    last = runs[-1][1]
+    return {
+        "end_to_end_ms_p50": round(ms[len(ms) // 2], 1),
+        "guest_wall_ms": last.wall_ms,
+        "fuel_used": last.fuel_used,
+        "fuel_share_of_default": round(last.fuel_used / Limits().fuel, 4),
+        "peak_memory_bytes": last.peak_memory_bytes,
+    }
+
+
+async def _fuel_per_s(sb: Any) -> float:
+    """A pure-Python busy loop under a fuel limit: how much fuel one second of work burns."""
+    from endure.sandbox import Limits
+
+    fuel = 5_000_000_000
+    r = await sb.run_python("while True: pass", limits=Limits(fuel=fuel, wall_time_ms=60_000))
+    return round(fuel / (r.wall_ms / 1000) / 1e9, 2) if r.wall_ms else 0.0
+
+
+async def _python_figures(sb: Any, args: argparse.Namespace) -> dict[str, Any]:
+    py = lambda: sb.run_python("print(1)")  # noqa: E731
+    await _series(py, 10, 0.0)  # warm-up
+    one = await sb.run_python("print(1)")
+    return {
+        "engine": sb.pool.python_info.get("engine"),
+        "print1_back_to_back": _summary(await _series(py, args.n, 0.0)),
+        f"print1_runs_per_s_concurrency_{args.concurrency}": await _throughput(
+            py, args.throughput_runs, args.concurrency
+        ),
+        "print1_result": {
+            "fuel_used": one.fuel_used,
+            "guest_wall_ms": one.wall_ms,
+            "peak_memory_bytes": one.peak_memory_bytes,
+        },
+        "reference_agent_script": await _reference(sb),
+        "busy_loop_gfuel_per_s": await _fuel_per_s(sb),
+    }
 
 
 async def _fuel_per_op(sb: Any) -> dict[str, float]:
@@ -121,60 +198,35 @@ async def _fuel_per_op(sb: Any) -> dict[str, float]:
 
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
-    from endure.sandbox import Sandbox
-
-    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    report: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "pool_size": args.pool_size,
+    }
     with tempfile.TemporaryDirectory(prefix="endure-bench-") as tmp:
-        if args.cache_dir:
-            cache = Path(args.cache_dir)
-        else:
-            cache = Path(tmp) / "cache"
-            report["compile"] = await asyncio.to_thread(_compile_figures, cache)
-        t = time.perf_counter()
-        sb = Sandbox(pool_size=args.pool_size, cache_dir=cache)
-        await sb.start()
-        report["first_pool_start_s"] = round(time.perf_counter() - t, 3)  # modules from the disk cache
-        await sb.close()
-        t = time.perf_counter()
-        sb = Sandbox(pool_size=args.pool_size, cache_dir=cache)
-        await sb.start()
-        report["cached_start_s"] = round(time.perf_counter() - t, 3)
-        try:
-            py = lambda: sb.run_python("print(1)")  # noqa: E731
-            jsr = lambda: sb.run_javascript("console.log(1)")  # noqa: E731
-            await _series(py, 10, 0.05)  # warm-up
-            lat: dict[str, Any] = {}
-            lat["python_print1_paced"] = _summary(await _series(py, args.n, 0.06))
-            lat["python_print1_back_to_back"] = _summary(await _series(py, args.n, 0.0))
-            lat["javascript_print1"] = _summary(await _series(jsr, args.n, 0.0))
-            report["latency_end_to_end"] = lat
-            report["runs_per_s"] = {
-                "python_print1": await _throughput(py, args.throughput_runs),
-                "javascript_print1": await _throughput(jsr, args.throughput_runs),
-            }
-            report["fuel_per_op"] = await _fuel_per_op(sb)
-            one = await sb.run_python("print(1)")
-            report["python_print1_result"] = {
-                "fuel_used": one.fuel_used,
-                "guest_wall_ms": one.wall_ms,
-                "peak_memory_bytes": one.peak_memory_bytes,
-            }
-        finally:
+        cache = Path(args.cache_dir) if args.cache_dir else Path(tmp) / "cache"
+        with _python_engine("component"):
+            sb, cold = await _start_and_first_run(cache, args.pool_size)
+            cold["build"] = sb.pool.python_build  # None when the cache already had it
+            report["cold_start" if not args.cache_dir else "start_with_given_cache"] = cold
             await sb.close()
-        # The plain path: every run boots a fresh interpreter on demand (no pre-start).
-        cold = Sandbox(pool_size=args.pool_size, cache_dir=cache, prestart=False)
-        await cold.start()
-        try:
-            pyc = lambda: cold.run_python("print(1)")  # noqa: E731
-            await _series(pyc, 5, 0.0)
-            report["latency_end_to_end"]["python_print1_fresh_boot"] = _summary(
-                await _series(pyc, max(20, args.n // 4), 0.0)
-            )
-            report["runs_per_s"]["python_print1_fresh_boot"] = await _throughput(
-                pyc, max(50, args.throughput_runs // 3)
-            )
-        finally:
-            await cold.close()
+            sb, report["warm_start"] = await _start_and_first_run(cache, args.pool_size)
+            try:
+                if sb.pool.python_info.get("engine") != "component":
+                    report["component_unavailable"] = sb.pool.python_info.get("fallback")
+                report["python"] = await _python_figures(sb, args)
+                jsr = lambda: sb.run_javascript("console.log(1)")  # noqa: E731
+                await _series(jsr, 5, 0.0)
+                report["javascript_print1_back_to_back"] = _summary(await _series(jsr, args.n, 0.0))
+                report["fuel_per_op"] = await _fuel_per_op(sb)
+            finally:
+                await sb.close()
+        if not args.no_core:
+            with _python_engine("core"):
+                sb, report["core_warm_start"] = await _start_and_first_run(cache, args.pool_size)
+                try:
+                    report["python_core_cpython312"] = await _python_figures(sb, args)
+                finally:
+                    await sb.close()
     return report
 
 

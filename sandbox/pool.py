@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import struct
 import sys
 from collections import deque
@@ -21,13 +22,34 @@ from typing import Any
 from endure.sandbox.limits import ErrorKind, LimitKind
 from endure.sandbox.result import SandboxResult
 
+log = logging.getLogger("endure.sandbox")
+
 HARD_GRACE_S = 1.0  # beyond the run's wall-time limit before the process is killed
-WARM_TIMEOUT_S = 180.0  # first compile of CPython takes seconds on a busy 2-core box
+# The first process of a fresh cache builds the Python component (componentize-py, ~10 s) and
+# compiles it (~10 s); on a busy 2-core box that can take minutes. The build itself gives up
+# after 600 s (component.BUILD_TIMEOUT_S) and falls back to CPython 3.12.
+WARM_TIMEOUT_S = 900.0
 SETUP_TIMEOUT_S = 120.0  # boot/compile before the guest gets control (a new raw module compiles here)
 
 
 class SandboxError(RuntimeError):
     """The sandbox itself failed (not the guest): pool closed, worker could not start, ..."""
+
+
+_warned_fallback = False
+
+
+def _note_python_engine(info: dict[str, Any]) -> None:
+    """Log, once per process, that Python runs fall back to the slow core path, why, and the fix."""
+    global _warned_fallback
+    reason = info.get("fallback")
+    if reason and not _warned_fallback:
+        _warned_fallback = True
+        log.warning(
+            "sandbox: Python runs use the slower CPython 3.12 core path (about 60 ms per run instead "
+            "of a few ms) because the pre-initialized component is unavailable: %s",
+            reason,
+        )
 
 
 class _Worker:
@@ -38,6 +60,7 @@ class _Worker:
         self._drain = asyncio.get_running_loop().create_task(self._drain_stderr())
         self.runs = 0
         self.guest_started = False
+        self.python: dict[str, Any] = {}  # which Python engine this process runs (warm-up reply)
 
     async def _drain_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -115,6 +138,10 @@ class WorkerPool:
         self._bg: set[asyncio.Task[None]] = set()
         self.replaced = 0
         self.last_spawn_error: str | None = None
+        # The warm-up report of the latest process: {"engine": "component"|"core", ...}, and that of
+        # the process that built and compiled the Python component, if one of ours did.
+        self.python_info: dict[str, Any] = {}
+        self.python_build: dict[str, Any] | None = None
 
     async def _spawn(self) -> _Worker:
         cmd = [sys.executable, "-m", "endure.sandbox.worker"]
@@ -142,6 +169,11 @@ class WorkerPool:
             await w.kill()
             self._all.discard(w)
             raise SandboxError(f"sandbox process failed to start: {reply.get('error')} {w.tail()}")
+        w.python = dict(reply.get("python") or {})
+        _note_python_engine(w.python)
+        self.python_info = w.python
+        if w.python.get("built"):
+            self.python_build = w.python
         return w
 
     async def start(self) -> None:

@@ -532,6 +532,10 @@ class Runner:
         shutil.rmtree(self.base, ignore_errors=True)
 
     # -- runs -----------------------------------------------------------------------------------
+    # Set by the pool process's warm-up when the pre-initialized Python component is loaded
+    # (component_runner.warm_runner); Python requests then go there instead of CPython 3.12.
+    python_component: Callable[[RunRequest], SandboxResult] | None = None
+
     def run(self, req: RunRequest) -> SandboxResult:
         if req.kind == "python":
             return self.run_python(req)
@@ -542,6 +546,8 @@ class Runner:
         return SandboxResult(error=f"unknown guest kind {req.kind!r}", error_kind=ErrorKind.INTERNAL)
 
     def run_python(self, req: RunRequest) -> SandboxResult:
+        if self.python_component is not None:
+            return self.python_component(req)
         inst = self._next_py
         if inst is not None and inst.memory_bytes == req.limits.memory_bytes and inst.env == req.env:
             self._next_py = None

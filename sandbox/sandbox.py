@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +44,29 @@ class Sandbox:
     async def start(self) -> None:
         """Start the pool processes and load (or compile, first time) the guests."""
         await self.pool.start()
+
+    async def prepare(self, force: bool = False) -> dict[str, Any]:
+        """Build and compile the Python component into the cache now (about 20 s the first time).
+
+        The pool's first process does the same on a fresh cache; this lets a deploy step or a test
+        session pay it before any pool starts. Runs in a child process (it needs wasmtime and
+        componentize-py, and a lot of memory for a moment). Raises SandboxError with the reason
+        and the fix when it cannot be built.
+        """
+        cmd = [sys.executable, "-m", "endure.sandbox", "prepare", "--cache-dir", str(self.cache_dir)]
+        if force:
+            cmd.append("--force")
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await proc.communicate()
+        try:
+            report: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise SandboxError(f"sandbox prepare failed (exit {proc.returncode}): {err.decode()[-1000:]}") from None
+        if not report.get("ok"):
+            raise SandboxError(f"sandbox prepare failed: {report.get('why')}; {report.get('fix')}")
+        return report
 
     async def close(self) -> None:
         await self.pool.close()
@@ -94,7 +119,8 @@ class Sandbox:
         args: list[str] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> SandboxResult:
-        """Run `code` in CPython 3.12 (WASI); the scratch dir is "/" and the cwd."""
+        """Run `code` in CPython 3.14 (a pre-initialized component; CPython 3.12 WASI when it cannot be
+        built); the scratch dir is "/" and the cwd."""
         msg, lim = self._common(files, limits, stdin, env, args)
         msg.update(kind="python", code=code)
         return await self.pool.run(msg, lim.wall_time_ms / 1000 + HARD_GRACE_S)

@@ -1,8 +1,9 @@
 """A pool process: reads run requests from its stdin, answers on its stdout, one run at a time.
 
 Frames are a 4-byte big-endian length and a JSON body. The process holds one Runner (engine,
-module cache, a parked Python interpreter). If a guest or wasmtime takes the process down, only
-this process dies; the pool notices EOF and replaces it.
+module cache, the pre-initialized Python component or else a parked CPython 3.12 interpreter).
+If a guest or wasmtime takes the process down, only this process dies; the pool notices EOF and
+replaces it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,24 @@ import traceback
 from typing import Any, BinaryIO
 
 
+def _read_exactly(f: BinaryIO, n: int) -> bytes | None:
+    """n bytes, or None at EOF; an unbuffered pipe returns at most 64 KiB per read."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = f.read(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
 def read_frame(f: BinaryIO) -> dict[str, Any] | None:
-    hdr = f.read(4)
-    if len(hdr) < 4:
+    hdr = _read_exactly(f, 4)
+    if hdr is None:
         return None
     (n,) = struct.unpack(">I", hdr)
-    body = f.read(n)
-    if len(body) < n:
+    body = _read_exactly(f, n)
+    if body is None:
         return None
     return json.loads(body)
 
@@ -45,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
 
+    from endure.sandbox.component_runner import attach_extras, warm_runner
     from endure.sandbox.runner import Runner, decode_request
 
     runner = Runner(cache_dir=opts.cache_dir, prestart=not opts.no_prestart)
@@ -58,12 +71,13 @@ def main(argv: list[str] | None = None) -> None:
             op = msg.get("op")
             try:
                 if op == "warm":
-                    runner.warm()
-                    write_frame(
-                        proto_out, json.dumps({"id": rid, "ok": True, "cache": runner.cache.stats}).encode()
-                    )
+                    # Loads the guests; the first process of a fresh cache also builds and compiles
+                    # the Python component here, so that no user run pays for it.
+                    python = warm_runner(runner)
+                    reply = {"id": rid, "ok": True, "cache": runner.cache.stats, "python": python}
+                    write_frame(proto_out, json.dumps(reply).encode())
                 elif op == "run":
-                    req = decode_request(msg)
+                    req = attach_extras(decode_request(msg), msg)
                     res = runner.run(req)
                     body = b'{"id":%s,"ok":true,"result":%s}' % (
                         json.dumps(rid).encode(),
