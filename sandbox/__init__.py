@@ -5,6 +5,7 @@ async with Sandbox() as sb:
 """
 
 from endure.sandbox.limits import ErrorKind, LimitKind, Limits
+from endure.sandbox.packages import NotPurePythonError, PackageCache, PackageError
 from endure.sandbox.pool import SandboxError
 from endure.sandbox.result import SandboxResult
 from endure.sandbox.sandbox import Sandbox
@@ -14,6 +15,9 @@ __all__ = [
     "ErrorKind",
     "LimitKind",
     "Limits",
+    "NotPurePythonError",
+    "PackageCache",
+    "PackageError",
     "Sandbox",
     "SandboxError",
     "SandboxResult",

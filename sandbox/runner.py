@@ -81,8 +81,12 @@ def _endure_main():
                 break
             out += c
         return bytes(out)
-    n, nargs = int(rd(12)), int(rd(6))
+    n, nargs, npath = int(rd(12)), int(rd(6)), int(rd(6))
     sys.argv = ["main.py"] + [rd(int(rd(12))).decode() for _ in range(nargs)]
+    paths = [rd(int(rd(12))).decode() for _ in range(npath)]
+    if paths:  # read-only mounts (packages, endure's guest modules): nothing to cache bytecode in
+        sys.path[0:0] = paths
+        sys.dont_write_bytecode = True
     src = rd(n)
     g = {"__name__": "__main__", "__builtins__": __builtins__}
     code = 0
@@ -131,6 +135,9 @@ class RunRequest:
     files: dict[str, bytes] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     env: dict[str, str] = field(default_factory=dict)
+    # (host_dir, guest_dir) pairs preopened read-only; `sys_path` dirs go first on the guest's sys.path.
+    mounts: list[tuple[str, str]] = field(default_factory=list)
+    sys_path: list[str] = field(default_factory=list)
 
 
 class Capture:
@@ -227,6 +234,23 @@ class RunState:
         return False
 
 
+def _check_mounts(mounts: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Mounts are built by the host, but a bad one must not shadow "/" or reach outside a directory."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for host, guest in mounts:
+        g = PurePosixPath(guest)
+        if not g.is_absolute() or g == PurePosixPath("/") or any(p in (".", "..") for p in g.parts[1:]):
+            raise ValueError(f"bad guest mount point {guest!r}")
+        if str(g) in seen:
+            raise ValueError(f"guest mount point {guest!r} given twice")
+        if not os.path.isdir(host):
+            raise ValueError(f"mount source {host!r} is not a directory")
+        seen.add(str(g))
+        out.append((host, str(g)))
+    return out
+
+
 def _write_inputs(scratch: Path, files: dict[str, bytes]) -> None:
     for name, data in files.items():
         rel = _safe_relpath(name)
@@ -314,10 +338,17 @@ def _memory_of(store: wasmtime.Store, instance: wasmtime.Instance) -> int:
 class PyInstance:
     """One single-use CPython interpreter, booted ahead of time and parked at the hand-off."""
 
-    def __init__(self, runner: Runner, memory_bytes: int, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        memory_bytes: int,
+        env: dict[str, str],
+        mounts: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.runner = runner
         self.memory_bytes = memory_bytes
         self.env = dict(env)
+        self.mounts = _check_mounts(list(mounts or []))
         self.work = Path(tempfile.mkdtemp(prefix="run-", dir=runner.base))
         self.scratch = self.work / "root"
         self.scratch.mkdir()
@@ -345,6 +376,10 @@ class PyInstance:
         wasi.stdout_custom = self.stdout
         wasi.stderr_custom = self.stderr
         wasi.preopen_dir(str(self.scratch), GUEST_ROOT)
+        for host, guest in self.mounts:
+            # fs_mutable=False: wasmtime grants read-only dir and file perms (no create, write,
+            # rename, unlink, truncate or utime); host file modes would not stop a root host.
+            wasi.preopen_dir(host, guest, fs_mutable=False)
         self.store.set_wasi(wasi)
         self.instance: wasmtime.Instance | None = None
         self.thread = threading.Thread(target=self._main, name="endure-py", daemon=True)
@@ -407,8 +442,8 @@ class PyInstance:
             self.cleanup(kill=True)
             return SandboxResult(error=str(e), error_kind=ErrorKind.INTERNAL)
         src = req.code.encode()
-        payload = bytearray(b"%012d%06d" % (len(src), len(req.args)))
-        for a in req.args:
+        payload = bytearray(b"%012d%06d%06d" % (len(src), len(req.args), len(req.sys_path)))
+        for a in [*req.args, *req.sys_path]:
             ab = a.encode()
             payload += b"%012d" % len(ab) + ab
         payload += src + req.stdin
@@ -531,10 +566,18 @@ class Runner:
 
     def run_python(self, req: RunRequest) -> SandboxResult:
         inst = self._next_py
-        if inst is not None and inst.memory_bytes == req.limits.memory_bytes and inst.env == req.env:
+        if (
+            inst is not None
+            and inst.memory_bytes == req.limits.memory_bytes
+            and inst.env == req.env
+            and not req.mounts
+        ):
             self._next_py = None
         else:
-            inst = PyInstance(self, req.limits.memory_bytes, req.env)
+            try:
+                inst = PyInstance(self, req.limits.memory_bytes, req.env, req.mounts)
+            except (ValueError, OSError, wasmtime.WasmtimeError) as e:
+                return SandboxResult(error=str(e), error_kind=ErrorKind.INTERNAL)
         try:
             return inst.run(req)
         finally:
@@ -731,4 +774,6 @@ def decode_request(msg: dict[str, Any]) -> RunRequest:
         files={k: base64.b64decode(v) for k, v in (msg.get("files") or {}).items()},
         limits=Limits.model_validate(msg.get("limits") or {}),
         env=dict(msg.get("env") or {}),
+        mounts=[(str(h), str(g)) for h, g in msg.get("mounts") or []],
+        sys_path=[str(p) for p in msg.get("sys_path") or []],
     )
