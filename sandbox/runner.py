@@ -35,6 +35,7 @@ from endure.sandbox.engine import TICK_S, get_engine, get_ticker
 from endure.sandbox.guests import js_guest, python_guest
 from endure.sandbox.limits import ErrorKind, LimitKind, Limits
 from endure.sandbox.module_cache import ModuleCache
+from endure.sandbox.network import GUEST_IO_MOUNT, Channel, HttpClient, NetworkPolicy
 from endure.sandbox.result import SandboxResult
 
 GUEST_ROOT = "/"
@@ -138,6 +139,7 @@ class RunRequest:
     # (host_dir, guest_dir) pairs preopened read-only; `sys_path` dirs go first on the guest's sys.path.
     mounts: list[tuple[str, str]] = field(default_factory=list)
     sys_path: list[str] = field(default_factory=list)
+    network: NetworkPolicy | None = None  # Python runs only: HTTP through the host (network.py)
 
 
 class Capture:
@@ -197,6 +199,11 @@ class RunState:
         self.finished = False
         self._tick = 0
         self.on_start: Callable[[], None] | None = None
+        self.channel: Channel | None = None  # the run's HTTP channel (its dir counts to the quotas)
+
+    def wall_deadline(self) -> float:
+        """When this run's wall time ends (time.monotonic), for host calls the epoch cannot cut."""
+        return time.monotonic() - (time.perf_counter() - self.t0) + self.limits.wall_time_ms / 1000
 
     def started(self) -> None:
         """The guest gets control now: tell the pool, whose hard deadline starts here."""
@@ -221,13 +228,14 @@ class RunState:
         if self._tick % WATCH_EVERY_TICKS:
             return False
         count, size = 0, 0
-        for root, dirs, files in os.walk(self.scratch):
-            count += len(files) + len(dirs)
-            for f in files:
-                try:
-                    size += os.lstat(os.path.join(root, f)).st_size
-                except OSError:
-                    pass
+        for top in [self.scratch] + ([self.channel.dir] if self.channel is not None else []):
+            for root, dirs, files in os.walk(top):
+                count += len(files) + len(dirs)
+                for f in files:
+                    try:
+                        size += os.lstat(os.path.join(root, f)).st_size
+                    except OSError:
+                        pass
         if count > self.limits.scratch_files or size > self.limits.scratch_bytes:
             self.kill(LimitKind.FILES)
             return True
@@ -344,6 +352,7 @@ class PyInstance:
         memory_bytes: int,
         env: dict[str, str],
         mounts: list[tuple[str, str]] | None = None,
+        channel: bool = False,
     ) -> None:
         self.runner = runner
         self.memory_bytes = memory_bytes
@@ -352,6 +361,10 @@ class PyInstance:
         self.work = Path(tempfile.mkdtemp(prefix="run-", dir=runner.base))
         self.scratch = self.work / "root"
         self.scratch.mkdir()
+        self.io_dir: Path | None = None
+        if channel:  # endure_http's request/response files (network.py), outside the scratch dir
+            self.io_dir = self.work / "io"
+            self.io_dir.mkdir()
         # stdin is a FIFO: wasmtime reads stdin files eagerly, so the script (written at the
         # hand-off) must arrive through a pipe that we still hold open.
         self.stdin_path = self.work / "stdin"
@@ -380,6 +393,8 @@ class PyInstance:
             # fs_mutable=False: wasmtime grants read-only dir and file perms (no create, write,
             # rename, unlink, truncate or utime); host file modes would not stop a root host.
             wasi.preopen_dir(host, guest, fs_mutable=False)
+        if self.io_dir is not None:
+            wasi.preopen_dir(str(self.io_dir), GUEST_IO_MOUNT)
         self.store.set_wasi(wasi)
         self.instance: wasmtime.Instance | None = None
         self.thread = threading.Thread(target=self._main, name="endure-py", daemon=True)
@@ -408,8 +423,11 @@ class PyInstance:
             self.ready.set()
 
     def handoff(self, caller: wasmtime.Caller) -> int:
-        """Host side of the bootstrap's os.sched_yield(): park until the script arrives."""
+        """Host side of the bootstrap's os.sched_yield(): park until the script arrives. Later
+        calls are endure_http's requests (or a plain yield, when no request file is there)."""
         if self.handed:
+            if self.state is not None and self.state.channel is not None:
+                self.state.channel.serve()
             return 0
         self.ready.set()
         self.go.wait()
@@ -433,6 +451,9 @@ class PyInstance:
             return SandboxResult(error=err, error_kind=None if kind else ErrorKind.INTERNAL, limit_hit=kind)
         state = RunState(req.limits, self.scratch)
         state.on_start = self.runner.on_start
+        if self.io_dir is not None:
+            client = HttpClient(req.network, state.wall_deadline) if req.network is not None else None
+            state.channel = Channel(self.io_dir, client)
         self.stdout.reset(req.limits.stdout_bytes)
         self.stderr.reset(req.limits.stderr_bytes)
         self.stdout.on_overflow = self.stderr.on_overflow = state.output_overflow
@@ -571,11 +592,12 @@ class Runner:
             and inst.memory_bytes == req.limits.memory_bytes
             and inst.env == req.env
             and not req.mounts
+            and req.network is None
         ):
             self._next_py = None
         else:
             try:
-                inst = PyInstance(self, req.limits.memory_bytes, req.env, req.mounts)
+                inst = PyInstance(self, req.limits.memory_bytes, req.env, req.mounts, req.network is not None)
             except (ValueError, OSError, wasmtime.WasmtimeError) as e:
                 return SandboxResult(error=str(e), error_kind=ErrorKind.INTERNAL)
         try:
@@ -744,6 +766,7 @@ class Runner:
             limit_hit=limit,
             error=error,
             error_kind=kind,
+            http=state.channel.client.log if state.channel is not None and state.channel.client else [],
         )
 
 
@@ -776,4 +799,5 @@ def decode_request(msg: dict[str, Any]) -> RunRequest:
         env=dict(msg.get("env") or {}),
         mounts=[(str(h), str(g)) for h, g in msg.get("mounts") or []],
         sys_path=[str(p) for p in msg.get("sys_path") or []],
+        network=NetworkPolicy.model_validate(msg["network"]) if msg.get("network") else None,
     )

@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from endure.sandbox.limits import Limits, MiB
+from endure.sandbox.network import GUEST_LIB_MOUNT, NetworkPolicy, guest_lib_dir
 from endure.sandbox.packages import PACKAGES_MOUNT, PackageCache
 from endure.sandbox.paths import default_cache_dir
 from endure.sandbox.pool import HARD_GRACE_S, SandboxError, WorkerPool
@@ -23,14 +24,15 @@ def _b64(data: bytes) -> str:
 # Compiles a package set (mounted read-only) into /out; unchecked-hash pycs, since a published set
 # never changes. Package code is compiled, never run.
 _PRECOMPILE = r"""
-import importlib.util, os, py_compile
+import importlib.util, os, py_compile, sys
 mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
-for d, dirs, files in os.walk("/packages"):
+top = sys.argv[1]
+for d, dirs, files in os.walk(top):
     dirs[:] = [x for x in dirs if x != "__pycache__"]
     for f in files:
         if f.endswith(".py"):
             src = os.path.join(d, f)
-            out = "/out/" + importlib.util.cache_from_source(os.path.relpath(src, "/packages"))
+            out = "/out/" + importlib.util.cache_from_source(os.path.relpath(src, top))
             try:
                 py_compile.compile(src, cfile=out, dfile=src, doraise=True, invalidation_mode=mode)
             except py_compile.PyCompileError:
@@ -141,12 +143,17 @@ class Sandbox:
         args: list[str] | None = None,
         env: Mapping[str, str] | None = None,
         requirements: Iterable[str] | None = None,
+        network: NetworkPolicy | Mapping[str, Any] | None = None,
     ) -> SandboxResult:
         """Run `code` in CPython 3.12 (WASI); the scratch dir is "/" and the cwd.
 
         `requirements` (PEP 508 strings, e.g. ["attrs>=23", "six"]) are resolved on the host with
         their dependencies (pure-Python wheels only; a package with C extensions raises
         NotPurePythonError), cached, and mounted read-only at /packages, first on sys.path.
+
+        `network` grants HTTP(S) to an allow-list: the guest imports `endure_http` (or the `requests`
+        shim) and the host performs the requests; each is logged in the result's `http`. Without
+        it the guest has no network at all.
         """
         msg, lim = self._common(files, limits, stdin, env, args)
         msg.update(kind="python", code=code)
@@ -157,14 +164,21 @@ class Sandbox:
             if pset is not None:
                 mounts.append([str(pset.path), PACKAGES_MOUNT])
                 sys_path.append(PACKAGES_MOUNT)
+        if network is not None:
+            policy = network if isinstance(network, NetworkPolicy) else NetworkPolicy.model_validate(network)
+            lib = await guest_lib_dir(self.cache_dir, self.precompile_packages)
+            mounts.append([str(lib), GUEST_LIB_MOUNT])
+            sys_path.append(GUEST_LIB_MOUNT)
+            msg["network"] = policy.model_dump(mode="json")
         if mounts:
             msg.update(mounts=mounts, sys_path=sys_path)
         return await self.pool.run(msg, lim.wall_time_ms / 1000 + HARD_GRACE_S)
 
-    async def precompile_packages(self, stage: Path) -> None:
-        """Write CPython 3.12 bytecode into a staged package set (the PackageCache's precompile hook)."""
-        msg, lim = self._common(None, _PRECOMPILE_LIMITS, b"", None, None)
-        msg.update(kind="python", code=_PRECOMPILE, mounts=[[str(stage), PACKAGES_MOUNT]])
+    async def precompile_packages(self, stage: Path, mount: str = PACKAGES_MOUNT) -> None:
+        """Write CPython 3.12 bytecode into a staged package set (the PackageCache's precompile hook),
+        compiled as if at `mount`, where runs will see it (tracebacks name that path)."""
+        msg, lim = self._common(None, _PRECOMPILE_LIMITS, b"", None, [mount])
+        msg.update(kind="python", code=_PRECOMPILE, mounts=[[str(stage), mount]])
         res = await self.pool.run(msg, lim.wall_time_ms / 1000 + HARD_GRACE_S)
         if not res.ok:
             raise SandboxError(f"precompile run failed: {res.error or res.stderr[-500:] or res.limit_hit}")
