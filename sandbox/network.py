@@ -511,6 +511,10 @@ class HttpClient:
                 entry.bytes = len(buf)
                 if len(buf) > cap:
                     raise NetworkError(NetErrorKind.TOO_LARGE, f"response body over the cap of {cap} bytes")
+            if expired.is_set():  # the cut socket reads as EOF
+                raise TimeoutError
+            if length is not None and length.strip().isdigit() and len(buf) < int(length):
+                raise http.client.IncompleteRead(bytes(buf), int(length) - len(buf))
             entry.sha256 = hashlib.sha256(buf).hexdigest()
             return HttpResponse(resp.status, resp.reason, resp.getheaders(), bytes(buf), str(u))
         except NetworkError:
