@@ -542,10 +542,18 @@ class SandboxOps:
         limits: Any = None,
         *,
         name: str = "sandbox.python",
+        requirements: list[str] | None = None,
+        network: Any = None,
         **kw: Any,
     ) -> DurableFuture[SandboxResult]:
+        """`requirements`: pure-Python packages for the guest; `network`: a NetworkPolicy (or its
+        dict) granting HTTP to an allow-list. The step's result, HTTP log included, is journaled."""
         from endure.sdk import tools
 
+        if requirements is not None:
+            kw["requirements"] = requirements
+        if network is not None:
+            kw["network"] = network
         return tools.run_sandbox(self._ctx, name, "run_python", code, files, limits, **kw)
 
     def run_javascript(
