@@ -437,10 +437,7 @@ class HttpClient:
                 sock = socket.create_connection(
                     (ip, u.port), timeout=min(self.policy.connect_timeout_s, left)
                 )
-            except TimeoutError as e:
-                last = e
-                continue
-            except OSError as e:
+            except OSError as e:  # TimeoutError included; try the next address
                 last = e
                 continue
             if u.scheme == "https":

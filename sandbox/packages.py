@@ -115,7 +115,7 @@ def normalize_requirements(requirements: Iterable[str]) -> list[str]:
             raise InvalidRequirementError(f"invalid requirement {raw!r}: {e}") from None
         if req.url:
             raise InvalidRequirementError(f"{raw!r}: direct URL requirements are not allowed")
-        s = canonicalize_name(req.name)
+        s: str = canonicalize_name(req.name)
         if req.extras:
             s += "[" + ",".join(sorted(canonicalize_name(e) for e in req.extras)) + "]"
         s += ",".join(sorted(str(sp) for sp in req.specifier))
