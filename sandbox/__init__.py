@@ -5,6 +5,8 @@ async with Sandbox() as sb:
 """
 
 from endure.sandbox.limits import ErrorKind, LimitKind, Limits
+from endure.sandbox.network import HttpExchange, NetErrorKind, NetworkPolicy
+from endure.sandbox.packages import NotPurePythonError, PackageCache, PackageError
 from endure.sandbox.pool import SandboxError
 from endure.sandbox.result import SandboxResult
 from endure.sandbox.sandbox import Sandbox
@@ -12,8 +14,14 @@ from endure.sandbox.tools import Tool, ToolError, ToolRegistry
 
 __all__ = [
     "ErrorKind",
+    "HttpExchange",
     "LimitKind",
     "Limits",
+    "NetErrorKind",
+    "NetworkPolicy",
+    "NotPurePythonError",
+    "PackageCache",
+    "PackageError",
     "Sandbox",
     "SandboxError",
     "SandboxResult",

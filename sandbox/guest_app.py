@@ -29,6 +29,7 @@ import codecs
 import collections
 import collections.abc
 import colorsys
+import compileall
 import configparser
 import contextlib
 import contextvars
@@ -73,6 +74,10 @@ import html
 import html.parser
 import http
 import http.client
+import importlib
+import importlib.machinery
+import importlib.metadata
+import importlib.util
 import io
 import ipaddress
 import itertools
@@ -93,6 +98,7 @@ import platform
 import plistlib
 import pprint
 import pstats
+import py_compile
 import queue
 import quopri
 import random

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from endure.sandbox.limits import ErrorKind, LimitKind
+from endure.sandbox.network import HttpExchange, NetErrorKind
 
 
 class SandboxResult(BaseModel):
@@ -30,6 +31,8 @@ class SandboxResult(BaseModel):
     limit_hit: LimitKind | None = None
     error: str | None = None
     error_kind: ErrorKind | None = None
+    # The guest's HTTP requests through the host (runs with a NetworkPolicy), refused ones included.
+    http: list[HttpExchange] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -38,8 +41,13 @@ class SandboxResult(BaseModel):
 
     def usage(self) -> dict[str, float]:
         """Metering figures for the invocation's bill."""
-        return {
+        out = {
             "sandbox.fuel": float(self.fuel_used),
             "sandbox.wall_ms": float(self.wall_ms),
             "sandbox.peak_memory_bytes": float(self.peak_memory_bytes),
         }
+        if self.http:
+            sent = [h for h in self.http if h.error is not NetErrorKind.DENIED]  # attempted on the wire
+            out["sandbox.http_requests"] = float(len(sent))
+            out["sandbox.http_bytes"] = float(sum(h.bytes + h.sent for h in sent))
+        return out

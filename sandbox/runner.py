@@ -35,6 +35,7 @@ from endure.sandbox.engine import TICK_S, get_engine, get_ticker
 from endure.sandbox.guests import js_guest, python_guest
 from endure.sandbox.limits import ErrorKind, LimitKind, Limits
 from endure.sandbox.module_cache import ModuleCache
+from endure.sandbox.network import GUEST_IO_MOUNT, Channel, HttpClient, NetworkPolicy
 from endure.sandbox.result import SandboxResult
 
 GUEST_ROOT = "/"
@@ -81,8 +82,12 @@ def _endure_main():
                 break
             out += c
         return bytes(out)
-    n, nargs = int(rd(12)), int(rd(6))
+    n, nargs, npath = int(rd(12)), int(rd(6)), int(rd(6))
     sys.argv = ["main.py"] + [rd(int(rd(12))).decode() for _ in range(nargs)]
+    paths = [rd(int(rd(12))).decode() for _ in range(npath)]
+    if paths:  # read-only mounts (packages, endure's guest modules): nothing to cache bytecode in
+        sys.path[0:0] = paths
+        sys.dont_write_bytecode = True
     src = rd(n)
     g = {"__name__": "__main__", "__builtins__": __builtins__}
     code = 0
@@ -131,6 +136,10 @@ class RunRequest:
     files: dict[str, bytes] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     env: dict[str, str] = field(default_factory=dict)
+    # (host_dir, guest_dir) pairs preopened read-only; `sys_path` dirs go first on the guest's sys.path.
+    mounts: list[tuple[str, str]] = field(default_factory=list)
+    sys_path: list[str] = field(default_factory=list)
+    network: NetworkPolicy | None = None  # Python runs only: HTTP through the host (network.py)
 
 
 class Capture:
@@ -190,6 +199,11 @@ class RunState:
         self.finished = False
         self._tick = 0
         self.on_start: Callable[[], None] | None = None
+        self.channel: Channel | None = None  # the run's HTTP channel (its dir counts to the quotas)
+
+    def wall_deadline(self) -> float:
+        """When this run's wall time ends (time.monotonic), for host calls the epoch cannot cut."""
+        return time.monotonic() - (time.perf_counter() - self.t0) + self.limits.wall_time_ms / 1000
 
     def started(self) -> None:
         """The guest gets control now: tell the pool, whose hard deadline starts here."""
@@ -214,17 +228,35 @@ class RunState:
         if self._tick % WATCH_EVERY_TICKS:
             return False
         count, size = 0, 0
-        for root, dirs, files in os.walk(self.scratch):
-            count += len(files) + len(dirs)
-            for f in files:
-                try:
-                    size += os.lstat(os.path.join(root, f)).st_size
-                except OSError:
-                    pass
+        for top in [self.scratch] + ([self.channel.dir] if self.channel is not None else []):
+            for root, dirs, files in os.walk(top):
+                count += len(files) + len(dirs)
+                for f in files:
+                    try:
+                        size += os.lstat(os.path.join(root, f)).st_size
+                    except OSError:
+                        pass
         if count > self.limits.scratch_files or size > self.limits.scratch_bytes:
             self.kill(LimitKind.FILES)
             return True
         return False
+
+
+def _check_mounts(mounts: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Mounts are built by the host, but a bad one must not shadow "/" or reach outside a directory."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for host, guest in mounts:
+        g = PurePosixPath(guest)
+        if not g.is_absolute() or g == PurePosixPath("/") or any(p in (".", "..") for p in g.parts[1:]):
+            raise ValueError(f"bad guest mount point {guest!r}")
+        if str(g) in seen:
+            raise ValueError(f"guest mount point {guest!r} given twice")
+        if not os.path.isdir(host):
+            raise ValueError(f"mount source {host!r} is not a directory")
+        seen.add(str(g))
+        out.append((host, str(g)))
+    return out
 
 
 def _write_inputs(scratch: Path, files: dict[str, bytes]) -> None:
@@ -326,13 +358,25 @@ def _memory_of(store: wasmtime.Store, instance: wasmtime.Instance) -> int:
 class PyInstance:
     """One single-use CPython interpreter, booted ahead of time and parked at the hand-off."""
 
-    def __init__(self, runner: Runner, memory_bytes: int, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        memory_bytes: int,
+        env: dict[str, str],
+        mounts: list[tuple[str, str]] | None = None,
+        channel: bool = False,
+    ) -> None:
         self.runner = runner
         self.memory_bytes = memory_bytes
         self.env = dict(env)
+        self.mounts = _check_mounts(list(mounts or []))
         self.work = Path(tempfile.mkdtemp(prefix="run-", dir=runner.base))
         self.scratch = self.work / "root"
         self.scratch.mkdir()
+        self.io_dir: Path | None = None
+        if channel:  # endure_http's request/response files (network.py), outside the scratch dir
+            self.io_dir = self.work / "io"
+            self.io_dir.mkdir()
         # stdin is a FIFO: wasmtime reads stdin files eagerly, so the script (written at the
         # hand-off) must arrive through a pipe that we still hold open.
         self.stdin_path = self.work / "stdin"
@@ -357,6 +401,12 @@ class PyInstance:
         wasi.stdout_custom = self.stdout
         wasi.stderr_custom = self.stderr
         wasi.preopen_dir(str(self.scratch), GUEST_ROOT)
+        for host, guest in self.mounts:
+            # fs_mutable=False: wasmtime grants read-only dir and file perms (no create, write,
+            # rename, unlink, truncate or utime); host file modes would not stop a root host.
+            wasi.preopen_dir(host, guest, fs_mutable=False)
+        if self.io_dir is not None:
+            wasi.preopen_dir(str(self.io_dir), GUEST_IO_MOUNT)
         self.store.set_wasi(wasi)
         self.instance: wasmtime.Instance | None = None
         self.thread = threading.Thread(target=self._main, name="endure-py", daemon=True)
@@ -385,8 +435,11 @@ class PyInstance:
             self.ready.set()
 
     def handoff(self, caller: wasmtime.Caller) -> int:
-        """Host side of the bootstrap's os.sched_yield(): park until the script arrives."""
+        """Host side of the bootstrap's os.sched_yield(): park until the script arrives. Later
+        calls are endure_http's requests (or a plain yield, when no request file is there)."""
         if self.handed:
+            if self.state is not None and self.state.channel is not None:
+                self.state.channel.serve()
             return 0
         self.ready.set()
         self.go.wait()
@@ -410,6 +463,9 @@ class PyInstance:
             return SandboxResult(error=err, error_kind=None if kind else ErrorKind.INTERNAL, limit_hit=kind)
         state = RunState(req.limits, self.scratch)
         state.on_start = self.runner.on_start
+        if self.io_dir is not None:
+            client = HttpClient(req.network, state.wall_deadline) if req.network is not None else None
+            state.channel = Channel(self.io_dir, client)
         self.stdout.reset(req.limits.stdout_bytes)
         self.stderr.reset(req.limits.stderr_bytes)
         self.stdout.on_overflow = self.stderr.on_overflow = state.output_overflow
@@ -419,8 +475,8 @@ class PyInstance:
             self.cleanup(kill=True)
             return SandboxResult(error=str(e), error_kind=ErrorKind.INTERNAL)
         src = req.code.encode()
-        payload = bytearray(b"%012d%06d" % (len(src), len(req.args)))
-        for a in req.args:
+        payload = bytearray(b"%012d%06d%06d" % (len(src), len(req.args), len(req.sys_path)))
+        for a in [*req.args, *req.sys_path]:
             ab = a.encode()
             payload += b"%012d" % len(ab) + ab
         payload += src + req.stdin
@@ -546,13 +602,24 @@ class Runner:
         return SandboxResult(error=f"unknown guest kind {req.kind!r}", error_kind=ErrorKind.INTERNAL)
 
     def run_python(self, req: RunRequest) -> SandboxResult:
-        if self.python_component is not None:
+        # A run granted network takes the WASI 3.12 path: its HTTP channel is the shadowed
+        # `sched_yield` host call, which the component's WASI 0.2 world does not have.
+        if self.python_component is not None and req.network is None:
             return self.python_component(req)
         inst = self._next_py
-        if inst is not None and inst.memory_bytes == req.limits.memory_bytes and inst.env == req.env:
+        if (
+            inst is not None
+            and inst.memory_bytes == req.limits.memory_bytes
+            and inst.env == req.env
+            and not req.mounts
+            and req.network is None
+        ):
             self._next_py = None
         else:
-            inst = PyInstance(self, req.limits.memory_bytes, req.env)
+            try:
+                inst = PyInstance(self, req.limits.memory_bytes, req.env, req.mounts, req.network is not None)
+            except (ValueError, OSError, wasmtime.WasmtimeError) as e:
+                return SandboxResult(error=str(e), error_kind=ErrorKind.INTERNAL)
         try:
             return inst.run(req)
         finally:
@@ -720,6 +787,7 @@ class Runner:
             limit_hit=limit,
             error=error,
             error_kind=kind,
+            http=state.channel.client.log if state.channel is not None and state.channel.client else [],
         )
 
 
@@ -750,4 +818,7 @@ def decode_request(msg: dict[str, Any]) -> RunRequest:
         files={k: base64.b64decode(v) for k, v in (msg.get("files") or {}).items()},
         limits=Limits.model_validate(msg.get("limits") or {}),
         env=dict(msg.get("env") or {}),
+        mounts=[(str(h), str(g)) for h, g in msg.get("mounts") or []],
+        sys_path=[str(p) for p in msg.get("sys_path") or []],
+        network=NetworkPolicy.model_validate(msg["network"]) if msg.get("network") else None,
     )

@@ -7,11 +7,13 @@ import base64
 import json
 import sys
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any
 
-from endure.sandbox.limits import Limits
+from endure.sandbox.limits import Limits, MiB
+from endure.sandbox.network import GUEST_LIB_MOUNT, NetworkPolicy, guest_lib_dir
+from endure.sandbox.packages import PACKAGES_MOUNT, PackageCache
 from endure.sandbox.paths import default_cache_dir
 from endure.sandbox.pool import HARD_GRACE_S, SandboxError, WorkerPool
 from endure.sandbox.result import SandboxResult
@@ -21,11 +23,59 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+# Compiles a package set (mounted read-only) into /out; unchecked-hash pycs, since a published set
+# never changes. Package code is compiled, never run.
+_PRECOMPILE = r"""
+import importlib.util, os, sys
+from importlib._bootstrap_external import _code_to_hash_pyc
+top = sys.argv[1]
+for d, dirs, files in os.walk(top):
+    dirs[:] = [x for x in dirs if x != "__pycache__"]
+    for f in files:
+        if f.endswith(".py"):
+            src = os.path.join(d, f)
+            out = "/out/" + importlib.util.cache_from_source(os.path.relpath(src, top))
+            with open(src, "rb") as fh:
+                source = fh.read()
+            try:
+                code = compile(source, src, "exec", dont_inherit=True)
+            except (SyntaxError, ValueError):
+                continue  # e.g. a Python 2 only module nobody imports
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with open(out, "wb") as fh:  # buffered: a WASI write may be partial, this loops
+                fh.write(_code_to_hash_pyc(code, importlib.util.source_hash(source), False))
+"""
+_PRECOMPILE_LIMITS = Limits(
+    fuel=10**12,
+    memory_bytes=512 * MiB,
+    wall_time_ms=300_000,
+    max_files=10_000,
+    max_files_bytes=512 * MiB,
+    scratch_bytes=1024 * MiB,
+    scratch_files=100_000,
+)
+
+
+def _store_bytecode(stage: Path, files: dict[str, bytes]) -> None:
+    """Place the precompile run's /out/**/__pycache__/*.pyc next to their sources in the stage."""
+    root = stage.resolve()
+    for rel, data in files.items():
+        p = PurePosixPath(rel)
+        if p.parts[0] != "out" or p.suffix != ".pyc" or ".." in p.parts or p.parent.name != "__pycache__":
+            continue
+        dest = stage.joinpath(*p.parts[1:])
+        if not dest.parent.parent.is_dir() or not dest.parent.parent.resolve().is_relative_to(root):
+            continue
+        dest.parent.mkdir(exist_ok=True)
+        dest.write_bytes(data)
+
+
 class Sandbox:
     """A pool of sandbox processes; each run gets a fresh wasm instance and scratch directory.
 
     `env_allowlist` names the environment variables a run may set through `env=`; nothing is
-    inherited from the host.
+    inherited from the host. `packages` resolves `requirements=` of Python runs (default: a
+    PackageCache under `cache_dir/packages`).
     """
 
     def __init__(
@@ -35,8 +85,12 @@ class Sandbox:
         default_limits: Limits | None = None,
         env_allowlist: Iterable[str] = (),
         prestart: bool = True,
+        packages: PackageCache | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.packages = packages or PackageCache(self.cache_dir / "packages")
+        if self.packages.precompile is None:
+            self.packages.precompile = self.precompile_packages
         self.default_limits = default_limits or Limits()
         self.env_allowlist = frozenset(env_allowlist)
         self.pool = WorkerPool(pool_size, self.cache_dir, prestart=prestart)
@@ -118,12 +172,48 @@ class Sandbox:
         *,
         args: list[str] | None = None,
         env: Mapping[str, str] | None = None,
+        requirements: Iterable[str] | None = None,
+        network: NetworkPolicy | Mapping[str, Any] | None = None,
     ) -> SandboxResult:
         """Run `code` in CPython 3.14 (a pre-initialized component; CPython 3.12 WASI when it cannot be
-        built); the scratch dir is "/" and the cwd."""
+        built, and for runs granted network); the scratch dir is "/" and the cwd.
+
+        `requirements` (PEP 508 strings, e.g. ["attrs>=23", "six"]) are resolved on the host with
+        their dependencies (pure-Python wheels only; a package with C extensions raises
+        NotPurePythonError), cached, and mounted read-only at /packages, first on sys.path.
+
+        `network` grants HTTP(S) to an allow-list: the guest imports `endure_http` (or the `requests`
+        shim) and the host performs the requests; each is logged in the result's `http`. Without
+        it the guest has no network at all.
+        """
         msg, lim = self._common(files, limits, stdin, env, args)
         msg.update(kind="python", code=code)
+        mounts: list[list[str]] = []
+        sys_path: list[str] = []
+        if requirements:
+            pset = await self.packages.ensure(requirements)
+            if pset is not None:
+                mounts.append([str(pset.path), PACKAGES_MOUNT])
+                sys_path.append(PACKAGES_MOUNT)
+        if network is not None:
+            policy = network if isinstance(network, NetworkPolicy) else NetworkPolicy.model_validate(network)
+            lib = await guest_lib_dir(self.cache_dir, self.precompile_packages)
+            mounts.append([str(lib), GUEST_LIB_MOUNT])
+            sys_path.append(GUEST_LIB_MOUNT)
+            msg["network"] = policy.model_dump(mode="json")
+        if mounts:
+            msg.update(mounts=mounts, sys_path=sys_path)
         return await self.pool.run(msg, lim.wall_time_ms / 1000 + HARD_GRACE_S)
+
+    async def precompile_packages(self, stage: Path, mount: str = PACKAGES_MOUNT) -> None:
+        """Write CPython 3.12 bytecode into a staged package set (the PackageCache's precompile hook),
+        compiled as if at `mount`, where runs will see it (tracebacks name that path)."""
+        msg, lim = self._common(None, _PRECOMPILE_LIMITS, b"", None, [mount])
+        msg.update(kind="python", code=_PRECOMPILE, mounts=[[str(stage), mount]])
+        res = await self.pool.run(msg, lim.wall_time_ms / 1000 + HARD_GRACE_S)
+        if not res.ok:
+            raise SandboxError(f"precompile run failed: {res.error or res.stderr[-500:] or res.limit_hit}")
+        await asyncio.to_thread(_store_bytecode, stage, res.files)
 
     async def run_javascript(
         self,

@@ -590,10 +590,18 @@ class SandboxOps:
         *,
         name: str = "sandbox.python",
         workspace: Workspace | str | None = None,
+        requirements: list[str] | None = None,
+        network: Any = None,
         **kw: Any,
     ) -> DurableFuture[SandboxResult] | Coroutine[Any, Any, SandboxResult]:
+        """`requirements`: pure-Python packages for the guest; `network`: a NetworkPolicy (or its
+        dict) granting HTTP to an allow-list. The step's result, HTTP log included, is journaled."""
         from endure.sdk import tools
 
+        if requirements is not None:
+            kw["requirements"] = requirements
+        if network is not None:
+            kw["network"] = network
         return tools.run_sandbox(self._ctx, name, "run_python", code, files=files, limits=limits,
                                  workspace=workspace, **kw)
 
