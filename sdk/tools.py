@@ -108,7 +108,14 @@ def run_sandbox(
 
 
 async def _call(method: str, first: Any, **kwargs: Any) -> SandboxResult:
-    res: SandboxResult = await getattr(get_sandbox(), method)(first, **kwargs)
+    from endure.sandbox.packages import PackageError, ResolutionTimeout
+
+    try:
+        res: SandboxResult = await getattr(get_sandbox(), method)(first, **kwargs)
+    except ResolutionTimeout:
+        raise  # the index was slow: the attempt is retried
+    except PackageError as exc:  # the same requirements fail the same way again: not worth a retry
+        raise TerminalError(f"{type(exc).__name__}: {exc}", code=TOOL_FAILURE_CODE) from exc
     metrics.METRICS.sandbox_run(method.removeprefix("run_"), str(res.limit_hit) if res.limit_hit else None)
     return res
 

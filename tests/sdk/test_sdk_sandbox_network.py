@@ -77,3 +77,19 @@ async def test_http_log_journaled_and_replayed_without_fetching(
     out2 = await s.expect_output(1)
     assert json.loads(out2.value) == "recorded"
     assert HITS == ["/n"]  # the replay did not fetch again
+
+
+@svc.handler()
+async def needs_c_extensions(ctx: Context) -> str:
+    res = await ctx.sandbox.run_python("import numpy", requirements=["numpy"])
+    return res.stdout
+
+
+async def test_requirements_that_cannot_run_in_the_sandbox_fail_the_step_terminally(
+        runtime: FakeRuntime, start_worker) -> None:
+    await start_worker(App([svc]))
+    s = await runtime.session()
+    s.start("sbxnet", "needs_c_extensions")
+    entries, end = await s.until_done(timeout=120)
+    [step] = [e.entry for e in entries if e.entry.HasField("run")]
+    assert step.failure.code == 422 and "NotPurePythonError" in step.failure.message and "numpy" in step.failure.message
