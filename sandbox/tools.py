@@ -8,11 +8,13 @@ registry validates both sides, so a model's malformed arguments or a buggy tool 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from endure.sandbox.limits import Limits
+from endure.sandbox.network import NetworkPolicy
 from endure.sandbox.pool import SandboxError
 from endure.sandbox.result import SandboxResult
 from endure.sandbox.sandbox import Sandbox
@@ -40,9 +42,13 @@ class Tool:
         javascript: str | None = None,
         wasm: bytes | None = None,
         limits: Limits | None = None,
+        requirements: Sequence[str] | None = None,
+        network: NetworkPolicy | Mapping[str, Any] | None = None,
     ) -> None:
         if sum(x is not None for x in (python, javascript, wasm)) != 1:
             raise ValueError("a tool needs exactly one of python=, javascript= or wasm=")
+        if (requirements or network is not None) and python is None:
+            raise ValueError(f"tool {name!r}: requirements= and network= are for python= tools")
         if not name or not all(c.isalnum() or c in "_-" for c in name) or len(name) > 64:
             raise ValueError(
                 f"tool name {name!r} must be 1-64 chars of [A-Za-z0-9_-] (function-calling rule)"
@@ -55,6 +61,10 @@ class Tool:
         self.javascript = javascript
         self.wasm = wasm
         self.limits = limits
+        self.requirements = list(requirements or [])  # pure-Python packages the tool imports
+        # What the tool may reach over HTTP (checked now, so a bad policy fails at registration).
+        self.network = None if network is None else (
+            network if isinstance(network, NetworkPolicy) else NetworkPolicy.model_validate(network))
 
     def json_schema(self) -> dict[str, Any]:
         """The OpenAI function-calling description of this tool."""
@@ -88,7 +98,12 @@ class Tool:
         inp = self.parse_input(data)
         stdin = inp.model_dump_json().encode()
         if self.python is not None:
-            res = await sb.run_python(self.python, limits=self.limits, stdin=stdin)
+            grants: dict[str, Any] = {}
+            if self.requirements:
+                grants["requirements"] = self.requirements
+            if self.network is not None:
+                grants["network"] = self.network
+            res = await sb.run_python(self.python, limits=self.limits, stdin=stdin, **grants)
         elif self.javascript is not None:
             res = await sb.run_javascript(self.javascript, limits=self.limits, stdin=stdin)
         else:

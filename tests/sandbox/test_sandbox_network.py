@@ -514,3 +514,24 @@ async def test_addresses_checked_after_dns() -> None:
     with pytest.raises(NetworkError) as ei:
         c3.addresses(parse_url("http://public.example/"), far)
     assert ei.value.kind is NetErrorKind.TIMEOUT
+
+
+async def test_a_tool_granted_network_reaches_only_its_allow_list(sandbox: Sandbox, server: Server) -> None:
+    from pydantic import BaseModel
+
+    from endure.sandbox import Tool
+
+    class In(BaseModel):
+        url: str
+
+    class Out(BaseModel):
+        status: int
+
+    code = ("import json, sys, endure_http as h\nurl = json.load(sys.stdin)['url']\n"
+            "try:\n    print(json.dumps({'status': h.get(url).status_code}))\n"
+            "except h.NetworkDenied:\n    print(json.dumps({'status': -1}))\n")
+    tool = Tool("fetch", "GET a URL", In, Out, python=code, network=policy(server))
+    assert (await tool.call(sandbox, {"url": f"{server.base}/json"})).status == 200  # type: ignore[attr-defined]
+    assert (await tool.call(sandbox, {"url": "http://10.0.0.1/x"})).status == -1  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="python= tools"):
+        Tool("js", "x", In, Out, javascript="1", network=policy(server))
