@@ -192,7 +192,7 @@ class StateEntry(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
 
 class StartFrame(_message.Message):
-    __slots__ = ("invocation_id", "attempt", "target", "handler_kind", "input", "journal", "state", "state_complete", "tenant", "cancelled", "headers", "stream_writes", "stream_limits", "stream_bytes", "stream_events")
+    __slots__ = ("invocation_id", "attempt", "target", "handler_kind", "input", "journal", "state", "state_complete", "tenant", "cancelled", "headers", "stream_writes", "stream_limits", "stream_bytes", "stream_events", "sandbox_network")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +222,7 @@ class StartFrame(_message.Message):
     STREAM_LIMITS_FIELD_NUMBER: _ClassVar[int]
     STREAM_BYTES_FIELD_NUMBER: _ClassVar[int]
     STREAM_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_NETWORK_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     attempt: int
     target: _records_pb2.Target
@@ -237,7 +238,8 @@ class StartFrame(_message.Message):
     stream_limits: StreamLimits
     stream_bytes: int
     stream_events: int
-    def __init__(self, invocation_id: _Optional[str] = ..., attempt: _Optional[int] = ..., target: _Optional[_Union[_records_pb2.Target, _Mapping]] = ..., handler_kind: _Optional[_Union[_records_pb2.HandlerKind, str]] = ..., input: _Optional[bytes] = ..., journal: _Optional[_Iterable[_Union[_records_pb2.JournalEntry, _Mapping]]] = ..., state: _Optional[_Iterable[_Union[StateEntry, _Mapping]]] = ..., state_complete: _Optional[bool] = ..., tenant: _Optional[str] = ..., cancelled: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., stream_writes: _Optional[_Mapping[str, int]] = ..., stream_limits: _Optional[_Union[StreamLimits, _Mapping]] = ..., stream_bytes: _Optional[int] = ..., stream_events: _Optional[int] = ...) -> None: ...
+    sandbox_network: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, invocation_id: _Optional[str] = ..., attempt: _Optional[int] = ..., target: _Optional[_Union[_records_pb2.Target, _Mapping]] = ..., handler_kind: _Optional[_Union[_records_pb2.HandlerKind, str]] = ..., input: _Optional[bytes] = ..., journal: _Optional[_Iterable[_Union[_records_pb2.JournalEntry, _Mapping]]] = ..., state: _Optional[_Iterable[_Union[StateEntry, _Mapping]]] = ..., state_complete: _Optional[bool] = ..., tenant: _Optional[str] = ..., cancelled: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., stream_writes: _Optional[_Mapping[str, int]] = ..., stream_limits: _Optional[_Union[StreamLimits, _Mapping]] = ..., stream_bytes: _Optional[int] = ..., stream_events: _Optional[int] = ..., sandbox_network: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamLimits(_message.Message):
     __slots__ = ("max_chunk_bytes", "max_bytes", "max_events", "max_chunks_per_s")

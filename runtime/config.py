@@ -34,6 +34,9 @@ class LimitConfig(BaseModel):
 class TenantConfig(LimitConfig):
     api_keys_sha256: list[str] = Field(default_factory=list, description="hex sha256 of each API key")
     weight: float = Field(default=1.0, gt=0, description="share of the invoker under contention")
+    sandbox_network: list[str] = Field(default_factory=list, max_length=256,
+                                       description="URL prefixes or hosts every sandbox run of this tenant's "
+                                                   "invocations may reach over HTTP")
 
     @field_validator("api_keys_sha256")
     @classmethod
@@ -195,3 +198,8 @@ def load_config(file: Path | None = None, overrides: dict[str, Any] | None = Non
 def stream_limits(cfg: NodeConfig) -> StreamLimits:
     return StreamLimits(cfg.stream_max_chunk_bytes, cfg.stream_max_bytes, cfg.stream_max_events,
                         cfg.stream_max_chunks_per_s)
+
+
+def tenant_network(cfg: NodeConfig) -> dict[str, tuple[str, ...]]:
+    """Per tenant, the sandbox HTTP allow-list its invocations' runs get (tenants that grant any)."""
+    return {name: tuple(t.sandbox_network) for name, t in cfg.tenants.items() if t.sandbox_network}

@@ -31,7 +31,7 @@ from endure.runtime.cluster.controller import Controller
 from endure.runtime.cluster.leadership import Leadership
 from endure.runtime.cluster.membership import Membership
 from endure.runtime.cluster.partition_table import UNASSIGNED
-from endure.runtime.config import ConfigError, LimitConfig, NodeConfig, stream_limits
+from endure.runtime.config import ConfigError, LimitConfig, NodeConfig, stream_limits, tenant_network
 from endure.runtime.data_format import open_data_dir
 from endure.runtime.datadir import DataDirLock, DataDirLocked
 from endure.runtime.ingress.service import IngressService
@@ -183,7 +183,8 @@ class Node:
                                                     lambda target: self.all_partitions[target], node=node_name)
         self.partitions = local_partitions(self.processors.values(), waiters)  # the one way into them
         self._connect_peers()
-        self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes, stream_limits=stream_limits(cfg),
+        self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
+                                             stream_limits=stream_limits(cfg), tenant_network=tenant_network(cfg),
                                                                            max_queued=cfg.max_queued),
                                limits)
         effects.invoker = self.invoker
@@ -366,7 +367,8 @@ class Node:
         await limits_store.load()
         self.waiters = CompletionWaiters(cfg.max_waiting_calls)
         self._effects = _Effects(self.waiters, self.metrics)
-        self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes, stream_limits=stream_limits(cfg),
+        self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
+                                             stream_limits=stream_limits(cfg), tenant_network=tenant_network(cfg),
                                                                            max_queued=cfg.max_queued,
                                                                            ack_after_apply=True), limits)
         self._effects.invoker = self.invoker

@@ -540,6 +540,18 @@ class Context:
         return tools.run_tool(self, name, input, step_name or f"tool:{name}", workspace)
 
 
+def _with_tenant_grant(network: Any, grant: tuple[str, ...]) -> Any:
+    """A run's network policy with the tenant's grant added to its allow-list (the grant alone when
+    the run asked for none)."""
+    if not grant:
+        return network
+    if network is None:
+        return {"allow": list(grant)}
+    if isinstance(network, dict):
+        return {**network, "allow": [*network.get("allow", []), *grant]}
+    return network.model_copy(update={"allow": [*network.allow, *grant]})
+
+
 class SandboxOps:
     """`ctx.sandbox`: each call runs in the worker's Sandbox and is journaled as a run entry whose
     value is the SandboxResult and whose usage is its metering; replays never rerun the guest.
@@ -600,6 +612,7 @@ class SandboxOps:
 
         if requirements is not None:
             kw["requirements"] = requirements
+        network = _with_tenant_grant(network, self._ctx._inv.sandbox_network)
         if network is not None:
             kw["network"] = network
         return tools.run_sandbox(self._ctx, name, "run_python", code, files=files, limits=limits,

@@ -151,6 +151,7 @@ class Invocation:
         self.key: str = start.target.key
         self.headers: dict[str, str] = dict(start.headers)
         self.tenant: str = start.tenant
+        self.sandbox_network: tuple[str, ...] = tuple(start.sandbox_network)  # the tenant's HTTP grant
         self.input: bytes = start.input
         self.defn = defn
         self.journal = start.journal

@@ -62,6 +62,8 @@ class InvokerConfig:
     # appended is durable but ignored on apply, so acking it at append would be a false promise.
     ack_after_apply: bool = False
     stream_limits: StreamLimits = field(default_factory=StreamLimits)  # told to workers with each start
+    # Per tenant: what its invocations' sandbox runs may reach over HTTP (told with each start).
+    tenant_network: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Invoker:
@@ -377,6 +379,7 @@ class Invoker:
         )
         start.headers.update(status.headers)
         start.stream_limits.CopyFrom(self._stream_limits)
+        start.sandbox_network.extend(self.config.tenant_network.get(status.tenant, ()))
         if status.journal_length:  # a first attempt has no journal to read
             start.journal.extend(partition.journal(item.invocation_id))
         if status.has_streams:  # what earlier attempts wrote: a replay skips it, the limits count it

@@ -63,7 +63,7 @@ def running_invocation(store: PartitionStore) -> str:
     return inv
 
 
-def make_invoker(store: PartitionStore) -> tuple[Invoker, list[list[pb.Envelope]]]:
+def make_invoker(store: PartitionStore, config: InvokerConfig | None = None) -> tuple[Invoker, list[list[pb.Envelope]]]:
     appended: list[list[pb.Envelope]] = []
 
     async def append(envs: list[pb.Envelope]) -> range:
@@ -77,7 +77,7 @@ def make_invoker(store: PartitionStore) -> tuple[Invoker, list[list[pb.Envelope]
                                 wait_applied=wait_applied)
     partition = LocalPartition(processor)  # type: ignore[arg-type]
     invoker = Invoker(SimpleNamespace(handler=lambda *_: None, latest=lambda *_: "d@v1"), {0: partition},  # type: ignore[arg-type]
-                      InvokerConfig(lost_worker_backoff_s=0.0))
+                      config or InvokerConfig(lost_worker_backoff_s=0.0))
     return invoker, appended
 
 
@@ -167,3 +167,17 @@ async def test_a_draining_worker_gets_no_start_and_its_attempts_move_at_once(sto
     await asyncio.wait_for(asyncio.gather(*invoker._tasks), 5)
     assert [f.start.invocation_id for f in sent(w2)] == [held]
     assert sent(w1) == [] and invoker.stats["released"] == 2 and invoker.stats["lost"] == 0
+
+
+async def test_a_start_carries_its_tenants_sandbox_network_grant_and_the_stream_limits(store: PartitionStore) -> None:
+    from endure.proto.streams import StreamLimits
+
+    config = InvokerConfig(lost_worker_backoff_s=0.0, stream_limits=StreamLimits(max_events=7),
+                           tenant_network={"t": ("https://api.example.com/",), "other": ("http://x/",)})
+    invoker, _ = make_invoker(store, config)
+    inv = running_invocation(store)
+    invoker.on_effects(0, [StartInvocation(inv, "svc", "t", pb.NORMAL, "h")])
+    w = worker("w1")
+    invoker.add_session(w)
+    [start] = [f.start for f in sent(w) if f.HasField("start")]
+    assert list(start.sandbox_network) == ["https://api.example.com/"] and start.stream_limits.max_events == 7

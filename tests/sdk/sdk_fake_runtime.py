@@ -47,6 +47,7 @@ class Session:
         state_complete: bool = True,
         cancelled: bool = False,
         handler_kind: int = records_pb2.SERVICE,
+        sandbox_network: Iterable[str] = (),
     ) -> str:
         inv = invocation_id or ids.new_invocation_id()
         self.send(
@@ -61,6 +62,7 @@ class Session:
                     state=[worker_pb2.StateEntry(key=k, value=v) for k, v in (state or {}).items()],
                     state_complete=state_complete,
                     cancelled=cancelled,
+                    sandbox_network=list(sandbox_network),
                 )
             )
         )

@@ -93,3 +93,23 @@ async def test_requirements_that_cannot_run_in_the_sandbox_fail_the_step_termina
     entries, end = await s.until_done(timeout=120)
     [step] = [e.entry for e in entries if e.entry.HasField("run")]
     assert step.failure.code == 422 and "NotPurePythonError" in step.failure.message and "numpy" in step.failure.message
+
+
+@svc.handler()
+async def fetch_without_a_policy(ctx: Context, base: str) -> str:
+    code = f"import endure_http as h\nprint(h.get('{base}/n').json()['n'])"
+    res = await ctx.sandbox.run_python(code)
+    return res.stdout.strip() or res.stderr.strip().splitlines()[-1]
+
+
+async def test_the_tenants_grant_reaches_runs_that_ask_for_no_network(
+        runtime: FakeRuntime, start_worker, base_url: str) -> None:
+    await start_worker(App([svc]))
+    s = await runtime.session()
+    s.start("sbxnet", "fetch_without_a_policy", input=json.dumps(base_url).encode(), sandbox_network=[base_url + "/"])
+    _, end = await s.until_done(timeout=60)
+    assert end.WhichOneof("frame") == "end"
+    assert HITS == ["/n"]
+    s.start("sbxnet", "fetch_without_a_policy", input=json.dumps(base_url).encode())  # no grant: no network
+    entries, _ = await s.until_done(timeout=60)
+    assert "ModuleNotFoundError" in json.loads(entries[-1].entry.output.value) and HITS == ["/n"]
