@@ -81,6 +81,12 @@ _PARTITIONS_KEY = "cluster/partitions"
 _MAX_MESSAGE = 64 << 20
 
 
+def _invoker_config(cfg: NodeConfig, *, ack_after_apply: bool = False) -> InvokerConfig:
+    return InvokerConfig(eager_state_bytes=cfg.eager_state_bytes, max_queued=cfg.max_queued,
+                         stream_limits=stream_limits(cfg), tenant_network=tenant_network(cfg),
+                         ack_after_apply=ack_after_apply)
+
+
 class _Effects:
     """Routes the leaders' effects: results to waiting clients, the rest to the invoker."""
 
@@ -183,10 +189,7 @@ class Node:
                                                     lambda target: self.all_partitions[target], node=node_name)
         self.partitions = local_partitions(self.processors.values(), waiters)  # the one way into them
         self._connect_peers()
-        self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
-                                             stream_limits=stream_limits(cfg), tenant_network=tenant_network(cfg),
-                                                                           max_queued=cfg.max_queued),
-                               limits)
+        self.invoker = Invoker(self.registry, self.partitions, _invoker_config(cfg), limits)
         effects.invoker = self.invoker
 
         self._build_servers(limits, limits_store)
@@ -367,10 +370,7 @@ class Node:
         await limits_store.load()
         self.waiters = CompletionWaiters(cfg.max_waiting_calls)
         self._effects = _Effects(self.waiters, self.metrics)
-        self.invoker = Invoker(self.registry, self.partitions, InvokerConfig(eager_state_bytes=cfg.eager_state_bytes,
-                                             stream_limits=stream_limits(cfg), tenant_network=tenant_network(cfg),
-                                                                           max_queued=cfg.max_queued,
-                                                                           ack_after_apply=True), limits)
+        self.invoker = Invoker(self.registry, self.partitions, _invoker_config(cfg, ack_after_apply=True), limits)
         self._effects.invoker = self.invoker
         token = cfg.internal_token or None
         self._peer_metadata = (("authorization", f"Bearer {token}"),) if token else ()
