@@ -112,7 +112,8 @@ class AdminService(apb_grpc.AdminServicer):
         flt = InvocationFilter(service=request.service, status=request.status, key=request.key,
                                tenant=request.tenant, created_after_ms=request.created_after_ms,
                                created_before_ms=request.created_before_ms, in_flight=request.in_flight,
-                               deployment=deployment)
+                               deployment=deployment, handler=request.handler, failed=request.failed,
+                               idempotency_key=request.idempotency_key)
         out = apb.ListInvocationsResponse()
         for partition in range(start_partition, len(self._partitions)):
             remaining = size - len(out.invocations)

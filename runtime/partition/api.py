@@ -29,7 +29,7 @@ from endure.runtime.partition.waiters import CompletionWaiters
 if TYPE_CHECKING:
     from endure.runtime.partition.processor import PartitionProcessor
 
-__all__ = ["MAX_STREAM_READ", "InvocationFilter", "LocalPartition", "Partition", "PartitionInfo", "SegmentInfo",
+__all__ = ["MAX_KEYS_READ", "MAX_STREAM_READ", "InvocationFilter", "LocalPartition", "Partition", "PartitionInfo", "SegmentInfo",
            "StreamRead", "UsageRecord", "add_usage", "local_partitions"]
 
 
@@ -45,11 +45,17 @@ class InvocationFilter:
     created_before_ms: int = 0  # exclusive
     in_flight: bool = False  # only unfinished invocations
     deployment: str = ""  # only unfinished invocations pinned to this "id@version" (scans its index)
+    handler: str = ""
+    failed: bool = False  # only invocations that completed with a failure (killed and cancelled have their own status)
+    idempotency_key: str = ""
 
     def matches(self, s: pb.InvocationStatus) -> bool:
         return ((not (self.in_flight or self.deployment) or s.status not in FINAL)
                 and (not self.deployment or ref_text(s.deployment) == self.deployment)
                 and (not self.service or s.target.service == self.service)
+                and (not self.handler or s.target.handler == self.handler)
+                and (not self.failed or (s.status == pb.COMPLETED and s.WhichOneof("result") == "failure"))
+                and (not self.idempotency_key or s.idempotency_key == self.idempotency_key)
                 and (not self.status or s.status == self.status)
                 and (not self.key or s.target.key == self.key)
                 and (not self.tenant or s.tenant == self.tenant)
@@ -68,6 +74,7 @@ class StreamRead:
 
 
 MAX_STREAM_READ = 1000  # events in one read
+MAX_KEYS_READ = 1000  # object keys in one scan_object_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +128,18 @@ class Partition(Protocol):
 
     async def get_status(self, invocation_id: str) -> pb.InvocationStatus | None: ...
 
-    async def get_journal(self, invocation_id: str) -> list[pb.JournalEntry]: ...
+    async def get_journal(self, invocation_id: str, start: int = 0, limit: int = 0) -> list[pb.JournalEntry]:
+        """The journal from entry index start, at most limit entries (0: all): a long journal is read
+        in pages."""
+        ...
 
     async def get_object_state(self, tenant: str, service: str, key: str) -> list[tuple[str, bytes]]: ...
+
+    async def scan_object_keys(self, tenant: str, service: str, after: str | None, limit: int,
+                               promises: bool = False) -> list[str]:
+        """Up to limit (at most MAX_KEYS_READ) keys of the virtual object `service` that have state
+        (promises: of the workflow `service` that have promises), in store order after `after`."""
+        ...
 
     async def get_promises(self, tenant: str, workflow: str, key: str) -> list[tuple[str, pb.Promise]]: ...
 
@@ -194,11 +210,16 @@ class LocalPartition:
             status = self.status(invocation_id)
         return status
 
-    async def get_journal(self, invocation_id: str) -> list[pb.JournalEntry]:
-        return self.journal(invocation_id)
+    async def get_journal(self, invocation_id: str, start: int = 0, limit: int = 0) -> list[pb.JournalEntry]:
+        return self._store.journal(invocation_id, start, limit or None)
 
     async def get_object_state(self, tenant: str, service: str, key: str) -> list[tuple[str, bytes]]:
         return self.object_state(tenant, service, key)
+
+    async def scan_object_keys(self, tenant: str, service: str, after: str | None, limit: int,
+                               promises: bool = False) -> list[str]:
+        table = keys.PROMISE if promises else keys.STATE
+        return self._store.object_keys(table, tenant, service, after, max(0, min(limit, MAX_KEYS_READ)))
 
     async def get_promises(self, tenant: str, workflow: str, key: str) -> list[tuple[str, pb.Promise]]:
         prefix = keys.object_prefix(keys.PROMISE, tenant, workflow, key)

@@ -113,6 +113,24 @@ def object_prefix(table: bytes, tenant: str, service: str, key: str) -> bytes:
     return table + part(tenant) + part(service) + part(key)
 
 
+def objects_prefix(table: bytes, tenant: str, service: str) -> bytes:
+    """Every key's rows of one object type (or workflow) of one tenant in a table."""
+    return table + part(tenant) + part(service)
+
+
+def object_key(raw_key: bytes, prefix: bytes) -> tuple[str, bytes]:
+    """(the object's key, its rows' prefix) of a row under objects_prefix."""
+    rest = raw_key[len(prefix) :]
+    (length,) = _U16.unpack(rest[:2])
+    return rest[2 : 2 + length].decode(), raw_key[: len(prefix) + 2 + length]
+
+
+def successor(prefix: bytes) -> bytes:
+    """The first key after every key that starts with prefix (for seeking past them)."""
+    body = prefix.rstrip(b"\xff")
+    return body[:-1] + bytes([body[-1] + 1]) if body else prefix + b"\xff"
+
+
 def state(tenant: str, service: str, key: str, name: str) -> bytes:
     return object_prefix(STATE, tenant, service, key) + part(name)
 
