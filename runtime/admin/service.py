@@ -24,6 +24,7 @@ from endure.runtime.partition.api import InvocationFilter, Partition, add_usage
 from endure.runtime.partition.remote import PartitionNotOwned, PartitionUnavailable
 
 _MAX_PAGE = 1000
+_LISTED_FAILURE_CHARS = 200
 FORWARDED = "x-endure-forwarded"  # metadata on an admin call one node passes to the others: answer for yourself
 _PEER_TIMEOUT_S = 10.0
 
@@ -122,7 +123,10 @@ class AdminService(apb_grpc.AdminServicer):
                 flt, after if partition == start_partition else None, remaining + 1)
             for status in found[:remaining]:
                 status.ClearField("input")
-                status.ClearField("result")
+                if status.WhichOneof("result") == "failure":  # kept, cut short: a list tells failed from ok
+                    status.failure.message = status.failure.message[:_LISTED_FAILURE_CHARS]
+                else:
+                    status.ClearField("result")
                 out.invocations.add(status=status, partition=partition,
                                     on_worker=self._invoker.is_active(status.invocation_id))
             if len(found) > remaining:
@@ -139,18 +143,27 @@ class AdminService(apb_grpc.AdminServicer):
         status = await self._partitions[partition].get_status(invocation_id)
         return (partition, status) if status is not None else None
 
-    async def DescribeInvocation(self, request: apb.InvocationRef,  # noqa: N802
-                                 context: grpc.aio.ServicerContext) -> apb.InvocationDescription:
-        found = await self._find(request.invocation_id)
+    async def describe(self, invocation_id: str, journal_start: int = 0,
+                       journal_limit: int = 0) -> apb.InvocationDescription | None:
+        """DescribeInvocation's answer with one page of the journal (limit 0: to its end), or None when
+        there is no such invocation; the web console pages long journals with it."""
+        found = await self._find(invocation_id)
         if found is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no invocation {request.invocation_id!r}")
-        partition, status = found  # type: ignore[misc]
+            return None
+        partition, status = found
         out = apb.InvocationDescription(status=status, partition=partition,
-                                        on_worker=self._invoker.is_active(request.invocation_id))
+                                        on_worker=self._invoker.is_active(invocation_id))
         if status.status == pb.RUNNING and not out.on_worker:
             out.waiting_for = self._invoker.waiting_for(status.target.service, ref_text(status.deployment))
-        out.journal.extend(await self._partitions[partition].get_journal(request.invocation_id))
+        out.journal.extend(await self._partitions[partition].get_journal(invocation_id, journal_start, journal_limit))
         return out
+
+    async def DescribeInvocation(self, request: apb.InvocationRef,  # noqa: N802
+                                 context: grpc.aio.ServicerContext) -> apb.InvocationDescription:
+        out = await self.describe(request.invocation_id)
+        if out is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no invocation {request.invocation_id!r}")
+        return out  # type: ignore[return-value]
 
     async def _act(self, request: apb.InvocationRef, context: grpc.aio.ServicerContext, env: pb.Envelope,
                    allowed: tuple[int, ...] | None = None) -> apb.Done:
