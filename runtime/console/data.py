@@ -424,7 +424,9 @@ class ConsoleData:
             raise ConsoleError(404, f"no action {action!r}; one of {', '.join(ACTIONS)}")
         if action not in (ACTIONS if who.admin else TENANT_ACTIONS):
             raise ConsoleError(403, f"a tenant may only {' or '.join(TENANT_ACTIONS)} its invocations")
-        await self._describe(who, invocation_id, 0, 1)  # NOT_FOUND for another tenant's
+        desc = await self._describe(who, invocation_id, 0, 1)  # NOT_FOUND for another tenant's
+        if action not in self._actions(who, desc.status):
+            raise ConsoleError(409, f"cannot {action} {invocation_id}: it is {pb.Status.Name(desc.status.status).lower()}")
         ctx = self._ctx(who)
         ref = apb.InvocationRef(invocation_id=invocation_id)
         if action == "resume":
