@@ -175,14 +175,14 @@ def invocations_page(who: Principal, data: Mapping[str, Any], params: Mapping[st
 {datalist}</form>"""
     rows = []
     for inv in data["invocations"]:
-        rows.append(f"""<tr data-id="{h(inv["id"])}"><td>{link_inv(inv["id"])}</td>
+        rows.append(f"""<tr data-id="{h(inv["id"])}"><td class="id" title="{h(inv["id"])}">{link_inv(inv["id"])}</td>
 <td><span class="target">{h(inv["service"])}/<b>{h(inv["handler"])}</b></span>{f' <span class="key">{h(inv["key"])}</span>' if inv["key"] else ""}</td>
 <td>{badge(inv["status"], inv["outcome"])}</td><td>{h(inv["tenant"])}</td><td class="num">{inv["attempts"]}</td>
 <td class="num">{inv["journal_length"]}</td><td>{when(inv["created_at_ms"])}</td><td>{when(inv["modified_at_ms"])}</td>
-<td class="mono small">{h(inv["deployment"])}</td></tr>""")
-    table = ('<table class="list" data-testid="invocations"><thead><tr><th>Invocation</th><th>Target</th><th>Status</th>'
+<td class="mono small" title="{h(inv["deployment"])}">{h(inv["deployment"])}</td></tr>""")
+    table = ('<div class="scroll"><table class="list" data-testid="invocations"><thead><tr><th>Invocation</th><th>Target</th><th>Status</th>'
              '<th>Tenant</th><th>Attempts</th><th>Journal</th><th>Created (UTC)</th><th>Modified</th>'
-             '<th>Deployment</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
+             '<th>Deployment</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table></div>"
              if rows else '<p class="empty" data-testid="no-invocations">No invocation matches these filters.</p>')
     pager = []
     if params.get("page"):
