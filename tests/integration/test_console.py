@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import http.cookiejar
 import json
@@ -333,9 +334,10 @@ def browser() -> Iterator[Any]:
 def shots(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("console-screenshots")
     yield folder
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and any(folder.iterdir()):
-        reporter.write_line(f"console screenshots: {folder}")
+    if any(folder.iterdir()):  # printed past pytest's capture: where to look, even when every test passed
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            print(f"\nconsole screenshots: {folder}", flush=True)
 
 
 def screenshot(page: Any, shots: Path, name: str) -> None:
