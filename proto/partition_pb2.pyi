@@ -124,7 +124,7 @@ class PromisesResponse(_message.Message):
     def __init__(self, promises: _Optional[_Iterable[_Union[NamedPromise, _Mapping]]] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
-    __slots__ = ("partition", "service", "status", "key", "tenant", "created_after_ms", "created_before_ms", "after", "limit", "in_flight", "deployment", "handler", "failed", "idempotency_key")
+    __slots__ = ("partition", "service", "status", "key", "tenant", "created_after_ms", "created_before_ms", "after", "limit", "in_flight", "deployment", "handler", "failed", "idempotency_key", "newest_first", "before_ms")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,8 @@ class ScanRequest(_message.Message):
     HANDLER_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
     partition: int
     service: str
     status: _records_pb2.Status
@@ -153,7 +155,9 @@ class ScanRequest(_message.Message):
     handler: str
     failed: bool
     idempotency_key: str
-    def __init__(self, partition: _Optional[int] = ..., service: _Optional[str] = ..., status: _Optional[_Union[_records_pb2.Status, str]] = ..., key: _Optional[str] = ..., tenant: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., in_flight: _Optional[bool] = ..., deployment: _Optional[str] = ..., handler: _Optional[str] = ..., failed: _Optional[bool] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    newest_first: bool
+    before_ms: int
+    def __init__(self, partition: _Optional[int] = ..., service: _Optional[str] = ..., status: _Optional[_Union[_records_pb2.Status, str]] = ..., key: _Optional[str] = ..., tenant: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., in_flight: _Optional[bool] = ..., deployment: _Optional[str] = ..., handler: _Optional[str] = ..., failed: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., newest_first: _Optional[bool] = ..., before_ms: _Optional[int] = ...) -> None: ...
 
 class PinnedCountsResponse(_message.Message):
     __slots__ = ("counts",)

@@ -138,6 +138,10 @@ class PeerPartition:
     async def scan_invocations(self, flt: InvocationFilter, after: str | None, limit: int) -> list[pb.InvocationStatus]:
         return await self._read(lambda part: part.scan_invocations(flt, after, limit))
 
+    async def scan_recent(self, flt: InvocationFilter, before: tuple[int, str] | None,
+                          limit: int) -> list[pb.InvocationStatus]:
+        return await self._read(lambda part: part.scan_recent(flt, before, limit))
+
     async def get_usage(self, tenant: str | None, since_day: int) -> list[UsageRecord]:
         return await self._read(lambda part: part.get_usage(tenant, since_day))
 

@@ -94,7 +94,13 @@ class AdminService(apb_grpc.AdminServicer):
         size = min(request.page_size or 100, _MAX_PAGE)
         start_partition: int = 0
         after: str | None = None
-        if request.page_token:
+        before: tuple[int, str] | None = None
+        if request.page_token and request.newest_first:
+            ms, _, inv = request.page_token.partition(":")
+            if not ms.isdigit() or not inv:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad page token {request.page_token!r}")
+            before = (int(ms), inv)
+        elif request.page_token:
             try:
                 p, _, inv = request.page_token.partition(":")
                 start_partition, after = int(p), inv
@@ -116,23 +122,43 @@ class AdminService(apb_grpc.AdminServicer):
                                deployment=deployment, handler=request.handler, failed=request.failed,
                                idempotency_key=request.idempotency_key)
         out = apb.ListInvocationsResponse()
+        if request.newest_first:
+            return await self._list_newest(flt, before, size)
         for partition in range(start_partition, len(self._partitions)):
             remaining = size - len(out.invocations)
             # One more than fits: a next page token only when at least one more match exists.
             found = await self._partitions[partition].scan_invocations(
                 flt, after if partition == start_partition else None, remaining + 1)
             for status in found[:remaining]:
-                status.ClearField("input")
-                if status.WhichOneof("result") == "failure":  # kept, cut short: a list tells failed from ok
-                    status.failure.message = status.failure.message[:_LISTED_FAILURE_CHARS]
-                else:
-                    status.ClearField("result")
-                out.invocations.add(status=status, partition=partition,
-                                    on_worker=self._invoker.is_active(status.invocation_id))
+                self._listed(out, status, partition)
             if len(found) > remaining:
                 last = out.invocations[-1]
                 out.next_page_token = f"{last.partition}:{last.status.invocation_id}"
                 return out
+        return out
+
+    def _listed(self, out: apb.ListInvocationsResponse, status: pb.InvocationStatus, partition: int) -> None:
+        status.ClearField("input")
+        if status.WhichOneof("result") == "failure":  # kept, cut short: a list tells failed from ok
+            status.failure.message = status.failure.message[:_LISTED_FAILURE_CHARS]
+        else:
+            status.ClearField("result")
+        out.invocations.add(status=status, partition=partition, on_worker=self._invoker.is_active(status.invocation_id))
+
+    async def _list_newest(self, flt: InvocationFilter, before: tuple[int, str] | None,
+                           size: int) -> apb.ListInvocationsResponse:
+        """A page newest first over every partition: each is asked (at once) for its newest matches
+        older than the cursor, one more than fits; the newest `size` of them all make the page."""
+        found = await asyncio.gather(*(part.scan_recent(flt, before, size + 1) for part in self._partitions.values()))
+        merged = sorted(((s.created_at_ms, s.invocation_id, p, s) for p, statuses in zip(self._partitions, found,
+                                                                                       strict=True)
+                         for s in statuses), key=lambda row: (row[0], row[1]), reverse=True)
+        out = apb.ListInvocationsResponse()
+        for _created, _inv, partition, status in merged[:size]:
+            self._listed(out, status, partition)
+        if len(merged) > size:
+            last = out.invocations[-1].status
+            out.next_page_token = f"{last.created_at_ms}:{last.invocation_id}"
         return out
 
     async def _find(self, invocation_id: str) -> tuple[int, pb.InvocationStatus] | None:

@@ -244,7 +244,8 @@ class ConsoleData:
     # ------------------------------------------------------------------ invocations
 
     async def invocations(self, who: Principal, params: Mapping[str, str]) -> dict[str, Any]:
-        """One page of invocations matching the filters (the URL's query), and the next page's token."""
+        """One page of invocations matching the filters (the URL's query), newest first, and the next
+        page's token."""
         limit = _int(params, "limit", 50, 1, MAX_PAGE)
         tenant = who.tenant if who.tenant is not None else params.get("tenant", "").strip()
         query = params.get("q", "").strip()
@@ -260,7 +261,7 @@ class ConsoleData:
         request = apb.ListInvocationsRequest(
             service=params.get("service", "").strip(), handler=params.get("handler", "").strip(),
             key=params.get("key", "").strip(), tenant=tenant, deployment=params.get("deployment", "").strip(),
-            idempotency_key=query, page_size=limit, page_token=params.get("page", ""),
+            idempotency_key=query, page_size=limit, page_token=params.get("page", ""), newest_first=True,
             created_after_ms=parse_time(params.get("since", "")), created_before_ms=parse_time(params.get("until", "")))
         status_filter = params.get("status", "").strip().lower().replace(" ", "_").replace("-", "_")
         if status_filter == "in_flight":

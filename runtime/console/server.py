@@ -92,7 +92,8 @@ class ConsoleServer:
         """Listen on address (HOST:PORT, port 0 for a free one); the address it serves on."""
         host, _, port = address.rpartition(":")
         self._loopback_only = _is_loopback(host)
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # A stopping node waits at most a second for the console's requests (long polls included).
+        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:
             site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)

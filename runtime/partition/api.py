@@ -49,6 +49,12 @@ class InvocationFilter:
     failed: bool = False  # only invocations that completed with a failure (killed and cancelled have their own status)
     idempotency_key: str = ""
 
+    def matches_fixed(self, tenant: str, service: str, handler: str, key: str, idempotency_key: str) -> bool:
+        """Whether what never changes about an invocation can match (its status may not, still)."""
+        return ((not self.tenant or tenant == self.tenant) and (not self.service or service == self.service)
+                and (not self.handler or handler == self.handler) and (not self.key or key == self.key)
+                and (not self.idempotency_key or idempotency_key == self.idempotency_key))
+
     def matches(self, s: pb.InvocationStatus) -> bool:
         return ((not (self.in_flight or self.deployment) or s.status not in FINAL)
                 and (not self.deployment or ref_text(s.deployment) == self.deployment)
@@ -147,6 +153,12 @@ class Partition(Protocol):
         """Up to limit statuses matching flt, in invocation-id order, after the id `after` (exclusive)."""
         ...
 
+    async def scan_recent(self, flt: InvocationFilter, before: tuple[int, str] | None,
+                          limit: int) -> list[pb.InvocationStatus]:
+        """Up to limit statuses matching flt, newest first (by creation time, then id), created before
+        `before` = (created_at_ms, invocation id), exclusive; None: from the newest."""
+        ...
+
     async def get_usage(self, tenant: str | None, since_day: int) -> list[UsageRecord]: ...
 
     async def get_info(self) -> PartitionInfo: ...
@@ -236,6 +248,28 @@ class LocalPartition:
             return out
         for status in self._statuses(flt.deployment, after):
             if flt.matches(status):
+                out.append(status)
+                if len(out) == limit:
+                    break
+        return out
+
+    async def scan_recent(self, flt: InvocationFilter, before: tuple[int, str] | None,
+                          limit: int) -> list[pb.InvocationStatus]:
+        out: list[pb.InvocationStatus] = []
+        if limit < 1:
+            return out
+        start = keys.created(*before) if before is not None else None
+        if flt.created_before_ms and (start is None or keys.created(flt.created_before_ms, "") < start):
+            start = keys.created(flt.created_before_ms, "")  # the time range bounds the scan itself
+        for raw_key, raw in self._store.scan_back(keys.CREATED, start):
+            created, invocation_id = keys.parse_created(raw_key)
+            if flt.created_after_ms and created < flt.created_after_ms:
+                break
+            fixed = keys.parse_created_value(raw)
+            if fixed and not flt.matches_fixed(*fixed):
+                continue  # no need to read a status that cannot match
+            status = self._store.status(invocation_id)
+            if status is not None and flt.matches(status):
                 out.append(status)
                 if len(out) == limit:
                     break

@@ -93,6 +93,27 @@ class PartitionStore:
                 break
             it.next()
 
+    def scan_back(self, prefix: bytes, before: bytes | None = None,
+                  limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Rows whose key starts with prefix, before `before` (exclusive; None: from the last) in
+        descending key order."""
+        it = self._db.iter()
+        it.seek_for_prev(before if before is not None else keys.successor(prefix))
+        if before is not None and it.valid() and bytes(it.key()) == before:
+            it.prev()
+        if before is None and it.valid() and bytes(it.key()) == keys.successor(prefix):
+            it.prev()
+        n = 0
+        while it.valid():
+            key = bytes(it.key())
+            if not key.startswith(prefix):
+                break
+            yield key, bytes(it.value())
+            n += 1
+            if limit is not None and n >= limit:
+                break
+            it.prev()
+
     def applied_lsn(self) -> int:
         raw = self.get(keys.APPLIED_LSN)
         return keys.read_u64(raw) if raw else 0

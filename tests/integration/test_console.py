@@ -61,7 +61,10 @@ def start(root: Path, processes: int = 1) -> Cluster:
                       processes=processes, console=True)
     try:
         cluster.start_runtime(["--config", str(root / "endure.toml")])
-        cluster.start_worker(APP)
+        cluster.start_worker(APP, name="w1")
+        for node in range(1, processes):  # it registers with every node (and so every node knows its services)
+            admin = cluster.node_admin(node)
+            wait_until(lambda a=admin: "w1" in cluster.connected_workers(a), what=f"w1 on node {node}")
     except BaseException:
         cluster.stop()
         raise
@@ -184,6 +187,9 @@ def test_invocations_filter_search_and_page_on_the_server(seeded: Seeded) -> Non
     url, ids = seeded.url, seeded.ids
     everything = listed(url, "limit=500")
     assert {ids[k] for k in ("checkout", "refund", "long", "signup", "b")} <= {i["id"] for i in everything}
+    created = [i["created_at_ms"] for i in everything]
+    assert created == sorted(created, reverse=True)  # newest first, over both partitions
+    assert everything[0]["id"] in (ids["b"], listed(url, "tenant=b&service=cart")[0]["id"])  # the last made
 
     def only(query: str) -> set[str]:
         return {i["id"] for i in listed(url, query)}
@@ -210,7 +216,7 @@ def test_invocations_filter_search_and_page_on_the_server(seeded: Seeded) -> Non
         assert len(answer["invocations"]) <= 2
         seen += [i["id"] for i in answer["invocations"]]
         page = answer["next_page"]
-    assert sorted(seen) == sorted(i["id"] for i in everything)
+    assert seen == [i["id"] for i in everything]
 
 
 def test_an_invocation_shows_its_header_and_its_journal_in_pages(seeded: Seeded) -> None:

@@ -442,3 +442,28 @@ async def test_scan_object_keys_lists_each_key_with_state_once_per_tenant(node: 
                                                                      value=b"A")))
     assert await part.scan_object_keys("t", "wf", None, 100, promises=True) == ["run-1"]
     assert await part.scan_object_keys("t", "wf", None, 100) == []
+
+
+async def test_scan_recent_lists_newest_first_with_a_cursor_a_filter_and_a_time_range(node: Node) -> None:
+    part = node.partitions[0]
+    t0 = now_ms()
+    made = []
+    for i in range(8):
+        inv = on_partition(0, f"recent{i}")
+        await node.write(0, invoke(inv, service="a" if i % 2 else "b", ts=t0 + i * 1000))
+        made.append(inv)
+    newest = [s.invocation_id for s in await part.scan_recent(InvocationFilter(), None, 100)]
+    assert newest == made[::-1]
+    first = await part.scan_recent(InvocationFilter(), None, 3)
+    cursor = (first[-1].created_at_ms, first[-1].invocation_id)
+    rest = await part.scan_recent(InvocationFilter(), cursor, 100)
+    assert [s.invocation_id for s in first + rest] == newest  # each once, in order
+    assert [s.invocation_id for s in await part.scan_recent(InvocationFilter(service="a"), None, 100)] == [
+        made[i] for i in (7, 5, 3, 1)]
+    window = InvocationFilter(created_after_ms=t0 + 2000, created_before_ms=t0 + 5000)
+    assert [s.invocation_id for s in await part.scan_recent(window, None, 100)] == [made[4], made[3], made[2]]
+    assert await part.scan_recent(InvocationFilter(), None, 0) == []
+    # A purged invocation leaves the index with its status.
+    await node.lead(0, output(made[7], 0, ts=t0), end(made[7], ts=t0))
+    await node.write(0, env(ts=t0, purge=pb.Purge(invocation_id=made[7])))
+    assert [s.invocation_id for s in await part.scan_recent(InvocationFilter(), None, 100)] == newest[1:]

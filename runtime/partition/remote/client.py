@@ -229,6 +229,21 @@ class RemotePartition:
             after = out[-1].invocation_id
         return out
 
+    async def scan_recent(self, flt: InvocationFilter, before: tuple[int, str] | None,
+                          limit: int) -> list[pb.InvocationStatus]:
+        """Like LocalPartition's; a limit above one page is fetched in pages."""
+        out: list[pb.InvocationStatus] = []
+        while len(out) < limit:
+            page = min(limit - len(out), MAX_SCAN)
+            r = await self._call(self._stub.ScanInvocations, ppb.ScanRequest(
+                partition=self._partition, newest_first=True, after=before[1] if before else "",
+                before_ms=before[0] if before else 0, limit=page, **filter_fields(flt)))  # type: ignore[arg-type]
+            out.extend(r.statuses)
+            if len(r.statuses) < page:
+                break
+            before = (out[-1].created_at_ms, out[-1].invocation_id)
+        return out
+
     async def get_usage(self, tenant: str | None, since_day: int) -> list[UsageRecord]:
         r = await self._call(self._stub.GetUsage,
                              ppb.UsageRequest(partition=self._partition, tenant=tenant or "", since_day=since_day))

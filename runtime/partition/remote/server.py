@@ -110,7 +110,11 @@ class PartitionServicer(ppb_grpc.PartitionServiceServicer):
         if not 1 <= request.limit <= MAX_SCAN:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                          f"scan limit must be 1 to {MAX_SCAN}, got {request.limit}")
-        found = await part.scan_invocations(filter_of(request), request.after or None, request.limit)
+        if request.newest_first:
+            before = (request.before_ms, request.after) if request.after else None
+            found = await part.scan_recent(filter_of(request), before, request.limit)
+        else:
+            found = await part.scan_invocations(filter_of(request), request.after or None, request.limit)
         return ppb.ScanResponse(statuses=found)
 
     async def GetUsage(self, request: ppb.UsageRequest, context: grpc.aio.ServicerContext) -> ppb.UsageResponse:
