@@ -261,12 +261,12 @@ class LocalPartition:
         start = keys.created(*before) if before is not None else None
         if flt.created_before_ms and (start is None or keys.created(flt.created_before_ms, "") < start):
             start = keys.created(flt.created_before_ms, "")  # the time range bounds the scan itself
+        by_fixed = bool(flt.tenant or flt.service or flt.handler or flt.key or flt.idempotency_key)
         for raw_key, raw in self._store.scan_back(keys.CREATED, start):
             created, invocation_id = keys.parse_created(raw_key)
             if flt.created_after_ms and created < flt.created_after_ms:
                 break
-            fixed = keys.parse_created_value(raw)
-            if fixed and not flt.matches_fixed(*fixed):
+            if by_fixed and raw and not flt.matches_fixed(*keys.parse_created_value(raw)):
                 continue  # no need to read a status that cannot match
             status = self._store.status(invocation_id)
             if status is not None and flt.matches(status):
