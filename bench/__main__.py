@@ -24,6 +24,7 @@ WORKLOADS: list[str] = [
     "stream_bench",  # python -m endure.bench stream: live streams' chunks/s, latency, 100 streams, CPU overhead
     "sandbox_bench",  # python -m endure.bench sandbox: Wasmtime guests' compile, start and run latency
     "replay_bench",  # python -m endure.bench replay: offline Replayer speed and `endure deployments check` end to end
+    "console_bench",  # python -m endure.bench console: the web console's invocations page on 100,000 invocations
     "compare.compare_bench",  # python -m endure.bench compare: Endure vs Restate, Temporal, DBOS side by side
 ]
 

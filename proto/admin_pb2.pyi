@@ -212,7 +212,7 @@ class ListServicesResponse(_message.Message):
     def __init__(self, services: _Optional[_Iterable[_Union[ServiceInfo, _Mapping]]] = ...) -> None: ...
 
 class ListInvocationsRequest(_message.Message):
-    __slots__ = ("service", "status", "key", "tenant", "created_after_ms", "created_before_ms", "page_size", "page_token", "in_flight", "deployment")
+    __slots__ = ("service", "status", "key", "tenant", "created_after_ms", "created_before_ms", "page_size", "page_token", "in_flight", "deployment", "handler", "failed", "idempotency_key", "newest_first")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -223,6 +223,10 @@ class ListInvocationsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
     service: str
     status: _records_pb2.Status
     key: str
@@ -233,7 +237,11 @@ class ListInvocationsRequest(_message.Message):
     page_token: str
     in_flight: bool
     deployment: str
-    def __init__(self, service: _Optional[str] = ..., status: _Optional[_Union[_records_pb2.Status, str]] = ..., key: _Optional[str] = ..., tenant: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., in_flight: _Optional[bool] = ..., deployment: _Optional[str] = ...) -> None: ...
+    handler: str
+    failed: bool
+    idempotency_key: str
+    newest_first: bool
+    def __init__(self, service: _Optional[str] = ..., status: _Optional[_Union[_records_pb2.Status, str]] = ..., key: _Optional[str] = ..., tenant: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., in_flight: _Optional[bool] = ..., deployment: _Optional[str] = ..., handler: _Optional[str] = ..., failed: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., newest_first: _Optional[bool] = ...) -> None: ...
 
 class InvocationSummary(_message.Message):
     __slots__ = ("status", "partition", "on_worker")

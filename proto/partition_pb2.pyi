@@ -26,12 +26,16 @@ class AppendResponse(_message.Message):
     def __init__(self, first_lsn: _Optional[int] = ..., last_lsn: _Optional[int] = ...) -> None: ...
 
 class InvocationRequest(_message.Message):
-    __slots__ = ("partition", "invocation_id")
+    __slots__ = ("partition", "invocation_id", "start", "limit")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
     partition: int
     invocation_id: str
-    def __init__(self, partition: _Optional[int] = ..., invocation_id: _Optional[str] = ...) -> None: ...
+    start: int
+    limit: int
+    def __init__(self, partition: _Optional[int] = ..., invocation_id: _Optional[str] = ..., start: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class AwaitCompletionRequest(_message.Message):
     __slots__ = ("partition", "invocation_id", "applied_lsn")
@@ -83,6 +87,28 @@ class ObjectStateResponse(_message.Message):
     entries: _containers.RepeatedCompositeFieldContainer[StateEntry]
     def __init__(self, entries: _Optional[_Iterable[_Union[StateEntry, _Mapping]]] = ...) -> None: ...
 
+class ObjectKeysRequest(_message.Message):
+    __slots__ = ("partition", "tenant", "service", "after", "limit", "promises")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PROMISES_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    tenant: str
+    service: str
+    after: str
+    limit: int
+    promises: bool
+    def __init__(self, partition: _Optional[int] = ..., tenant: _Optional[str] = ..., service: _Optional[str] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., promises: _Optional[bool] = ...) -> None: ...
+
+class ObjectKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class NamedPromise(_message.Message):
     __slots__ = ("name", "promise")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -98,7 +124,7 @@ class PromisesResponse(_message.Message):
     def __init__(self, promises: _Optional[_Iterable[_Union[NamedPromise, _Mapping]]] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
-    __slots__ = ("partition", "service", "status", "key", "tenant", "created_after_ms", "created_before_ms", "after", "limit", "in_flight", "deployment")
+    __slots__ = ("partition", "service", "status", "key", "tenant", "created_after_ms", "created_before_ms", "after", "limit", "in_flight", "deployment", "handler", "failed", "idempotency_key", "newest_first", "before_ms")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +136,11 @@ class ScanRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
     partition: int
     service: str
     status: _records_pb2.Status
@@ -121,7 +152,12 @@ class ScanRequest(_message.Message):
     limit: int
     in_flight: bool
     deployment: str
-    def __init__(self, partition: _Optional[int] = ..., service: _Optional[str] = ..., status: _Optional[_Union[_records_pb2.Status, str]] = ..., key: _Optional[str] = ..., tenant: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., in_flight: _Optional[bool] = ..., deployment: _Optional[str] = ...) -> None: ...
+    handler: str
+    failed: bool
+    idempotency_key: str
+    newest_first: bool
+    before_ms: int
+    def __init__(self, partition: _Optional[int] = ..., service: _Optional[str] = ..., status: _Optional[_Union[_records_pb2.Status, str]] = ..., key: _Optional[str] = ..., tenant: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., in_flight: _Optional[bool] = ..., deployment: _Optional[str] = ..., handler: _Optional[str] = ..., failed: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., newest_first: _Optional[bool] = ..., before_ms: _Optional[int] = ...) -> None: ...
 
 class PinnedCountsResponse(_message.Message):
     __slots__ = ("counts",)

@@ -59,6 +59,11 @@ class PartitionServiceStub:
                 request_serializer=endure_dot_proto_dot_partition__pb2.ObjectRequest.SerializeToString,
                 response_deserializer=endure_dot_proto_dot_partition__pb2.PromisesResponse.FromString,
                 _registered_method=True)
+        self.ScanObjectKeys = channel.unary_unary(
+                '/endure.internal.PartitionService/ScanObjectKeys',
+                request_serializer=endure_dot_proto_dot_partition__pb2.ObjectKeysRequest.SerializeToString,
+                response_deserializer=endure_dot_proto_dot_partition__pb2.ObjectKeysResponse.FromString,
+                _registered_method=True)
         self.ScanInvocations = channel.unary_unary(
                 '/endure.internal.PartitionService/ScanInvocations',
                 request_serializer=endure_dot_proto_dot_partition__pb2.ScanRequest.SerializeToString,
@@ -120,6 +125,13 @@ class PartitionServiceServicer:
 
     def GetPromises(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScanObjectKeys(self, request, context):
+        """The keys of a virtual object that has state, or of a workflow that has promises, in store order.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -191,6 +203,11 @@ def add_PartitionServiceServicer_to_server(servicer, server):
                     servicer.GetPromises,
                     request_deserializer=endure_dot_proto_dot_partition__pb2.ObjectRequest.FromString,
                     response_serializer=endure_dot_proto_dot_partition__pb2.PromisesResponse.SerializeToString,
+            ),
+            'ScanObjectKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScanObjectKeys,
+                    request_deserializer=endure_dot_proto_dot_partition__pb2.ObjectKeysRequest.FromString,
+                    response_serializer=endure_dot_proto_dot_partition__pb2.ObjectKeysResponse.SerializeToString,
             ),
             'ScanInvocations': grpc.unary_unary_rpc_method_handler(
                     servicer.ScanInvocations,
@@ -358,6 +375,33 @@ class PartitionService:
             '/endure.internal.PartitionService/GetPromises',
             endure_dot_proto_dot_partition__pb2.ObjectRequest.SerializeToString,
             endure_dot_proto_dot_partition__pb2.PromisesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScanObjectKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/endure.internal.PartitionService/ScanObjectKeys',
+            endure_dot_proto_dot_partition__pb2.ObjectKeysRequest.SerializeToString,
+            endure_dot_proto_dot_partition__pb2.ObjectKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,10 +50,11 @@ class TenantResolver:
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):
-    """Requires a bearer token (by digest) for every method of the given service names."""
+    """Requires a bearer token (by digest) for every method of the given service names; a service
+    given several digests takes any of them (None: the service is open)."""
 
-    def __init__(self, token_digest_by_service: dict[str, str | None]) -> None:
-        self._digests = {name: d for name, d in token_digest_by_service.items() if d}
+    def __init__(self, token_digest_by_service: dict[str, str | tuple[str, ...] | None]) -> None:
+        self._digests = {name: (d,) if isinstance(d, str) else d for name, d in token_digest_by_service.items() if d}
 
     async def intercept_service(
         self,
@@ -64,7 +65,8 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         expected = self._digests.get(service)
         if expected is not None:
             token = bearer(handler_call_details.invocation_metadata)
-            if token is None or not hmac.compare_digest(digest(token), expected):
+            given = digest(token) if token is not None else ""
+            if not any(hmac.compare_digest(given, d) for d in expected):
                 return _refuse(service)
         return await continuation(handler_call_details)
 

@@ -86,6 +86,8 @@ def serve(
     ingress: str | None = typer.Option(None, "--ingress", help="client API HOST:PORT (default 127.0.0.1:7070)"),
     admin: str | None = typer.Option(None, "--admin", help="admin + worker HOST:PORT (default 127.0.0.1:7071)"),
     metrics: str | None = typer.Option(None, "--metrics", help="Prometheus HOST:PORT (default 127.0.0.1:9464; 'off')"),
+    console: str | None = typer.Option(None, "--console", help="web console HOST:PORT (default 127.0.0.1:7072; "
+                                       "'off'); with --processes N node 0 serves it"),
     config: Path | None = typer.Option(None, "--config", help="TOML config file"),
     log_level: str = typer.Option("INFO", "--log-level", envvar="ENDURE_LOG_LEVEL"),
     processes: str = typer.Option("auto", "--processes", envvar="ENDURE_PROCESSES",
@@ -114,7 +116,8 @@ def serve(
         cluster = {k: v for k, v in (("nats", cluster_nats), ("node_id", cluster_node_id),
                                      ("snapshots", cluster_snapshots)) if v is not None}
         cfg = load_config(config, {"data_dir": data_dir, "partitions": partitions, "ingress": ingress,
-                                   "admin": admin, "metrics": metrics, "node_id": node_id, "nodes": nodes,
+                                   "admin": admin, "metrics": metrics, "console": console,
+                                   "node_id": node_id, "nodes": nodes,
                                    "cluster": cluster or None})
         os.environ.pop("ENDURE_INTERNAL_TOKEN", None)  # read: not for this process's own children
         if nodes is None and cfg.cluster is None:  # a cluster node is one process (no supervisor)
@@ -149,7 +152,7 @@ def serve(
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)  # kill -USR1: where every task waits, in the log
         ready = ReadyLine(f"127.0.0.1:{node.ingress_port}", f"127.0.0.1:{node.admin_port}",
-                          f"127.0.0.1:{node.metrics_port}" if node.metrics_port else "")
+                          f"127.0.0.1:{node.metrics_port}" if node.metrics_port else "", node.console_address)
         print(ready.format(), flush=True)
         await stop.wait()
         logging.getLogger("endure.node").info("shutting down")
@@ -228,6 +231,7 @@ def dev(
     ingress: str = typer.Option("127.0.0.1:7070", "--ingress"),
     admin: str = typer.Option("127.0.0.1:7071", "--admin"),
     metrics: str = typer.Option("127.0.0.1:9464", "--metrics", help="Prometheus HOST:PORT, or 'off'"),
+    console: str = typer.Option("127.0.0.1:7072", "--console", help="web console HOST:PORT, or 'off'"),
 ) -> None:
     """Runtime and one worker in one command, for a laptop. Ctrl-C stops both."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
@@ -238,7 +242,7 @@ def dev(
     signal.signal(signal.SIGTERM, _interrupt)
     launcher = Launcher(env)
     try:
-        code = _dev_session(launcher, app_ref, data_dir, ingress, admin, metrics)
+        code = _dev_session(launcher, app_ref, data_dir, ingress, admin, metrics, console)
     except KeyboardInterrupt:
         code = 0
     finally:
@@ -247,13 +251,14 @@ def dev(
         raise typer.Exit(code)
 
 
-def _dev_session(launcher: Launcher, app_ref: str, data_dir: Path, ingress: str, admin: str, metrics: str) -> int:
+def _dev_session(launcher: Launcher, app_ref: str, data_dir: Path, ingress: str, admin: str, metrics: str,
+                 console: str) -> int:
     """Start the runtime, then its worker; return the exit status once either exits on its own."""
     out = sys.stdout.buffer
     try:
         # One node: the inner loop starts fastest that way (`endure serve` adopts a data dir's count).
         runtime = launcher.start_runtime(serve_argv(data_dir, ingress=ingress, admin=admin, metrics=metrics,
-                                                    processes=1), echo=out)
+                                                    console=console, processes=1), echo=out)
     except ExitedEarly as exc:
         # The runtime said why on the stderr it shares with us (one line for a taken data dir).
         if exc.returncode < 0:
@@ -262,6 +267,8 @@ def _dev_session(launcher: Launcher, app_ref: str, data_dir: Path, ingress: str,
     except NotReady as exc:
         typer.echo(f"endure dev: the runtime did not become ready: {exc}", err=True)
         return 1
+    if runtime.ready.console:
+        typer.echo(f"endure dev: web console on http://{runtime.ready.console}/")
     # Only now, and to the address this runtime printed: never to another runtime on that port.
     worker_proc = launcher.start_worker(worker_argv(app_ref, runtime.ready.admin), echo=out, keep_lines=False)
     while runtime.alive() and worker_proc.alive():

@@ -108,6 +108,8 @@ class NodeConfig(BaseModel):
     stream_max_events: int = Field(default=100_000, ge=10, description="stream events of one invocation")
     stream_max_chunks_per_s: int = Field(default=50_000, ge=1, description="stream writes per second of one invocation")
     metrics: str | None = Field(default="127.0.0.1:9464", description="Prometheus HTTP endpoint; none = off")
+    console: str | None = Field(default="127.0.0.1:7072", description="web console HTTP address (with "
+                                "--processes N, node 0 serves it); none = off")
     auth: bool = Field(default=False, description="require API keys; off = every request is tenant 'default'")
     admin_token_sha256: str | None = Field(default=None, description="hex sha256 of the admin API's bearer token")
     worker_token_sha256: str | None = Field(default=None, description="hex sha256 of the workers' bearer token")
@@ -137,7 +139,7 @@ class NodeConfig(BaseModel):
             raise ValueError(f"node_id {self.node_id} is not one of {self.nodes} nodes")
         return self
 
-    @field_validator("ingress", "admin", "metrics")
+    @field_validator("ingress", "admin", "metrics", "console")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
         if value is None or value.lower() in ("", "none", "off"):

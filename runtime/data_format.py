@@ -65,6 +65,8 @@ MIGRATIONS: list[Migration] = [
               migrations.each_store(migrations.build_running_index, "running invocations indexed:")),
     Migration(2, "count attempts started, keep failed attempts apart, type cancellations and kills",
               migrations.each_store(migrations.type_store, "invocation statuses rewritten:")),
+    Migration(3, "index invocations by creation time (the web console lists the newest first)",
+              migrations.each_store(migrations.build_created_index, "invocations indexed by creation time:")),
 ]
 CURRENT_VERSION = UNVERSIONED + len(MIGRATIONS)
 

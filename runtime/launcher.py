@@ -108,14 +108,16 @@ def serve_argv(
     ingress: str = "127.0.0.1:0",
     admin: str = "127.0.0.1:0",
     metrics: str = "127.0.0.1:0",
+    console: str = "off",
     partitions: int | None = None,
     log_level: str | None = None,
     processes: int | str | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """The command line of `endure serve` (through this interpreter, so a venv needs no PATH)."""
+    """The command line of `endure serve` (through this interpreter, so a venv needs no PATH). The
+    web console is off unless asked for (`console="127.0.0.1:0"`): tests and benchmarks rarely need it."""
     argv = [sys.executable, "-m", "endure.runtime.cli", "serve", "--data-dir", str(data_dir),
-            "--ingress", ingress, "--admin", admin, "--metrics", metrics]
+            "--ingress", ingress, "--admin", admin, "--metrics", metrics, "--console", console]
     if partitions is not None:
         argv += ["--partitions", str(partitions)]
     if processes is not None:

@@ -32,6 +32,7 @@ from endure.runtime.cluster.leadership import Leadership
 from endure.runtime.cluster.membership import Membership
 from endure.runtime.cluster.partition_table import UNASSIGNED
 from endure.runtime.config import ConfigError, LimitConfig, NodeConfig, stream_limits, tenant_network
+from endure.runtime.console.sources import ConsoleSources, NodeHealth
 from endure.runtime.data_format import open_data_dir
 from endure.runtime.datadir import DataDirLock, DataDirLocked
 from endure.runtime.ingress.service import IngressService
@@ -74,6 +75,7 @@ from endure.runtime.placement import (
 
 if TYPE_CHECKING:  # needs the `cluster` extra (nats-py): imported when cluster mode starts
     from endure.runtime.cluster.cluster_log import ClusterLog
+    from endure.runtime.console.server import ConsoleServer  # needs aiohttp: imported when the console starts
 
 log = logging.getLogger("endure.node")
 
@@ -138,6 +140,9 @@ class Node:
         self.own_ingress: str | None = None  # with several nodes: an ingress address of this node alone
         self.admin_port = 0
         self.metrics_port = 0
+        self.admin_service: AdminService | None = None
+        self.console: ConsoleServer | None = None  # the web console (`console` setting), once it serves
+        self.console_address = ""
         self._lock: DataDirLock | None = None
         # Cluster mode only (config.cluster):
         self.cluster_log: ClusterLog | None = None
@@ -197,6 +202,7 @@ class Node:
             await processor.start()
         for server in self._servers:
             await server.start()
+        await self._start_console()
         if cfg.nodes > 1:  # serving: the peers may call it now
             host = cfg.admin.rpartition(":")[0] if cfg.admin else "127.0.0.1"
             write_endpoint(self.dir, f"{host}:{self.admin_port}")
@@ -247,13 +253,16 @@ class Node:
         # Other nodes reach the partitions this one owns with the internal token (given by the
         # supervisor), or else with the admin token.
         internal = hashlib.sha256(cfg.internal_token.encode()).hexdigest() if cfg.internal_token else None
-        interceptor = TokenInterceptor({admin_name: cfg.admin_token_sha256,
+        # The admin API also takes the internal token: node 0's web console passes calls on to the
+        # other nodes with it, whoever signed in (an admin, or a tenant seeing its own data).
+        admin_tokens = (cfg.admin_token_sha256, internal) if cfg.admin_token_sha256 and internal else cfg.admin_token_sha256
+        interceptor = TokenInterceptor({admin_name: admin_tokens,
                                         PARTITION_SERVICE: internal or cfg.admin_token_sha256,
                                         worker_name: cfg.worker_token_sha256})
         admin = grpc.aio.server(options=options, interceptors=[interceptor])
-        add_checked(apb_grpc.add_AdminServicer_to_server,
-                    AdminService(self.registry, self.all_partitions, self.invoker, limits_store,
-                                 peers=self._peer_admins), admin)
+        self.admin_service = AdminService(self.registry, self.all_partitions, self.invoker, limits_store,
+                                          peers=self._peer_admins)
+        add_checked(apb_grpc.add_AdminServicer_to_server, self.admin_service, admin)
         add_checked(wpb_grpc.add_WorkerEndpointServicer_to_server,
                     WorkerEndpoint(self.invoker, self.registry, peers=self._worker_peers), admin)
         add_checked(ppb_grpc.add_PartitionServiceServicer_to_server, PartitionServicer(self.partitions), admin)
@@ -264,6 +273,45 @@ class Node:
         if cfg.metrics:
             self.metrics_port = self.metrics.serve(cfg.metrics)
 
+
+    async def _start_console(self) -> None:
+        """Serve the web console on the `console` address (aiohttp, imported only then)."""
+        cfg = self.config
+        if not cfg.console:
+            return
+        from endure.runtime.console.server import ConsoleServer
+
+        assert self.admin_service is not None and self.invoker is not None and self.registry is not None
+        assert self.ingress is not None
+        ingress = self.ingress
+        sources = ConsoleSources(
+            admin=self.admin_service, partitions=self.all_partitions, invoker=self.invoker, registry=self.registry,
+            tenants=TenantResolver(cfg.auth, {name: t.api_keys_sha256 for name, t in cfg.tenants.items()}),
+            auth=cfg.auth, admin_token_sha256=cfg.admin_token_sha256, peer_token=cfg.internal_token,
+            configured_tenants=sorted(cfg.tenants), nodes=self.console_nodes,
+            rejected=lambda: (ingress.rejected, dict(ingress.rejected_by_tenant)))
+        self.console = ConsoleServer(sources)
+        self.console_address = await self.console.start(cfg.console)
+
+    def console_nodes(self) -> list[NodeHealth]:
+        """The nodes as the console's cluster page shows them: addresses, partitions, up or not."""
+        cfg = self.config
+        if cfg.cluster is not None and self.membership is not None:
+            me, live = cfg.cluster.node_id, self.membership.live_nodes()
+            table = self.leadership.table if self.leadership is not None else None
+            owned = {n: [p for p in range(cfg.partitions) if table is not None and table.owner(p) == n]
+                     for n in {me, *live}}
+            return [NodeHealth(n, live[n].admin if n in live else "", live[n].ingress if n in live else "",
+                               owned[n], n in live, n == me) for n in sorted(owned)]
+        out = []
+        for n in range(cfg.nodes):
+            me = n == cfg.node_id
+            host = cfg.admin.rpartition(":")[0] if cfg.admin else "127.0.0.1"
+            admin = f"{host}:{self.admin_port}" if me else read_endpoint(node_dir(cfg.data_dir, n, cfg.nodes))
+            ingress = (self.own_ingress or f"127.0.0.1:{self.ingress_port}") if me else read_endpoint(
+                node_dir(cfg.data_dir, n, cfg.nodes), INGRESS_FILE)
+            out.append(NodeHealth(n, admin or "", ingress or "", list(self.placement.owned(n)), admin is not None, me))
+        return out
 
     def _peer_admins(self) -> list[tuple[int, str | None]]:
         """The other nodes and their admin addresses (None while one is down), read anew each time."""
@@ -378,6 +426,7 @@ class Node:
         self._build_servers(limits, limits_store)
         for server in self._servers:
             await server.start()
+        await self._start_console()
         admin = f"{cc.advertise_host}:{self.admin_port}"
         assert self.own_ingress is not None
         self.membership = Membership(metadata, cc.node_id, admin, self.own_ingress, cc.lease_ms,
@@ -471,6 +520,8 @@ class Node:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish, then flush appends and close the stores."""
+        if self.console is not None:
+            await self.console.stop()
         if self.controller is not None:
             await self.controller.stop()
         if self.membership is not None:

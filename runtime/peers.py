@@ -122,8 +122,12 @@ class PeerPartition:
     async def get_status(self, invocation_id: str) -> pb.InvocationStatus | None:
         return await self._read(lambda part: part.get_status(invocation_id))
 
-    async def get_journal(self, invocation_id: str) -> list[pb.JournalEntry]:
-        return await self._read(lambda part: part.get_journal(invocation_id))
+    async def get_journal(self, invocation_id: str, start: int = 0, limit: int = 0) -> list[pb.JournalEntry]:
+        return await self._read(lambda part: part.get_journal(invocation_id, start, limit))
+
+    async def scan_object_keys(self, tenant: str, service: str, after: str | None, limit: int,
+                               promises: bool = False) -> list[str]:
+        return await self._read(lambda part: part.scan_object_keys(tenant, service, after, limit, promises))
 
     async def get_object_state(self, tenant: str, service: str, key: str) -> list[tuple[str, bytes]]:
         return await self._read(lambda part: part.get_object_state(tenant, service, key))
@@ -133,6 +137,10 @@ class PeerPartition:
 
     async def scan_invocations(self, flt: InvocationFilter, after: str | None, limit: int) -> list[pb.InvocationStatus]:
         return await self._read(lambda part: part.scan_invocations(flt, after, limit))
+
+    async def scan_recent(self, flt: InvocationFilter, before: tuple[int, str] | None,
+                          limit: int) -> list[pb.InvocationStatus]:
+        return await self._read(lambda part: part.scan_recent(flt, before, limit))
 
     async def get_usage(self, tenant: str | None, since_day: int) -> list[UsageRecord]:
         return await self._read(lambda part: part.get_usage(tenant, since_day))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_PATTERN = re.compile(r"endure: ready ingress=(\S+) admin=(\S+)(?: metrics=(\S+))?")
+_PATTERN = re.compile(r"endure: ready ingress=(\S+) admin=(\S+)(?: metrics=(\S+))?(?: console=(\S+))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,10 +14,12 @@ class ReadyLine:
     ingress: str
     admin: str
     metrics: str = ""
+    console: str = ""  # the web console's HOST:PORT (http://); empty: off
 
     def format(self) -> str:
         metrics = f" metrics={self.metrics}" if self.metrics else ""
-        return f"endure: ready ingress={self.ingress} admin={self.admin}{metrics}"
+        console = f" console={self.console}" if self.console else ""
+        return f"endure: ready ingress={self.ingress} admin={self.admin}{metrics}{console}"
 
     @classmethod
     def parse(cls, line: str | bytes) -> ReadyLine | None:
@@ -25,4 +27,4 @@ class ReadyLine:
         match = _PATTERN.search(text)
         if match is None:
             return None
-        return cls(match.group(1), match.group(2), match.group(3) or "")
+        return cls(match.group(1), match.group(2), match.group(3) or "", match.group(4) or "")

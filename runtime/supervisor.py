@@ -3,8 +3,9 @@
 The supervisor takes the data dir's lock, checks (or records) the placement
 (`endure.runtime.placement`), starts the N nodes through the launcher (`endure.runtime.launcher`:
 they die with it, even on kill -9), waits for every node's ready line and prints one ready line
-of its own: the shared ingress address, node 0's admin address (for workers and the CLI) and
-node 0's metrics. Then it restarts a node that dies (same node id, same arguments; a node that
+of its own: the shared ingress address, node 0's admin address (for workers and the CLI),
+node 0's metrics and node 0's web console (the only one: it reaches every partition through its
+owner, as the admin API does). Then it restarts a node that dies (same node id, same arguments; a node that
 keeps dying at once is restarted with a growing delay, up to `MAX_BACKOFF_S`), and on SIGTERM or
 SIGINT stops every node (SIGTERM, then SIGKILL after the grace).
 
@@ -122,10 +123,12 @@ class Supervisor:
             extra += ["--config", str(opts.config_file)]
         admin = cfg.admin if node == 0 else _on_host(cfg.admin)
         metrics = (cfg.metrics or "off") if node == 0 else _on_host(cfg.metrics)
+        console = (cfg.console or "off") if node == 0 else "off"  # one console: it shows every partition anyway
         if pinned is not None:
             admin, metrics = pinned.admin or admin, pinned.metrics or metrics
+            console = pinned.console or console
         return serve_argv(cfg.data_dir, ingress=self.ingress or "off", admin=admin or "off", metrics=metrics,
-                          partitions=cfg.partitions, log_level=opts.log_level, extra=extra)
+                          console=console, partitions=cfg.partitions, log_level=opts.log_level, extra=extra)
 
     def _spawn(self, node: int, argv: list[str]) -> RuntimeChild:
         return RuntimeChild(f"node-{node}", argv, env=self.env)  # stderr: the supervisor's own
@@ -147,7 +150,7 @@ class Supervisor:
         for slot in self.slots:
             slot.argv = self._argv(slot.node, pinned=slot.child.ready)
         first = self.slots[0].child.ready
-        return ReadyLine(first.ingress, first.admin, first.metrics)
+        return ReadyLine(first.ingress, first.admin, first.metrics, first.console)
 
     def watch(self) -> None:
         """Restart nodes that die, until `stopping` is set (by SIGTERM / SIGINT)."""

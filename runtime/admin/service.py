@@ -24,6 +24,7 @@ from endure.runtime.partition.api import InvocationFilter, Partition, add_usage
 from endure.runtime.partition.remote import PartitionNotOwned, PartitionUnavailable
 
 _MAX_PAGE = 1000
+_LISTED_FAILURE_CHARS = 200
 FORWARDED = "x-endure-forwarded"  # metadata on an admin call one node passes to the others: answer for yourself
 _PEER_TIMEOUT_S = 10.0
 
@@ -93,7 +94,13 @@ class AdminService(apb_grpc.AdminServicer):
         size = min(request.page_size or 100, _MAX_PAGE)
         start_partition: int = 0
         after: str | None = None
-        if request.page_token:
+        before: tuple[int, str] | None = None
+        if request.page_token and request.newest_first:
+            ms, _, inv = request.page_token.partition(":")
+            if not ms.isdigit() or not inv:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad page token {request.page_token!r}")
+            before = (int(ms), inv)
+        elif request.page_token:
             try:
                 p, _, inv = request.page_token.partition(":")
                 start_partition, after = int(p), inv
@@ -112,22 +119,46 @@ class AdminService(apb_grpc.AdminServicer):
         flt = InvocationFilter(service=request.service, status=request.status, key=request.key,
                                tenant=request.tenant, created_after_ms=request.created_after_ms,
                                created_before_ms=request.created_before_ms, in_flight=request.in_flight,
-                               deployment=deployment)
+                               deployment=deployment, handler=request.handler, failed=request.failed,
+                               idempotency_key=request.idempotency_key)
         out = apb.ListInvocationsResponse()
+        if request.newest_first:
+            return await self._list_newest(flt, before, size)
         for partition in range(start_partition, len(self._partitions)):
             remaining = size - len(out.invocations)
             # One more than fits: a next page token only when at least one more match exists.
             found = await self._partitions[partition].scan_invocations(
                 flt, after if partition == start_partition else None, remaining + 1)
             for status in found[:remaining]:
-                status.ClearField("input")
-                status.ClearField("result")
-                out.invocations.add(status=status, partition=partition,
-                                    on_worker=self._invoker.is_active(status.invocation_id))
+                self._listed(out, status, partition)
             if len(found) > remaining:
                 last = out.invocations[-1]
                 out.next_page_token = f"{last.partition}:{last.status.invocation_id}"
                 return out
+        return out
+
+    def _listed(self, out: apb.ListInvocationsResponse, status: pb.InvocationStatus, partition: int) -> None:
+        status.ClearField("input")
+        if status.WhichOneof("result") == "failure":  # kept, cut short: a list tells failed from ok
+            status.failure.message = status.failure.message[:_LISTED_FAILURE_CHARS]
+        else:
+            status.ClearField("result")
+        out.invocations.add(status=status, partition=partition, on_worker=self._invoker.is_active(status.invocation_id))
+
+    async def _list_newest(self, flt: InvocationFilter, before: tuple[int, str] | None,
+                           size: int) -> apb.ListInvocationsResponse:
+        """A page newest first over every partition: each is asked (at once) for its newest matches
+        older than the cursor, one more than fits; the newest `size` of them all make the page."""
+        found = await asyncio.gather(*(part.scan_recent(flt, before, size + 1) for part in self._partitions.values()))
+        merged = sorted(((s.created_at_ms, s.invocation_id, p, s) for p, statuses in zip(self._partitions, found,
+                                                                                       strict=True)
+                         for s in statuses), key=lambda row: (row[0], row[1]), reverse=True)
+        out = apb.ListInvocationsResponse()
+        for _created, _inv, partition, status in merged[:size]:
+            self._listed(out, status, partition)
+        if len(merged) > size:
+            last = out.invocations[-1].status
+            out.next_page_token = f"{last.created_at_ms}:{last.invocation_id}"
         return out
 
     async def _find(self, invocation_id: str) -> tuple[int, pb.InvocationStatus] | None:
@@ -138,18 +169,27 @@ class AdminService(apb_grpc.AdminServicer):
         status = await self._partitions[partition].get_status(invocation_id)
         return (partition, status) if status is not None else None
 
-    async def DescribeInvocation(self, request: apb.InvocationRef,  # noqa: N802
-                                 context: grpc.aio.ServicerContext) -> apb.InvocationDescription:
-        found = await self._find(request.invocation_id)
+    async def describe(self, invocation_id: str, journal_start: int = 0,
+                       journal_limit: int = 0) -> apb.InvocationDescription | None:
+        """DescribeInvocation's answer with one page of the journal (limit 0: to its end), or None when
+        there is no such invocation; the web console pages long journals with it."""
+        found = await self._find(invocation_id)
         if found is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no invocation {request.invocation_id!r}")
-        partition, status = found  # type: ignore[misc]
+            return None
+        partition, status = found
         out = apb.InvocationDescription(status=status, partition=partition,
-                                        on_worker=self._invoker.is_active(request.invocation_id))
+                                        on_worker=self._invoker.is_active(invocation_id))
         if status.status == pb.RUNNING and not out.on_worker:
             out.waiting_for = self._invoker.waiting_for(status.target.service, ref_text(status.deployment))
-        out.journal.extend(await self._partitions[partition].get_journal(request.invocation_id))
+        out.journal.extend(await self._partitions[partition].get_journal(invocation_id, journal_start, journal_limit))
         return out
+
+    async def DescribeInvocation(self, request: apb.InvocationRef,  # noqa: N802
+                                 context: grpc.aio.ServicerContext) -> apb.InvocationDescription:
+        out = await self.describe(request.invocation_id)
+        if out is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no invocation {request.invocation_id!r}")
+        return out  # type: ignore[return-value]
 
     async def _act(self, request: apb.InvocationRef, context: grpc.aio.ServicerContext, env: pb.Envelope,
                    allowed: tuple[int, ...] | None = None) -> apb.Done:

@@ -61,6 +61,7 @@ class IngressService(ipb_grpc.IngressServicer):
         self._limits = limits or Limits()
         self._backlog = backlog or (lambda _tenant: 0)
         self.rejected = 0  # requests refused for overload (backlog, waiters, log queue)
+        self.rejected_by_tenant: Counter[str] = Counter()  # of those, new invocations refused by admission
         self._registry = registry
         self._partitions = partitions  # the only way to a partition: every read and append
         self._n_partitions = len(partitions)
@@ -93,6 +94,7 @@ class IngressService(ipb_grpc.IngressServicer):
         queued = self._queued()
         if queued >= self._max_queued:
             self.rejected += 1
+            self.rejected_by_tenant[tenant] += 1
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                f"{queued} invocations are queued on this node (limit {self._max_queued}); "
                                "retry in 1000 ms", retry_after_ms=1000)
@@ -102,6 +104,7 @@ class IngressService(ipb_grpc.IngressServicer):
         backlog = self._backlog(tenant)
         if backlog >= limit.max_backlog:
             self.rejected += 1
+            self.rejected_by_tenant[tenant] += 1
             per_s = limit.rate_per_s or 100.0
             retry_ms = int(min(60_000, max(100, 1000 * (backlog - limit.max_backlog + 1) / per_s)))
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,

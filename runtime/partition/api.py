@@ -29,7 +29,7 @@ from endure.runtime.partition.waiters import CompletionWaiters
 if TYPE_CHECKING:
     from endure.runtime.partition.processor import PartitionProcessor
 
-__all__ = ["MAX_STREAM_READ", "InvocationFilter", "LocalPartition", "Partition", "PartitionInfo", "SegmentInfo",
+__all__ = ["MAX_KEYS_READ", "MAX_STREAM_READ", "InvocationFilter", "LocalPartition", "Partition", "PartitionInfo", "SegmentInfo",
            "StreamRead", "UsageRecord", "add_usage", "local_partitions"]
 
 
@@ -45,11 +45,23 @@ class InvocationFilter:
     created_before_ms: int = 0  # exclusive
     in_flight: bool = False  # only unfinished invocations
     deployment: str = ""  # only unfinished invocations pinned to this "id@version" (scans its index)
+    handler: str = ""
+    failed: bool = False  # only invocations that completed with a failure (killed and cancelled have their own status)
+    idempotency_key: str = ""
+
+    def matches_fixed(self, tenant: str, service: str, handler: str, key: str, idempotency_key: str) -> bool:
+        """Whether what never changes about an invocation can match (its status may not, still)."""
+        return ((not self.tenant or tenant == self.tenant) and (not self.service or service == self.service)
+                and (not self.handler or handler == self.handler) and (not self.key or key == self.key)
+                and (not self.idempotency_key or idempotency_key == self.idempotency_key))
 
     def matches(self, s: pb.InvocationStatus) -> bool:
         return ((not (self.in_flight or self.deployment) or s.status not in FINAL)
                 and (not self.deployment or ref_text(s.deployment) == self.deployment)
                 and (not self.service or s.target.service == self.service)
+                and (not self.handler or s.target.handler == self.handler)
+                and (not self.failed or (s.status == pb.COMPLETED and s.WhichOneof("result") == "failure"))
+                and (not self.idempotency_key or s.idempotency_key == self.idempotency_key)
                 and (not self.status or s.status == self.status)
                 and (not self.key or s.target.key == self.key)
                 and (not self.tenant or s.tenant == self.tenant)
@@ -68,6 +80,7 @@ class StreamRead:
 
 
 MAX_STREAM_READ = 1000  # events in one read
+MAX_KEYS_READ = 1000  # object keys in one scan_object_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +134,29 @@ class Partition(Protocol):
 
     async def get_status(self, invocation_id: str) -> pb.InvocationStatus | None: ...
 
-    async def get_journal(self, invocation_id: str) -> list[pb.JournalEntry]: ...
+    async def get_journal(self, invocation_id: str, start: int = 0, limit: int = 0) -> list[pb.JournalEntry]:
+        """The journal from entry index start, at most limit entries (0: all): a long journal is read
+        in pages."""
+        ...
 
     async def get_object_state(self, tenant: str, service: str, key: str) -> list[tuple[str, bytes]]: ...
+
+    async def scan_object_keys(self, tenant: str, service: str, after: str | None, limit: int,
+                               promises: bool = False) -> list[str]:
+        """Up to limit (at most MAX_KEYS_READ) keys of the virtual object `service` that have state
+        (promises: of the workflow `service` that have promises), in store order after `after`."""
+        ...
 
     async def get_promises(self, tenant: str, workflow: str, key: str) -> list[tuple[str, pb.Promise]]: ...
 
     async def scan_invocations(self, flt: InvocationFilter, after: str | None, limit: int) -> list[pb.InvocationStatus]:
         """Up to limit statuses matching flt, in invocation-id order, after the id `after` (exclusive)."""
+        ...
+
+    async def scan_recent(self, flt: InvocationFilter, before: tuple[int, str] | None,
+                          limit: int) -> list[pb.InvocationStatus]:
+        """Up to limit statuses matching flt, newest first (by creation time, then id), created before
+        `before` = (created_at_ms, invocation id), exclusive; None: from the newest."""
         ...
 
     async def get_usage(self, tenant: str | None, since_day: int) -> list[UsageRecord]: ...
@@ -194,11 +222,16 @@ class LocalPartition:
             status = self.status(invocation_id)
         return status
 
-    async def get_journal(self, invocation_id: str) -> list[pb.JournalEntry]:
-        return self.journal(invocation_id)
+    async def get_journal(self, invocation_id: str, start: int = 0, limit: int = 0) -> list[pb.JournalEntry]:
+        return self._store.journal(invocation_id, start, limit or None)
 
     async def get_object_state(self, tenant: str, service: str, key: str) -> list[tuple[str, bytes]]:
         return self.object_state(tenant, service, key)
+
+    async def scan_object_keys(self, tenant: str, service: str, after: str | None, limit: int,
+                               promises: bool = False) -> list[str]:
+        table = keys.PROMISE if promises else keys.STATE
+        return self._store.object_keys(table, tenant, service, after, max(0, min(limit, MAX_KEYS_READ)))
 
     async def get_promises(self, tenant: str, workflow: str, key: str) -> list[tuple[str, pb.Promise]]:
         prefix = keys.object_prefix(keys.PROMISE, tenant, workflow, key)
@@ -215,6 +248,28 @@ class LocalPartition:
             return out
         for status in self._statuses(flt.deployment, after):
             if flt.matches(status):
+                out.append(status)
+                if len(out) == limit:
+                    break
+        return out
+
+    async def scan_recent(self, flt: InvocationFilter, before: tuple[int, str] | None,
+                          limit: int) -> list[pb.InvocationStatus]:
+        out: list[pb.InvocationStatus] = []
+        if limit < 1:
+            return out
+        start = keys.created(*before) if before is not None else None
+        if flt.created_before_ms and (start is None or keys.created(flt.created_before_ms, "") < start):
+            start = keys.created(flt.created_before_ms, "")  # the time range bounds the scan itself
+        by_fixed = bool(flt.tenant or flt.service or flt.handler or flt.key or flt.idempotency_key)
+        for raw_key, raw in self._store.scan_back(keys.CREATED, start):
+            created, invocation_id = keys.parse_created(raw_key)
+            if flt.created_after_ms and created < flt.created_after_ms:
+                break
+            if by_fixed and raw and not flt.matches_fixed(*keys.parse_created_value(raw)):
+                continue  # no need to read a status that cannot match
+            status = self._store.status(invocation_id)
+            if status is not None and flt.matches(status):
                 out.append(status)
                 if len(out) == limit:
                     break

@@ -33,6 +33,7 @@ PINNED = b"k/"  # index of unfinished invocations by the deployment version they
 STREAM_EVENT = b"c/"  # an invocation's stream events, by their position among all its events
 STREAM_STATE = b"n/"  # per invocation and stream: next offset, handler writes, open steps
 STREAM_TOTALS = b"v/"  # per invocation: events and bytes of all its streams
+CREATED = b"a/"  # index of invocations by creation time (newest first when scanned backwards)
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -54,6 +55,32 @@ def read_u64(raw: bytes) -> int:
 
 def status(invocation_id: str) -> bytes:
     return STATUS + invocation_id.encode()
+
+
+def created(created_at_ms: int, invocation_id: str) -> bytes:
+    return CREATED + _U64.pack(max(created_at_ms, 0)) + invocation_id.encode()
+
+
+def parse_created(raw_key: bytes) -> tuple[int, str]:
+    """(creation time, invocation id) of a created index row's key."""
+    rest = raw_key[len(CREATED) :]
+    return int(_U64.unpack(rest[:8])[0]), rest[8:].decode()
+
+
+def created_value(tenant: str, service: str, handler: str, key: str, idempotency_key: str) -> bytes:
+    """A created index row's value: what never changes about the invocation, so a scan filters on it
+    without reading the status."""
+    return part(tenant) + part(service) + part(handler) + part(key) + part(idempotency_key)
+
+
+def parse_created_value(raw: bytes) -> tuple[str, ...]:
+    """(tenant, service, handler, key, idempotency key) of a created index row; () for an empty one."""
+    out = []
+    while raw:
+        (length,) = _U16.unpack(raw[:2])
+        out.append(raw[2 : 2 + length].decode())
+        raw = raw[2 + length :]
+    return tuple(out)
 
 
 def running(invocation_id: str) -> bytes:
@@ -111,6 +138,24 @@ def journal(invocation_id: str, index: int) -> bytes:
 def object_prefix(table: bytes, tenant: str, service: str, key: str) -> bytes:
     """A keyed object's rows in a table: every tenant has its own objects, even with the same key."""
     return table + part(tenant) + part(service) + part(key)
+
+
+def objects_prefix(table: bytes, tenant: str, service: str) -> bytes:
+    """Every key's rows of one object type (or workflow) of one tenant in a table."""
+    return table + part(tenant) + part(service)
+
+
+def object_key(raw_key: bytes, prefix: bytes) -> tuple[str, bytes]:
+    """(the object's key, its rows' prefix) of a row under objects_prefix."""
+    rest = raw_key[len(prefix) :]
+    (length,) = _U16.unpack(rest[:2])
+    return rest[2 : 2 + length].decode(), raw_key[: len(prefix) + 2 + length]
+
+
+def successor(prefix: bytes) -> bytes:
+    """The first key after every key that starts with prefix (for seeking past them)."""
+    body = prefix.rstrip(b"\xff")
+    return body[:-1] + bytes([body[-1] + 1]) if body else prefix + b"\xff"
 
 
 def state(tenant: str, service: str, key: str, name: str) -> bytes:

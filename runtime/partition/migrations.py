@@ -51,6 +51,28 @@ def build_running_index(store: PartitionStore) -> int:
     return len(running)
 
 
+def build_created_index(store: PartitionStore) -> int:
+    """Make `keys.CREATED` list exactly the store's invocations by creation time; return how many.
+
+    One batch at the store's applied LSN, then synced (as build_running_index)."""
+    rows: dict[bytes, bytes] = {}
+    for _, raw in store.scan(keys.STATUS):
+        s = pb.InvocationStatus()
+        s.ParseFromString(raw)
+        t = s.target
+        rows[keys.created(s.created_at_ms, s.invocation_id)] = keys.created_value(
+            s.tenant, t.service, t.handler, t.key, s.idempotency_key)
+    tx = store.transaction()
+    for key, _ in store.scan(keys.CREATED):
+        if key not in rows:
+            tx.delete(key)
+    for key in sorted(rows):
+        tx.put(key, rows[key])
+    tx.commit(store.applied_lsn())
+    store.sync()
+    return len(rows)
+
+
 def each_store(step: Callable[[PartitionStore], int], what: str) -> Callable[[Path], None]:
     """A migration that runs step on every partition store of the data directory, one at a time."""
 

@@ -93,6 +93,27 @@ class PartitionStore:
                 break
             it.next()
 
+    def scan_back(self, prefix: bytes, before: bytes | None = None,
+                  limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Rows whose key starts with prefix, before `before` (exclusive; None: from the last) in
+        descending key order."""
+        it = self._db.iter()
+        it.seek_for_prev(before if before is not None else keys.successor(prefix))
+        if before is not None and it.valid() and bytes(it.key()) == before:
+            it.prev()
+        if before is None and it.valid() and bytes(it.key()) == keys.successor(prefix):
+            it.prev()
+        n = 0
+        while it.valid():
+            key = bytes(it.key())
+            if not key.startswith(prefix):
+                break
+            yield key, bytes(it.value())
+            n += 1
+            if limit is not None and n >= limit:
+                break
+            it.prev()
+
     def applied_lsn(self) -> int:
         raw = self.get(keys.APPLIED_LSN)
         return keys.read_u64(raw) if raw else 0
@@ -110,9 +131,13 @@ class PartitionStore:
         raw = self.get(keys.failed_attempts(invocation_id))
         return keys.read_u64(raw) if raw else 0
 
-    def journal(self, invocation_id: str) -> list[pb.JournalEntry]:
-        out = []
-        for _, raw in self.scan(keys.journal_prefix(invocation_id)):
+    def journal(self, invocation_id: str, start: int = 0, limit: int | None = None) -> list[pb.JournalEntry]:
+        """The entries from index start, at most limit of them (None: to the end)."""
+        out: list[pb.JournalEntry] = []
+        if limit is not None and limit < 1:
+            return out
+        begin = keys.journal(invocation_id, start) if start else None
+        for _, raw in self.scan(keys.journal_prefix(invocation_id), start=begin, limit=limit):
             entry = pb.JournalEntry()
             entry.ParseFromString(raw)
             out.append(entry)
@@ -121,6 +146,21 @@ class PartitionStore:
     def object_state(self, tenant: str, service: str, key: str) -> list[tuple[str, bytes]]:
         prefix = keys.object_prefix(keys.STATE, tenant, service, key)
         return [(keys.state_name(k, prefix), v) for k, v in self.scan(prefix)]
+
+    def object_keys(self, table: bytes, tenant: str, service: str, after: str | None, limit: int) -> list[str]:
+        """Distinct object keys with rows in table (state or promises), in store order after `after`;
+        one seek per key, whatever rows each holds."""
+        prefix = keys.objects_prefix(table, tenant, service)
+        start = keys.successor(prefix + keys.part(after)) if after is not None else prefix
+        out: list[str] = []
+        while len(out) < limit:
+            row = next(self.scan(prefix, start=start, limit=1), None)
+            if row is None:
+                break
+            key, rows = keys.object_key(row[0], prefix)
+            out.append(key)
+            start = keys.successor(rows)
+        return out
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every row in key order: what determinism tests compare."""

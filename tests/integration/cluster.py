@@ -57,8 +57,9 @@ class Cluster:
     `admin` is node 0's, `node_admin(i)` node i's (read from its published endpoint file)."""
 
     def __init__(self, root: Path, partitions: int = 2, env: dict[str, str] | None = None,
-                 admin_token: str | None = None, processes: int = 1) -> None:
+                 admin_token: str | None = None, processes: int = 1, console: bool = False) -> None:
         self.processes = processes
+        self.serve_console = console  # start the web console (on a free port; `console` is its address)
         self.admin_metadata = (("authorization", f"Bearer {admin_token}"),) if admin_token else ()
         self.root = root
         self.data_dir = root / "data"
@@ -69,21 +70,23 @@ class Cluster:
         self.ingress = ""
         self.admin = ""
         self.metrics = ""
+        self.console = ""
         self._restarts = 0
 
     def start_runtime(self, extra_args: list[str] | None = None) -> RuntimeProc:
         # The first start picks free ports; restarts reuse them so clients and workers reconnect.
         self._restarts += 1
         extra = ["--processes", str(self.processes), *(extra_args or [])]
+        console = (self.console or "127.0.0.1:0") if self.serve_console else "off"
         args = serve_argv(self.data_dir, partitions=self.partitions, ingress=self.ingress or "127.0.0.1:0",
-                          admin=self.admin or "127.0.0.1:0", metrics="127.0.0.1:0", extra=extra)
+                          admin=self.admin or "127.0.0.1:0", metrics="127.0.0.1:0", console=console, extra=extra)
         proc = RuntimeProc(args, self.root / f"runtime-{self._restarts}.log", self.env)
         try:
             ready = proc.wait_ready()
         except BaseException:
             proc.stop()
             raise
-        self.ingress, self.admin, self.metrics = ready.ingress, ready.admin, ready.metrics
+        self.ingress, self.admin, self.metrics, self.console = ready.ingress, ready.admin, ready.metrics, ready.console
         self.runtime = proc
         return proc
 

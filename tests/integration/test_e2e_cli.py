@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,7 +161,8 @@ def test_dev_serves_a_call_and_sigterm_stops_both_processes(tmp_path: Path) -> N
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(APPS_DIR), os.environ.get("PYTHONPATH", "")]),
                ENDURE_TEST_DIR=str(tmp_path))
     dev = Proc([sys.executable, "-m", "endure.runtime.cli", "dev", APP, "--data-dir", str(tmp_path / "data"),
-                "--ingress", ingress, "--admin", admin, "--metrics", "127.0.0.1:0"], tmp_path / "dev.log", env)
+                "--ingress", ingress, "--admin", admin, "--metrics", "127.0.0.1:0", "--console", "127.0.0.1:0"],
+               tmp_path / "dev.log", env)
     children: list[psutil.Process] = []
     try:
         def ready() -> bool:
@@ -169,6 +171,9 @@ def test_dev_serves_a_call_and_sigterm_stops_both_processes(tmp_path: Path) -> N
             return r.returncode == 0 and r.stdout.strip() == "42"
 
         wait_until(ready, 60, "endure dev to serve a call", interval=0.2)
+        console = dev.wait_for_line(re.compile(r"web console on (http://\S+)"), 30).group(1)
+        with urllib.request.urlopen(f"{console}api/whoami", timeout=10) as response:  # open: no auth in dev
+            assert json.loads(response.read())["admin"] is True
         children = psutil.Process(dev.pid).children(recursive=True)
         assert len(children) == 2, children  # the runtime and the worker
         dev.popen.send_signal(signal.SIGTERM)

@@ -67,7 +67,8 @@ def holder(tmp_path: Path) -> Iterator[RuntimeChild]:
 def test_kill9_of_endure_dev_takes_its_runtime_and_worker_with_it(tmp_path: Path) -> None:
     marker = uuid.uuid4().hex
     data = tmp_path / "data"
-    ports = ["--ingress", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{free_port()}", "--metrics", "off"]
+    ports = ["--ingress", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{free_port()}", "--metrics", "off",
+             "--console", "off"]
     dev = Proc([sys.executable, "-m", "endure.runtime.cli", "dev", APP, "--data-dir", str(data), *ports],
                tmp_path / "dev.log", _env(tmp_path, marker))
     children: list[psutil.Process] = []
@@ -113,7 +114,7 @@ def test_dev_on_a_data_dir_in_use_fails_and_leaves_no_worker(tmp_path: Path, hol
     data = tmp_path / "data"
     # The holder's own admin port: the old `endure dev` found it listening and registered its worker there.
     args = [sys.executable, "-m", "endure.runtime.cli", "dev", APP, "--data-dir", str(data),
-            "--ingress", "127.0.0.1:0", "--admin", holder.ready.admin, "--metrics", "off"]
+            "--ingress", "127.0.0.1:0", "--admin", holder.ready.admin, "--metrics", "off", "--console", "off"]
     try:
         done = subprocess.run(args, env=_env(tmp_path, marker), capture_output=True, text=True, timeout=60)
         assert done.returncode != 0, done.stdout + done.stderr

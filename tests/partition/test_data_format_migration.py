@@ -111,3 +111,26 @@ def test_open_data_dir_migrates_format_2_to_current(tmp_path: Path) -> None:
         assert _get(store, ids["killed"]).failure.cause == pb.FAILURE_KILLED
     finally:
         store.close()
+
+
+def test_the_created_index_is_built_for_a_store_written_before_it(tmp_path: Path) -> None:
+    from endure.runtime.partition.migrations import build_created_index
+
+    store = PartitionStore(tmp_path / "p0")
+    tx = store.transaction()
+    made = {inv_id(f"old{i}"): 1_000 + i for i in range(3)}
+    for inv, created in made.items():
+        s = _status(inv, pb.COMPLETED, 1)
+        s.created_at_ms = created
+        tx.put_proto(keys.status(inv), s)
+    tx.put(keys.created(5, inv_id("gone")), b"")  # a row whose invocation is not there
+    tx.commit(7)
+    try:
+        assert build_created_index(store) == 3
+        rows = [keys.parse_created(k) for k, _ in store.scan(keys.CREATED)]
+        assert rows == sorted((created, inv) for inv, created in made.items())
+        assert {keys.parse_created_value(v) for _, v in store.scan(keys.CREATED)} == {("default", "svc", "run", "", "")}
+        assert store.applied_lsn() == 7
+        assert build_created_index(store) == 3  # idempotent: a crash mid-way runs it again
+    finally:
+        store.close()

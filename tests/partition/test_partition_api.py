@@ -387,3 +387,83 @@ async def test_an_applied_lsn_past_the_log_is_refused_by_the_owner(node: Node) -
     with pytest.raises(InvalidPartitionRequest, match=f"applied_lsn {tail + 5} is past"):
         await node.partitions[0].await_completion(on_partition(0, "future"), tail + 5)
     assert len(node.waiters) == 0
+
+
+# ---------------------------------------------------------------------------------------- what the web console reads
+
+
+async def test_scan_invocations_filters_by_handler_failure_and_idempotency_key(node: Node) -> None:
+    part = node.partitions[0]
+    ts = now_ms()
+    ok, failed, other, keyed = (on_partition(0, name) for name in ("ok", "failed", "other", "keyed"))
+    await node.write(0, invoke(ok, handler="run", ts=ts), invoke(failed, handler="run", ts=ts),
+                     invoke(other, handler="walk", ts=ts), invoke(keyed, handler="run", idempotency_key="order-7", ts=ts))
+    await node.lead(0, output(ok, 0, ts=ts), end(ok, ts=ts))
+    await node.lead(0, entry(failed, 0, ts=ts, output=pb.OutputEntry(failure=pb.Failure(code=500, message="boom"))),
+                    end(failed, ts=ts))
+
+    async def ids_of(**f: object) -> set[str]:
+        return {s.invocation_id for s in await part.scan_invocations(InvocationFilter(**f), None, 100)}  # type: ignore[arg-type]
+
+    assert await ids_of(handler="walk") == {other}
+    assert await ids_of(handler="run") == {ok, failed, keyed}
+    assert await ids_of(failed=True) == {failed}
+    assert await ids_of(idempotency_key="order-7") == {keyed}
+    assert await ids_of(idempotency_key="order-8") == set()
+
+
+async def test_a_long_journal_is_read_in_pages(node: Node) -> None:
+    part = node.partitions[0]
+    inv = on_partition(0, "long")
+    await node.write(0, invoke(inv, ts=now_ms()))
+    await node.lead(0, *(run_entry(inv, i, value=str(i).encode()) for i in range(30)))
+    assert [e.value for e in await part.get_journal(inv)] == [str(i).encode() for i in range(30)]
+    assert [e.value for e in await part.get_journal(inv, 10, 5)] == [str(i).encode() for i in range(10, 15)]
+    assert [e.value for e in await part.get_journal(inv, 28, 5)] == [b"28", b"29"]
+    assert [e.value for e in await part.get_journal(inv, 25)] == [str(i).encode() for i in range(25, 30)]
+    assert await part.get_journal(inv, 30, 5) == []
+
+
+async def test_scan_object_keys_lists_each_key_with_state_once_per_tenant(node: Node) -> None:
+    part = node.partitions[0]
+    ts = now_ms()
+    for n, (tenant, key) in enumerate([("t", "alice"), ("t", "bob"), ("t", "carol"), ("u", "dave")]):
+        inv = on_partition(0, f"keys{n}")
+        await node.write(0, invoke(inv, service="obj", handler="h", key=key, kind=pb.EXCLUSIVE, tenant=tenant, ts=ts))
+        await node.lead(0, *(entry(inv, i, name=f"s{i}", set_state=pb.SetStateEntry(value=b"v")) for i in range(3)))
+    everything = await part.scan_object_keys("t", "obj", None, 100)
+    assert sorted(everything) == ["alice", "bob", "carol"]
+    first = await part.scan_object_keys("t", "obj", None, 2)
+    assert first == everything[:2]
+    assert await part.scan_object_keys("t", "obj", first[-1], 2) == everything[2:]
+    assert await part.scan_object_keys("u", "obj", None, 100) == ["dave"]
+    assert await part.scan_object_keys("t", "other", None, 100) == []
+    await node.write(0, env(ts=ts, resolve_promise=pb.ResolvePromise(workflow="wf", key="run-1", name="a", tenant="t",
+                                                                     value=b"A")))
+    assert await part.scan_object_keys("t", "wf", None, 100, promises=True) == ["run-1"]
+    assert await part.scan_object_keys("t", "wf", None, 100) == []
+
+
+async def test_scan_recent_lists_newest_first_with_a_cursor_a_filter_and_a_time_range(node: Node) -> None:
+    part = node.partitions[0]
+    t0 = now_ms()
+    made = []
+    for i in range(8):
+        inv = on_partition(0, f"recent{i}")
+        await node.write(0, invoke(inv, service="a" if i % 2 else "b", ts=t0 + i * 1000))
+        made.append(inv)
+    newest = [s.invocation_id for s in await part.scan_recent(InvocationFilter(), None, 100)]
+    assert newest == made[::-1]
+    first = await part.scan_recent(InvocationFilter(), None, 3)
+    cursor = (first[-1].created_at_ms, first[-1].invocation_id)
+    rest = await part.scan_recent(InvocationFilter(), cursor, 100)
+    assert [s.invocation_id for s in first + rest] == newest  # each once, in order
+    assert [s.invocation_id for s in await part.scan_recent(InvocationFilter(service="a"), None, 100)] == [
+        made[i] for i in (7, 5, 3, 1)]
+    window = InvocationFilter(created_after_ms=t0 + 2000, created_before_ms=t0 + 5000)
+    assert [s.invocation_id for s in await part.scan_recent(window, None, 100)] == [made[4], made[3], made[2]]
+    assert await part.scan_recent(InvocationFilter(), None, 0) == []
+    # A purged invocation leaves the index with its status.
+    await node.lead(0, output(made[7], 0, ts=t0), end(made[7], ts=t0))
+    await node.write(0, env(ts=t0, purge=pb.Purge(invocation_id=made[7])))
+    assert [s.invocation_id for s in await part.scan_recent(InvocationFilter(), None, 100)] == newest[1:]

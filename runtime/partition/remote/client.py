@@ -15,6 +15,7 @@ from endure.proto import partition_pb2_grpc as ppb_grpc
 from endure.proto import records_pb2 as pb
 from endure.runtime.log import LogFull
 from endure.runtime.partition.api import (
+    MAX_KEYS_READ,
     MAX_STREAM_READ,
     InvocationFilter,
     PartitionInfo,
@@ -189,10 +190,20 @@ class RemotePartition:
                                                                          invocation_id=invocation_id))
         return r.status if r.found else None
 
-    async def get_journal(self, invocation_id: str) -> list[pb.JournalEntry]:
-        r = await self._call(self._stub.GetJournal, ppb.InvocationRequest(partition=self._partition,
-                                                                          invocation_id=invocation_id))
+    async def get_journal(self, invocation_id: str, start: int = 0, limit: int = 0) -> list[pb.JournalEntry]:
+        r = await self._call(self._stub.GetJournal, ppb.InvocationRequest(
+            partition=self._partition, invocation_id=invocation_id, start=start, limit=limit))
         return list(r.entries)
+
+    async def scan_object_keys(self, tenant: str, service: str, after: str | None, limit: int,
+                               promises: bool = False) -> list[str]:
+        limit = min(limit, MAX_KEYS_READ)
+        if limit < 1:
+            return []
+        r = await self._call(self._stub.ScanObjectKeys, ppb.ObjectKeysRequest(
+            partition=self._partition, tenant=tenant, service=service, after=after or "", limit=limit,
+            promises=promises))
+        return list(r.keys)
 
     async def get_object_state(self, tenant: str, service: str, key: str) -> list[tuple[str, bytes]]:
         r = await self._call(self._stub.GetObjectState,
@@ -216,6 +227,21 @@ class RemotePartition:
             if len(r.statuses) < page:
                 break
             after = out[-1].invocation_id
+        return out
+
+    async def scan_recent(self, flt: InvocationFilter, before: tuple[int, str] | None,
+                          limit: int) -> list[pb.InvocationStatus]:
+        """Like LocalPartition's; a limit above one page is fetched in pages."""
+        out: list[pb.InvocationStatus] = []
+        while len(out) < limit:
+            page = min(limit - len(out), MAX_SCAN)
+            r = await self._call(self._stub.ScanInvocations, ppb.ScanRequest(
+                partition=self._partition, newest_first=True, after=before[1] if before else "",
+                before_ms=before[0] if before else 0, limit=page, **filter_fields(flt)))  # type: ignore[arg-type]
+            out.extend(r.statuses)
+            if len(r.statuses) < page:
+                break
+            before = (out[-1].created_at_ms, out[-1].invocation_id)
         return out
 
     async def get_usage(self, tenant: str | None, since_day: int) -> list[UsageRecord]:

@@ -11,6 +11,7 @@ from endure.proto import partition_pb2 as ppb
 from endure.proto import partition_pb2_grpc as ppb_grpc
 from endure.runtime.log import LogClosedError, LogFull, LogletFailedError, LogUnavailable
 from endure.runtime.partition.api import (
+    MAX_KEYS_READ,
     MAX_STREAM_READ,
     LocalPartition,
 )
@@ -77,8 +78,19 @@ class PartitionServicer(ppb_grpc.PartitionServiceServicer):
 
     async def GetJournal(self, request: ppb.InvocationRequest,
                          context: grpc.aio.ServicerContext) -> ppb.JournalResponse:
-        entries = await (await self._owned(request.partition, context)).get_journal(request.invocation_id)
+        part = await self._owned(request.partition, context)
+        entries = await part.get_journal(request.invocation_id, request.start, request.limit)
         return ppb.JournalResponse(entries=entries)
+
+    async def ScanObjectKeys(self, request: ppb.ObjectKeysRequest,
+                             context: grpc.aio.ServicerContext) -> ppb.ObjectKeysResponse:
+        part = await self._owned(request.partition, context)
+        if not 1 <= request.limit <= MAX_KEYS_READ:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         f"key scan limit must be 1 to {MAX_KEYS_READ}, got {request.limit}")
+        found = await part.scan_object_keys(request.tenant, request.service, request.after or None, request.limit,
+                                            request.promises)
+        return ppb.ObjectKeysResponse(keys=found)
 
     async def GetObjectState(self, request: ppb.ObjectRequest,
                              context: grpc.aio.ServicerContext) -> ppb.ObjectStateResponse:
@@ -98,7 +110,11 @@ class PartitionServicer(ppb_grpc.PartitionServiceServicer):
         if not 1 <= request.limit <= MAX_SCAN:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                          f"scan limit must be 1 to {MAX_SCAN}, got {request.limit}")
-        found = await part.scan_invocations(filter_of(request), request.after or None, request.limit)
+        if request.newest_first:
+            before = (request.before_ms, request.after) if request.after else None
+            found = await part.scan_recent(filter_of(request), before, request.limit)
+        else:
+            found = await part.scan_invocations(filter_of(request), request.after or None, request.limit)
         return ppb.ScanResponse(statuses=found)
 
     async def GetUsage(self, request: ppb.UsageRequest, context: grpc.aio.ServicerContext) -> ppb.UsageResponse:

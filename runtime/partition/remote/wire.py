@@ -46,14 +46,16 @@ class InvalidPartitionRequest(PartitionError, ValueError):
 def filter_fields(flt: InvocationFilter) -> dict[str, object]:
     return {"service": flt.service, "status": flt.status, "key": flt.key, "tenant": flt.tenant,
             "created_after_ms": flt.created_after_ms, "created_before_ms": flt.created_before_ms,
-            "in_flight": flt.in_flight, "deployment": flt.deployment}
+            "in_flight": flt.in_flight, "deployment": flt.deployment, "handler": flt.handler,
+            "failed": flt.failed, "idempotency_key": flt.idempotency_key}
 
 
 def filter_of(request: ppb.ScanRequest) -> InvocationFilter:
     return InvocationFilter(service=request.service, status=request.status, key=request.key,
                             tenant=request.tenant, created_after_ms=request.created_after_ms,
                             created_before_ms=request.created_before_ms, in_flight=request.in_flight,
-                            deployment=request.deployment)
+                            deployment=request.deployment, handler=request.handler, failed=request.failed,
+                            idempotency_key=request.idempotency_key)
 
 
 def info_message(info: PartitionInfo) -> ppb.InfoResponse:

@@ -72,6 +72,9 @@ def on_invoke(sm: StateMachine, tx: Transaction, rec: pb.Invoke, now: int, effec
         execute_at_ms=rec.execute_at_ms,
     )
     status.headers.update(rec.headers)
+    t = rec.target  # the newest-first index (dropped with the status):
+    tx.put(keys.created(now, rec.invocation_id),
+           keys.created_value(rec.tenant, t.service, t.handler, t.key, rec.idempotency_key))
     if rec.HasField("caller"):
         status.caller.CopyFrom(rec.caller)
     if rec.idempotency_key:

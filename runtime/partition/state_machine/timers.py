@@ -43,6 +43,7 @@ def purge(tx: Transaction, status: pb.InvocationStatus) -> None:
     """Drop a finished invocation: status, journal, idempotency row, and a workflow's key and promises."""
     inv = status.invocation_id
     tx.delete(keys.status(inv))
+    tx.delete(keys.created(status.created_at_ms, inv))
     tx.delete(keys.failed_attempts(inv))
     purge_streams(tx, status)
     for index in range(status.journal_length):
