@@ -9,7 +9,7 @@ partition through `Partition`, and moves are records appended to the partitions'
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import grpc
 
@@ -138,15 +138,24 @@ class DeploymentOps:
                                   f"{len(connected)} worker(s) of {ref} are connected ({', '.join(sorted(connected))}): "
                                   "stop them first (drain the version to send them no new work)")
 
+    async def _pinned_pages(self, ref: str) -> AsyncIterator[tuple[int, list[pb.InvocationStatus]]]:
+        """(partition, a page of unfinished invocations pinned to ref), every partition, in id order."""
+        for p, partition in self._partitions.items():
+            after: str | None = None
+            while True:
+                page = await partition.scan_invocations(InvocationFilter(deployment=ref), after, _MOVE_BATCH)
+                if page:
+                    yield p, page
+                if len(page) < _MOVE_BATCH:
+                    break
+                after = page[-1].invocation_id
+
     async def move_pinned(self, ref: str, force: bool) -> int:
         """Move every unfinished invocation pinned to ref onto its service's latest other version
-        (force), or refuse while there are any. Returns how many were moved."""
-        found: dict[int, list[pb.InvocationStatus]] = {}
-        for p, partition in self._partitions.items():
-            statuses = await partition.scan_invocations(InvocationFilter(deployment=ref), None, 1 << 30)
-            if statuses:
-                found[p] = statuses
-        count = sum(len(v) for v in found.values())
+        (force), or refuse while there are any. Returns how many were moved. Pages through the
+        pinned index (memory bounded by a page), and checks every service has somewhere to go
+        before it moves anything."""
+        count = (await self.pinned_counts()).get(ref, 0)
         if not count:
             return 0
         if not force:
@@ -154,25 +163,24 @@ class DeploymentOps:
                                   f"{count} unfinished invocation(s) are pinned to {ref}: let them finish, "
                                   "or remove with --force to move them to their service's latest version")
         targets: dict[str, pb.DeploymentRef] = {}
-        for statuses in found.values():
-            for status in statuses:
-                service = status.target.service
-                if service not in targets:
-                    latest = self._registry.latest(service, excluding=ref)
-                    if latest is None:
-                        raise DeploymentError(grpc.StatusCode.FAILED_PRECONDITION,
-                                              f"no other version of {service} takes new invocations: register "
-                                              f"(or promote) one before moving the invocations pinned to {ref}")
-                    targets[service] = parse_ref(latest)
+        async for _, page in self._pinned_pages(ref):
+            for service in {s.target.service for s in page} - set(targets):
+                latest = self._registry.latest(service, excluding=ref)
+                if latest is None:
+                    raise DeploymentError(grpc.StatusCode.FAILED_PRECONDITION,
+                                          f"no other version of {service} takes new invocations: register "
+                                          f"(or promote) one before moving the invocations pinned to {ref}")
+                targets[service] = parse_ref(latest)
+        moved = 0
         now = int(time.time() * 1000)
-        for p, statuses in found.items():
+        async for p, page in self._pinned_pages(ref):
             records = [pb.Envelope(header=pb.Header(timestamp_ms=now), move_deployment=pb.MoveDeployment(
-                invocation_id=s.invocation_id, from_deployment=s.deployment,
-                to_deployment=targets[s.target.service], reason=f"deployments remove --force {ref}"))
-                for s in statuses]
-            for i in range(0, len(records), _MOVE_BATCH):
-                await self._partitions[p].append(records[i:i + _MOVE_BATCH])
-        return count
+                invocation_id=s.invocation_id, from_deployment=s.deployment, to_deployment=targets[s.target.service],
+                reason=f"deployments remove --force {ref}")) for s in page if s.target.service in targets]
+            if records:  # (one pinned since the check, of a service not checked, stays: a rerun moves it)
+                await self._partitions[p].append(records)
+            moved += len(records)
+        return moved
 
     async def remove(self, ref: str) -> None:
         try:
