@@ -44,6 +44,7 @@ COMPONENTIZE_PY = "componentize-py==0.25.1"
 WORLD = "python-runner"
 APP_MODULE = "endure_guest"  # the name guest_app.py gets inside the component
 EXPORT = "run"
+HTTP_IMPORT = "http-call"
 BUILD_TIMEOUT_S = 600.0
 RETRY_FAILED_AFTER_S = 600.0  # a failed build is retried by a new process only after this
 
@@ -51,6 +52,10 @@ WIT = """package endure:sandbox@0.1.0;
 
 /// One Python script per fresh instance of a pre-initialized CPython.
 world python-runner {
+  /// endure_http's request to the host (endure.sandbox.network.serve_call), refused without a
+  /// NetworkPolicy. The bytes are carried as a string of their latin-1 decoding: wasmtime-py
+  /// converts a list<u8> element by element in Python (seconds per MiB), a string in one copy.
+  import http-call: func(request: string) -> string;
   /// Runs `code` as `__main__` with `sys.argv = ["main.py", ...args]` and `sys-path` in front
   /// of `sys.path`. Output goes to the WASI stdout/stderr; the result is the exit status
   /// (0, the SystemExit code, or 1 after an uncaught exception's traceback on stderr).
@@ -179,6 +184,8 @@ def probe_initial_memory(engine: wasmtime.Engine, comp: component.Component) -> 
     store.set_wasi(wasmtime.WasiConfig())
     linker = component.Linker(engine)
     linker.add_wasip2()
+    with linker.root() as root:  # never called: instantiation stops at the memory cap
+        root.add_func(HTTP_IMPORT, lambda _store, _request: "")
     try:
         linker.instantiate(store, comp)
     except wasmtime.WasmtimeError as e:

@@ -10,6 +10,10 @@ shared with `Runner` (runner.py), which this module calls rather than copies.
 Extra request fields: `mounts`, a list of [host_dir, guest_dir] preopened read-only, and
 `sys_path`, directories put in front of the guest's `sys.path` (pure-Python packages only: the
 component cannot load native extensions at run time).
+
+HTTP (`network`): the component imports `http-call` (component.py's WIT), which endure_http calls
+with the same framed request the 3.12 path's file channel carries; it is served here by
+network.serve_call under the run's policy (refused without one) and logged into the result.
 """
 
 from __future__ import annotations
@@ -24,9 +28,16 @@ from typing import Any
 import wasmtime
 from wasmtime import component
 
-from endure.sandbox.component import EXPORT, ComponentStore, ComponentUnavailableError, LoadedComponent
+from endure.sandbox.component import (
+    EXPORT,
+    HTTP_IMPORT,
+    ComponentStore,
+    ComponentUnavailableError,
+    LoadedComponent,
+)
 from endure.sandbox.engine import get_ticker
 from endure.sandbox.limits import ErrorKind
+from endure.sandbox.network import HttpClient, serve_call
 from endure.sandbox.result import SandboxResult
 from endure.sandbox.runner import GUEST_ROOT, Runner, RunRequest, RunState, _write_inputs
 
@@ -76,6 +87,19 @@ class ComponentRunner:
         self.component = loaded.component
         self.linker = component.Linker(self.engine)
         self.linker.add_wasip2()
+        self._state: RunState | None = None  # the run in progress (one at a time per process)
+        with self.linker.root() as root:
+            root.add_func(HTTP_IMPORT, self._http_call)
+
+    def _http_call(self, store: object, request: str) -> str:
+        """The guest's `http-call`: bytes travel as latin-1 strings (see component.WIT)."""
+        st = self._state
+        client = st.http_client if st is not None else None
+        try:
+            data = request.encode("latin-1")
+        except UnicodeEncodeError:
+            data = b"\xff"  # not a framing a guest can send through endure_http: answered as malformed
+        return serve_call(client, data).decode("latin-1")
 
     def warm(self) -> None:
         """One throw-away run, so the first user run does not fault in the compiled code."""
@@ -96,6 +120,8 @@ class ComponentRunner:
         scratch = work / "root"
         scratch.mkdir()
         state = RunState(req.limits, scratch)
+        if req.network is not None:
+            state.http_client = HttpClient(req.network, state.wall_deadline)
         try:
             mounts = request_mounts(req)
             _write_inputs(scratch, req.files)
@@ -125,6 +151,7 @@ class ComponentRunner:
         rss0 = _resident_bytes()
         state.t0 = time.perf_counter()
         get_ticker().add(state.watchdog)
+        self._state = state
         try:
             inst = self.linker.instantiate(store, self.component)
             func = inst.get_func(store, EXPORT)
@@ -134,6 +161,7 @@ class ComponentRunner:
         except BaseException as e:
             exc = e
         finally:
+            self._state = None
             state.t1 = time.perf_counter()
             state.finished = True
             try:

@@ -138,6 +138,11 @@ import zipfile
 import zlib
 import zoneinfo
 
+try:  # the bindings componentize-py generates; imported here so they are in the snapshot
+    import wit_world
+except ImportError:  # on the host
+    wit_world = None
+
 _BASE_PATH = list(sys.path)
 
 

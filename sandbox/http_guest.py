@@ -1,10 +1,12 @@
 """endure_http: HTTP for Python in the sandbox, performed by the host under the run's NetworkPolicy.
 
 This file runs inside the guest (it is mounted read-only as /.endure/lib/endure_http.py; a
-`requests` module there re-exports it). The guest has no sockets: a request is written into the
-run's channel directory and `os.sched_yield()` hands it to the host, which checks the allow-list,
-performs it and writes the response back (see endure.sandbox.network). Refusals and failures
-raise the typed exceptions below; responses are capped by the policy.
+`requests` module there re-exports it). The guest has no sockets. On the CPython 3.14 component a
+request is one call of the component's `http-call` import (`wit_world.http_call`); on the
+CPython 3.12 WASI path it is written into the run's channel directory and `os.sched_yield()`
+hands it to the host. Either way the host checks the allow-list, performs it and answers (see
+endure.sandbox.network). Refusals and failures raise the typed exceptions below; responses are
+capped by the policy.
 
 Imports are kept to `os` (already loaded): the guest compiles stdlib modules on import, and
 `json` alone costs ~230M fuel, so it and `urllib.parse` load only when a call needs them. The
@@ -47,6 +49,11 @@ if TYPE_CHECKING:  # importing typing would cost every run's fuel
     from typing import Any
 
 _IO = "/.endure/io"
+
+try:  # the component's host import (already in its snapshot); absent on the CPython 3.12 path
+    from wit_world import http_call as _http_call
+except ImportError:
+    _http_call = None
 
 
 class RequestException(OSError):
@@ -255,8 +262,6 @@ def request(
         body = data.encode()
     elif data is not None:
         body = bytes(data)
-    if not os.path.isdir(_IO):
-        raise NetworkDenied("network is off for this run (no NetworkPolicy)")
     fields = [
         method.upper(),
         _with_params(url, params),
@@ -265,6 +270,31 @@ def request(
     ]
     for k, v in hdrs.items():
         fields += [str(k), str(v)]
+    if _http_call is not None:
+        meta, content = _call_host(_encode(fields), body)
+    else:
+        meta, content = _file_channel(_encode(fields), body)
+    status, reason, final_url, rest = int(meta[1]), meta[2], meta[3], meta[4:]
+    hs = Headers([(rest[i], rest[i + 1]) for i in range(0, len(rest) - 1, 2)])
+    return Response(status, reason, hs, content, final_url)
+
+
+def _call_host(raw: bytes, body: bytes) -> tuple[list[str], bytes]:
+    """The component's channel: meta as a netstring, then the body, both ways (bytes as latin-1)."""
+    assert _http_call is not None
+    reply = _http_call((b"%d:" % len(raw) + raw + body).decode("latin-1")).encode("latin-1")
+    j = reply.index(b":")
+    n = int(reply[:j])
+    meta = _decode(reply[j + 1 : j + 1 + n])
+    if meta[0] != "ok":
+        raise _KINDS.get(meta[1], RequestException)(meta[2])
+    return meta, reply[j + 1 + n :]
+
+
+def _file_channel(raw: bytes, body: bytes) -> tuple[list[str], bytes]:
+    """The CPython 3.12 path's channel: files in /.endure/io, served by the host at os.sched_yield()."""
+    if not os.path.isdir(_IO):
+        raise NetworkDenied("network is off for this run (no NetworkPolicy)")
     for name in ("resp.meta", "resp.body"):
         try:
             os.unlink(f"{_IO}/{name}")
@@ -274,7 +304,7 @@ def request(
         with open(f"{_IO}/req.body", "wb") as f:
             f.write(body)
     with open(f"{_IO}/req.meta", "wb") as f:  # written last: its presence is the request
-        f.write(_encode(fields))
+        f.write(raw)
     os.sched_yield()  # the host serves the request before this returns
     try:
         with open(f"{_IO}/resp.meta", "rb") as f:
@@ -289,9 +319,7 @@ def request(
         content = f.read()
     for name in ("resp.meta", "resp.body"):
         os.unlink(f"{_IO}/{name}")
-    status, reason, final_url, rest = int(meta[1]), meta[2], meta[3], meta[4:]
-    hs = Headers([(rest[i], rest[i + 1]) for i in range(0, len(rest) - 1, 2)])
-    return Response(status, reason, hs, content, final_url)
+    return meta, content
 
 
 def get(url: str, params: Any = None, **kw: Any) -> Response:

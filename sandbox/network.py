@@ -1,13 +1,14 @@
 """Network for sandbox runs: off unless a run is granted an allow-list, and then HTTP(S) only, via the host.
 
-The guest (WASI preview1) has no sockets. A run with a NetworkPolicy gets two extra preopens: the
-guest module `endure_http` (sandbox/http_guest.py, plus a tiny `requests` shim) read-only at
-/.endure/lib, and a per-run channel directory at /.endure/io. CPython for WASI cannot call an
-arbitrary wasm import from Python, so the call goes through a WASI import it does call:
-`endure_http` writes `req.json` (+ `req.body`) into the channel and calls `os.sched_yield()`,
-which the runner shadows with a host function (the same one that does the boot hand-off). That
-host function runs `Channel.serve`, which checks the request against the policy, performs it
-here, and writes `resp.json` (+ `resp.body`) before the guest continues.
+The guest has no sockets. A run with a NetworkPolicy gets the guest module `endure_http`
+(sandbox/http_guest.py, plus a tiny `requests` shim) read-only at /.endure/lib. On the CPython
+3.14 component (the default) a request is one call of the component's `http-call` import, served
+by `serve_call`. On the CPython 3.12 WASI fallback, which cannot call an arbitrary wasm import
+from Python, the run also gets a channel directory at /.endure/io: `endure_http` writes
+`req.meta` (+ `req.body`) there and calls `os.sched_yield()`, which the runner shadows with a
+host function (the same one that does the boot hand-off) running `Channel.serve`. Both channels
+carry the same netstring request and reply and end in `answer`, which checks the request against
+the policy and performs it here before the guest continues.
 
 Checks: the URL against the allow-list (URL prefixes or hosts), then every address the host name
 resolves to: loopback, private, link-local, unspecified, multicast and other non-global addresses
@@ -578,6 +579,65 @@ def decode_fields(data: bytes) -> list[str]:
     return out
 
 
+def answer(client: HttpClient | None, raw: bytes, body: bytes) -> tuple[list[str], bytes]:
+    """Serve one encoded request (netstring meta: method, url, follow, timeout, header pairs) under
+    `client`; the reply meta and body. Both channels call this, so their checks cannot drift apart."""
+    try:
+        if client is None:
+            raise NetworkError(NetErrorKind.DENIED, "network is off for this run (no NetworkPolicy)")
+        try:
+            f = decode_fields(raw)
+            method, url, follow, timeout_s = f[0], f[1], f[2] == "1", float(f[3]) if f[3] else None
+            if len(f) % 2:
+                raise ValueError("odd header list")
+            headers = [(f[i], f[i + 1]) for i in range(4, len(f), 2)]
+        except (ValueError, IndexError) as e:
+            raise NetworkError(NetErrorKind.INVALID, f"malformed request from endure_http: {e}") from None
+        resp = client.fetch(method, url, headers, body, follow, timeout_s)
+    except NetworkError as e:
+        return ["err", e.kind.value, str(e)], b""
+    meta = ["ok", str(resp.status), resp.reason, resp.url]
+    for k, v in resp.headers:
+        meta += [k, v]
+    return meta, resp.body
+
+
+def frame(meta: list[str], body: bytes) -> bytes:
+    """One message of the component's `http-call`: the netstring-encoded meta as a netstring, then the body."""
+    m = encode_fields(meta)
+    return b"%d:" % len(m) + m + body
+
+
+def unframe(data: bytes) -> tuple[bytes, bytes]:
+    """`frame`'s inverse on raw meta: (meta bytes, body); ValueError if malformed."""
+    j = data.index(b":", 0, 24)
+    n = int(data[:j])
+    if n < 0 or j + 1 + n > len(data):
+        raise ValueError("truncated request meta")
+    return data[j + 1 : j + 1 + n], data[j + 1 + n :]
+
+
+def serve_call(client: HttpClient | None, request: bytes) -> bytes:
+    """Host side of the component's `http-call` import: one framed request in, one framed reply out.
+    Never raises, since an exception in a host call would trap the guest instead of reaching it."""
+    try:
+        raw, body = unframe(request)
+        if len(raw) > _MAX_REQ_META:
+            raise ValueError(f"request meta over {_MAX_REQ_META} bytes")
+        if client is not None and len(body) > client.policy.max_request_bytes:
+            raise NetworkError(
+                NetErrorKind.TOO_LARGE, f"request body over {client.policy.max_request_bytes} bytes"
+            )
+        meta, out = answer(client, raw, body)
+    except NetworkError as e:
+        meta, out = ["err", e.kind.value, str(e)], b""
+    except ValueError as e:
+        meta, out = ["err", NetErrorKind.INVALID.value, f"malformed request from endure_http: {e}"], b""
+    except Exception as e:  # a host bug still answers the guest (and is named) instead of trapping it
+        meta, out = ["err", NetErrorKind.CONNECTION.value, f"host error: {type(e).__name__}: {e}"], b""
+    return frame(meta, out)
+
+
 class Channel:
     """Host side of endure_http's request files in one run's channel directory: `req.meta` (method,
     url, follow, timeout, header pairs) + `req.body` in; `resp.meta` + `resp.body` out."""
@@ -606,19 +666,9 @@ class Channel:
                         os.unlink(self.dir / name)
             if self.client is None:
                 raise NetworkError(NetErrorKind.DENIED, "network is off for this run (no NetworkPolicy)")
-            try:
-                f = decode_fields(raw or b"")
-                method, url, follow, timeout_s = f[0], f[1], f[2] == "1", float(f[3]) if f[3] else None
-                if len(f) % 2:
-                    raise ValueError("odd header list")
-                headers = [(f[i], f[i + 1]) for i in range(4, len(f), 2)]
-            except (ValueError, IndexError) as e:
-                raise NetworkError(NetErrorKind.INVALID, f"malformed request from endure_http: {e}") from None
-            resp = self.client.fetch(method, url, headers, body, follow, timeout_s)
-            _write_fresh(self.dir / "resp.body", resp.body)
-            meta = ["ok", str(resp.status), resp.reason, resp.url]
-            for k, v in resp.headers:
-                meta += [k, v]
+            meta, out = answer(self.client, raw or b"", body)
+            if meta[0] == "ok":
+                _write_fresh(self.dir / "resp.body", out)
         except NetworkError as e:
             meta = ["err", e.kind.value, str(e)]
         except (OSError, ValueError) as e:

@@ -35,7 +35,7 @@ from endure.sandbox.engine import TICK_S, get_engine, get_ticker
 from endure.sandbox.guests import js_guest, python_guest
 from endure.sandbox.limits import ErrorKind, LimitKind, Limits
 from endure.sandbox.module_cache import ModuleCache
-from endure.sandbox.network import GUEST_IO_MOUNT, Channel, HttpClient, NetworkPolicy
+from endure.sandbox.network import GUEST_IO_MOUNT, Channel, HttpClient, HttpExchange, NetworkPolicy
 from endure.sandbox.result import SandboxResult
 
 GUEST_ROOT = "/"
@@ -200,6 +200,12 @@ class RunState:
         self._tick = 0
         self.on_start: Callable[[], None] | None = None
         self.channel: Channel | None = None  # the run's HTTP channel (its dir counts to the quotas)
+        self.http_client: HttpClient | None = None  # the component path's client (no channel dir)
+
+    def http_log(self) -> list[HttpExchange]:
+        """The run's HTTP exchanges, from whichever channel it had."""
+        client = self.channel.client if self.channel is not None else self.http_client
+        return client.log if client is not None else []
 
     def wall_deadline(self) -> float:
         """When this run's wall time ends (time.monotonic), for host calls the epoch cannot cut."""
@@ -602,9 +608,9 @@ class Runner:
         return SandboxResult(error=f"unknown guest kind {req.kind!r}", error_kind=ErrorKind.INTERNAL)
 
     def run_python(self, req: RunRequest) -> SandboxResult:
-        # A run granted network takes the WASI 3.12 path: its HTTP channel is the shadowed
-        # `sched_yield` host call, which the component's WASI 0.2 world does not have.
-        if self.python_component is not None and req.network is None:
+        # Network runs too: the component's HTTP channel is its `http-call` import. Without the
+        # component, the 3.12 path's channel is the shadowed `sched_yield` and its files.
+        if self.python_component is not None:
             return self.python_component(req)
         inst = self._next_py
         if (
@@ -787,7 +793,7 @@ class Runner:
             limit_hit=limit,
             error=error,
             error_kind=kind,
-            http=state.channel.client.log if state.channel is not None and state.channel.client else [],
+            http=state.http_log(),
         )
 
 

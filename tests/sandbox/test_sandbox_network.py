@@ -413,22 +413,49 @@ print(n, last)
 
 
 async def test_channel_refuses_forged_requests(sandbox: Sandbox, server: Server) -> None:
+    """Requests endure_http never sends, straight into the channel: the component's `http-call`
+    import or, on the CPython 3.12 path (ENDURE_SANDBOX_PYTHON=core), the channel files."""
     code = """
 import os
-open("/.endure/io/req.meta", "wb").write(b"99999:GET")
-os.sched_yield()
-print(open("/.endure/io/resp.meta", "rb").read()[:40])
-try:  # a link the host would write through, if it followed links
-    os.symlink("../root/x", "/.endure/io/resp.meta")
-except OSError:
-    pass
-os.sched_yield()  # no request pending: nothing happens
+try:
+    import wit_world
+except ImportError:
+    wit_world = None
+if wit_world is not None:
+    for forged in ["99999:GET", "8:5:GET1:x", "\\u20ac", ""]:
+        print(wit_world.http_call(forged).encode("latin-1").split(b":", 1)[1][:40])
+else:
+    open("/.endure/io/req.meta", "wb").write(b"99999:GET")
+    os.sched_yield()
+    print(open("/.endure/io/resp.meta", "rb").read()[:40])
+    try:  # a link the host would write through, if it followed links
+        os.symlink("../root/x", "/.endure/io/resp.meta")
+    except OSError:
+        pass
+    os.sched_yield()  # no request pending: nothing happens
 print(h.get("BASE/json").status_code)
 """.replace("BASE", server.base)
     res = await run(sandbox, code, policy(server))
     assert res.ok, res.stderr
-    first, second = res.stdout.splitlines()
-    assert first.startswith("b'3:err7:invalid") and second == "200"
+    *forged, last = res.stdout.splitlines()
+    assert forged and all(f.startswith("b'3:err7:invalid") for f in forged) and last == "200"
+    assert len(res.http) == 1  # refused before any check: nothing attempted, nothing logged
+
+
+async def test_http_call_without_policy_is_refused(sandbox: Sandbox, server: Server) -> None:
+    code = """
+try:
+    import wit_world
+except ImportError:
+    print("core")
+else:
+    print(wit_world.http_call("23:3:GET11:http://x/j1:10:").encode("latin-1").split(b":", 1)[1][:13])
+"""
+    res = await sandbox.run_python(code)
+    if res.stdout == "core\n":
+        pytest.skip("the CPython 3.12 path has no http-call import")
+    assert res.stdout == "b'3:err6:denied'\n", res.stderr
+    assert res.http == [] and server.hits == Counter()
 
 
 async def test_no_policy_no_network(sandbox: Sandbox, server: Server) -> None:
