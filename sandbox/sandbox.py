@@ -176,7 +176,7 @@ class Sandbox:
         network: NetworkPolicy | Mapping[str, Any] | None = None,
     ) -> SandboxResult:
         """Run `code` in CPython 3.14 (a pre-initialized component; CPython 3.12 WASI when it cannot be
-        built, and for runs granted network); the scratch dir is "/" and the cwd.
+        built); the scratch dir is "/" and the cwd.
 
         `requirements` (PEP 508 strings, e.g. ["attrs>=23", "six"]) are resolved on the host with
         their dependencies (pure-Python wheels only; a package with C extensions raises
