@@ -196,7 +196,7 @@ class Sandbox:
                 mounts.append([str(pset.path), PACKAGES_MOUNT])
                 sys_path.append(PACKAGES_MOUNT)
         if network is not None:
-            policy = network if isinstance(network, NetworkPolicy) else NetworkPolicy.model_validate(network)
+            policy = NetworkPolicy.model_validate(network)  # a policy passes as it is, a dict is checked
             lib = await guest_lib_dir(self.cache_dir, self.precompile_packages)
             mounts.append([str(lib), GUEST_LIB_MOUNT])
             sys_path.append(GUEST_LIB_MOUNT)

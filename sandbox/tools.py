@@ -63,8 +63,7 @@ class Tool:
         self.limits = limits
         self.requirements = list(requirements or [])  # pure-Python packages the tool imports
         # What the tool may reach over HTTP (checked now, so a bad policy fails at registration).
-        self.network = None if network is None else (
-            network if isinstance(network, NetworkPolicy) else NetworkPolicy.model_validate(network))
+        self.network = None if network is None else NetworkPolicy.model_validate(network)
 
     def json_schema(self) -> dict[str, Any]:
         """The OpenAI function-calling description of this tool."""
