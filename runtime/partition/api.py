@@ -291,14 +291,13 @@ class LocalPartition:
 
     async def read_stream(self, invocation_id: str, after_seq: int, limit: int, wait_s: float = 0.0) -> StreamRead:
         limit = max(1, min(limit, MAX_STREAM_READ))
-        status = self.status(invocation_id)
-        if status is None:
-            status = await self.get_status(invocation_id)  # appended, maybe not applied yet
-            if status is None:
-                return StreamRead((), False, False)
         fut = self._waiters.streams.register(invocation_id) if wait_s else None  # before the read: none slips by
         try:
             read = self._read_stream(invocation_id, after_seq, limit)
+            if not read.found:
+                if await self.get_status(invocation_id) is None:  # appended, maybe not applied yet
+                    return read
+                read = self._read_stream(invocation_id, after_seq, limit)
             if read.events or read.finished or fut is None:
                 return read
             try:
