@@ -15,7 +15,7 @@ import grpc
 
 from endure.proto import admin_pb2 as apb
 from endure.proto import records_pb2 as pb
-from endure.proto.deployments import parse_ref
+from endure.proto.deployments import parse_ref, ref_text
 from endure.runtime.invoker.invoker import Invoker
 from endure.runtime.invoker.registry import (
     AmbiguousDeployment,
@@ -110,7 +110,7 @@ class DeploymentOps:
             for answer in await peers("ListDeployments", apb.ListDeploymentsRequest()):
                 assert isinstance(answer, apb.ListDeploymentsResponse)
                 for d in answer.deployments:
-                    ref = f"{d.deployment.id}@{d.deployment.version}"
+                    ref = ref_text(d.deployment)
                     waiting[ref] = waiting.get(ref, 0) + d.waiting
         out = apb.ListDeploymentsResponse()
         for version in self._registry.versions():

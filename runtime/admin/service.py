@@ -259,7 +259,7 @@ class AdminService(apb_grpc.AdminServicer):
             await context.abort(exc.code, str(exc))
         listed = await self.ListDeployments(apb.ListDeploymentsRequest(), context)
         for info in listed.deployments:
-            if f"{info.deployment.id}@{info.deployment.version}" == ref:
+            if ref_text(info.deployment) == ref:
                 return info
         await context.abort(grpc.StatusCode.NOT_FOUND, f"deployment {ref} was removed meanwhile")
         raise AssertionError("abort returned")

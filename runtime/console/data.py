@@ -621,7 +621,7 @@ def _worker(w: apb.WorkerInfo) -> dict[str, Any]:
 
 
 def _deployment(d: apb.DeploymentInfo) -> dict[str, Any]:
-    return {"ref": f"{d.deployment.id}@{d.deployment.version}", "id": d.deployment.id,
+    return {"ref": ref_text(d.deployment), "id": d.deployment.id,
             "version": d.deployment.version, "services": list(d.services), "latest_for": list(d.latest_for),
             "draining": d.draining, "registered_at_ms": d.registered_at_ms, "promoted_at_ms": d.promoted_at_ms or None,
             "workers": [_worker(w) for w in d.workers], "in_flight": d.in_flight, "waiting": d.waiting}
